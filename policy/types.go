@@ -19,6 +19,14 @@ type File struct {
 	Kind       string   `json:"kind" yaml:"kind" jsonschema:"required,enum=NetworkPolicy"`
 	Metadata   Metadata `json:"metadata" yaml:"metadata" jsonschema:"required"`
 	Spec       Spec     `json:"spec" yaml:"spec" jsonschema:"required"`
+
+	// source is the file name given to Load; index maps the absolute path
+	// of every value (spec.nodes[2].lanAddress) to its position, keys that
+	// of every mapping entry to the position of its key. All are empty for
+	// a File built in Go.
+	source string
+	index  map[string]Pos
+	keys   map[string]Pos
 }
 
 // Metadata names the policy.

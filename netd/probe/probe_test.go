@@ -1,0 +1,117 @@
+package probe
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/exec"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/vishvananda/netns"
+	"golang.org/x/net/icmp"
+)
+
+// ip runs an iproute2 command and fails the test on error.
+func ip(t *testing.T, args ...string) {
+	t.Helper()
+	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+		t.Fatalf("ip %v: %v: %s", args, err, out)
+	}
+}
+
+// inNS opens the ICMP socket inside the named namespace.
+func inNS(name string) func(netip.Addr) (*icmp.PacketConn, error) {
+	return func(src netip.Addr) (*icmp.PacketConn, error) {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			return nil, err
+		}
+		defer orig.Close()
+		h, err := netns.GetFromName(name)
+		if err != nil {
+			return nil, err
+		}
+		defer h.Close()
+		if err := netns.Set(h); err != nil {
+			return nil, err
+		}
+		defer func() { _ = netns.Set(orig) }()
+		return icmp.ListenPacket("ip4:icmp", src.String())
+	}
+}
+
+func eventually(t *testing.T, d time.Duration, what string, f func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !f() {
+		if time.Since(start) > d {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond) // polling interval, not a wait for an outcome
+	}
+	return time.Since(start)
+}
+
+// TestProberLANPath probes a peer across a real veth pair in two fresh
+// namespaces: the path is up while the peer answers, goes down within a
+// second when the peer's link goes down, and comes back only after UpAfter
+// answered probes.
+func TestProberLANPath(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates network namespaces")
+	}
+	a, b := fmt.Sprintf("netd-probe-a-%d", os.Getpid()), fmt.Sprintf("netd-probe-b-%d", os.Getpid())
+	for _, n := range []string{a, b} {
+		ip(t, "netns", "add", n)
+		t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", n).Run() })
+	}
+	ip(t, "-n", a, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", b)
+	ip(t, "-n", a, "addr", "add", "192.168.0.11/24", "dev", "eth0")
+	ip(t, "-n", b, "addr", "add", "192.168.0.12/24", "dev", "eth0")
+	ip(t, "-n", a, "link", "set", "eth0", "up")
+	ip(t, "-n", b, "link", "set", "eth0", "up")
+
+	reg := prometheus.NewRegistry()
+	p, err := New(slog.New(slog.NewTextHandler(io.Discard, nil)), reg,
+		Options{Interval: 50 * time.Millisecond, Listen: inNS(a)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer := netip.MustParseAddr("192.168.0.12")
+	p.SetTargets(netip.MustParseAddr("192.168.0.11"), []Target{{Name: "ultra", Addr: peer}})
+	ctx := t.Context()
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+
+	eventually(t, 5*time.Second, "a reply", func() bool {
+		s := p.Status()
+		return len(s) == 1 && s[0].LastRTT != ""
+	})
+	if !p.Up(peer) {
+		t.Fatal("path down although the peer answers")
+	}
+	ip(t, "-n", b, "link", "set", "eth0", "down")
+	took := eventually(t, 5*time.Second, "path down", func() bool { return !p.Up(peer) })
+	t.Logf("path down %v after the peer's link went down (interval 50ms, DownAfter 3)", took)
+	select {
+	case <-p.Changes():
+	default:
+		t.Error("no change signalled for down")
+	}
+	ip(t, "-n", b, "link", "set", "eth0", "up")
+	eventually(t, 10*time.Second, "path up", func() bool { return p.Up(peer) })
+	s := p.Status()
+	if s[0].Flaps != 2 {
+		t.Errorf("flaps = %d, want 2 (down, up)", s[0].Flaps)
+	}
+	if got := p.Up(netip.MustParseAddr("192.168.0.99")); got {
+		t.Error("an address that is not probed must be reported down")
+	}
+}

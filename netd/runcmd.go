@@ -1,0 +1,99 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/ducksnest/netd/netd/daemon"
+)
+
+func init() {
+	commands["run"] = command{summary: "run the node daemon (BGP, routes, MTU)", run: runDaemon}
+}
+
+// envOr returns the environment variable's value, or def.
+func envOr(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok {
+		return v
+	}
+	return def
+}
+
+func runDaemon(ctx context.Context, args []string, _, stderr io.Writer) error {
+	fs := flag.NewFlagSet("netd run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	host, _ := os.Hostname()
+	policyPath := fs.String("policy", envOr("NETD_POLICY", "/etc/netd/policy.yaml"), "policy file (env NETD_POLICY)")
+	node := fs.String("node", envOr("NETD_NODE", host), "this node's name in the policy (env NETD_NODE)")
+	socket := fs.String("socket", envOr("NETD_SOCKET", "/run/netd/netd.sock"), "unix socket for `netd status` (empty: none)")
+	metrics := fs.String("metrics-addr", envOr("NETD_METRICS_ADDR", "127.0.0.1:9180"), "address for /metrics, /healthz, /readyz (empty: none)")
+	logLevel := fs.String("log-level", envOr("NETD_LOG_LEVEL", "info"), "debug, info, warn or error")
+	logFormat := fs.String("log-format", envOr("NETD_LOG_FORMAT", "text"), "text or json")
+	resync := fs.Duration("resync", 30*time.Second, "period of the full resync that repairs drift")
+	stopMode := fs.String("stop-mode", envOr("NETD_STOP_MODE", "withdraw"), "on SIGTERM: withdraw (peers drop this node's blocks now) or graceful (peers keep them as stale until netd is back)")
+	stopTimeout := fs.Duration("stop-timeout", 5*time.Second, "bound on the shutdown")
+	stateDir := fs.String("state-dir", envOr("NETD_STATE_DIR", "/var/lib/netd"), "directory for state kept across restarts (empty: none)")
+	flush := fs.Bool("flush-on-exit", false, "remove netd's routes and rule when stopping (default: keep them so a restart loses no traffic)")
+	if err := fs.Parse(args); err != nil {
+		return exitError{code: 2}
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	log, err := newLogger(stderr, *logLevel, *logFormat)
+	if err != nil {
+		return err
+	}
+	mode := daemon.StopMode(*stopMode)
+	if mode != daemon.StopWithdraw && mode != daemon.StopGraceful {
+		return fmt.Errorf("--stop-mode must be withdraw or graceful, not %q", *stopMode)
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	reload := make(chan struct{}, 1)
+	go func() {
+		for range hup {
+			select {
+			case reload <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	d, err := daemon.New(daemon.Config{
+		PolicyPath: *policyPath, Node: *node, SocketPath: *socket, MetricsAddr: *metrics,
+		Resync: *resync, StopMode: mode, StopTimeout: *stopTimeout, FlushOnExit: *flush,
+		StateDir: *stateDir,
+		Reload:   reload, Log: log,
+	})
+	if err != nil {
+		return err
+	}
+	if err := d.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format must be text or json, not %q", format)
+}

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/ducksnest/netd/netd/daemon"
+)
+
+func init() {
+	commands["status"] = command{summary: "show a running netd's peers, routes and drift", run: runStatus}
+}
+
+// fetchStatus asks the daemon behind socket for its status.
+func fetchStatus(ctx context.Context, socket string) (daemon.Status, []byte, error) {
+	var st daemon.Status
+	c := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", socket)
+		},
+	}, Timeout: 10 * time.Second}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://netd/status", nil)
+	if err != nil {
+		return st, nil, err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return st, nil, fmt.Errorf("asking netd at %s (is it running?): %w", socket, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return st, nil, fmt.Errorf("reading status: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return st, nil, fmt.Errorf("netd answered %s: %s", resp.Status, strings.TrimSpace(string(body)))
+	}
+	if err := json.Unmarshal(body, &st); err != nil {
+		return st, nil, fmt.Errorf("decoding status: %w", err)
+	}
+	return st, body, nil
+}
+
+func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("netd status", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	socket := fs.String("socket", envOr("NETD_SOCKET", "/run/netd/netd.sock"), "the daemon's unix socket")
+	asJSON := fs.Bool("json", false, "print the status as JSON")
+	if err := fs.Parse(args); err != nil {
+		return exitError{code: 2}
+	}
+	st, raw, err := fetchStatus(ctx, *socket)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		_, err := stdout.Write(raw)
+		return err
+	}
+	printStatus(stdout, st)
+	if !st.Drift.Empty() || st.Policy.LastError != "" {
+		return exitError{code: 1}
+	}
+	return nil
+}
+
+func printStatus(w io.Writer, st daemon.Status) {
+	fmt.Fprintf(w, "node %s  ready=%v  bgp-synced=%v\n", st.Node, st.Ready, st.Synced)
+	fmt.Fprintf(w, "policy %s  %s  loaded %s\n", st.Policy.Path, shortDigest(st.Policy.Digest), st.Policy.LoadedAt.Format(time.RFC3339))
+	if st.Policy.LastError != "" {
+		fmt.Fprintf(w, "  LAST RELOAD REJECTED (last good policy kept): %s\n", st.Policy.LastError)
+	}
+	fmt.Fprintf(w, "\nBGP  asn %d  router-id %s\n", st.BGP.ASN, st.BGP.RouterID)
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  PEER\tADDRESS\tASN\tSTATE\tUPTIME\tRECEIVED\tACCEPTED\tREJECTED\tADVERTISED")
+	for _, p := range st.BGP.Peers {
+		var rej []string
+		for r, n := range p.Rejected {
+			rej = append(rej, fmt.Sprintf("%s=%d", r, n))
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%d\t%s\t%s\t%d\t%d\t%s\t%d\n", p.Name, p.Address, p.ASN, p.State, p.Uptime,
+			p.Received, p.Accepted, orDash(strings.Join(rej, ",")), p.Advertised)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "\nadvertised: %v\n", st.Advertised)
+	if len(st.LANPaths) > 0 {
+		fmt.Fprintln(w, "\nLAN paths")
+		for _, p := range st.LANPaths {
+			state := "up"
+			if !p.Up {
+				state = "DOWN"
+			}
+			fmt.Fprintf(w, "  %-14s %-15s %-4s since %s rtt %s\n", p.Name, p.Addr, state, p.Since.Format(time.TimeOnly), orDash(p.LastRTT))
+		}
+	}
+	fmt.Fprintln(w, "\nroutes (desired)")
+	tw = tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  PREFIX\tVIA\tPATH\tPEER\tMTU")
+	for _, r := range st.Desired {
+		var via []string
+		for _, h := range r.NextHops {
+			via = append(via, h.Gateway.String()+" dev "+h.Device)
+		}
+		paths := make([]string, len(r.Paths))
+		for i, p := range r.Paths {
+			paths[i] = string(p)
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%d\n", r.Dst, strings.Join(via, ", "), strings.Join(paths, ","), strings.Join(r.Peers, ","), r.MTU)
+	}
+	tw.Flush()
+	for _, u := range st.Unroutable {
+		fmt.Fprintf(w, "  not installed: %s: %s\n", u.Prefix, u.Reason)
+	}
+	if st.Drift.Empty() {
+		fmt.Fprintf(w, "\nkernel: %d routes installed, no drift\n", len(st.Installed))
+	} else {
+		fmt.Fprintf(w, "\nkernel: %d routes installed, DRIFT: %+v\n", len(st.Installed), st.Drift)
+	}
+	fmt.Fprintln(w, "\nreconcilers")
+	for _, r := range st.Reconcilers {
+		fmt.Fprintf(w, "  %-7s runs=%d failures=%d last=%s %s\n", r.Name, r.Runs, r.Failures, r.Duration, orDash(r.LastError))
+	}
+}
+
+func shortDigest(d string) string {
+	if len(d) > 19 {
+		return d[:19]
+	}
+	return d
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

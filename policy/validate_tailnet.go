@@ -1,0 +1,99 @@
+package policy
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/ducksnest/netd/policy/tailnet"
+)
+
+// tailnet checks the tailnet section as it will be pushed: with the
+// generated entries added unless generation is off. Problems in generated
+// entries point at the tailnet section itself.
+func (v *validator) tailnet() {
+	g := v.f.Spec.Generate
+	v.m.nodeTag = DefaultNodeTag
+	if g.NodeTag != "" {
+		if validTag(g.NodeTag) {
+			v.m.nodeTag = g.NodeTag
+		} else {
+			v.errorf("spec.generate.nodeTag", "write a tag such as tag:k8s-node", "generate.nodeTag %q does not start with \"tag:\"", g.NodeTag)
+		}
+	}
+	v.m.tailnet = tailnetPolicy(v.f, &v.m)
+	pol := &v.m.tailnet
+	for _, is := range tailnet.Validate(pol) {
+		path := "spec.tailnet"
+		if is.Path != "" {
+			path += "." + is.Path
+		}
+		msg := "tailnet: " + is.Msg
+		if why := GeneratedReason(pol, is.Path); why != "" {
+			msg += " (in an entry netd generates: " + why + ")"
+		}
+		v.errs = append(v.errs, v.f.errorAt(path, msg, is.Hint))
+	}
+	// Generation makes the node tag owned; every other node tag must have an
+	// owner written in the file, or Tailscale refuses to let a node use it.
+	owners := v.f.Spec.Tailnet.TagOwners
+	for i, n := range v.f.Spec.Nodes {
+		for j, t := range n.Tailscale.Tags {
+			_, owned := owners[t]
+			owned = owned || !g.Disabled && t == v.m.nodeTag
+			if !owned && strings.HasPrefix(t, "tag:") {
+				v.errorf(joinIndex(fmt.Sprintf("spec.nodes[%d].tailscale.tags", i), j),
+					fmt.Sprintf("add %q: [\"group:admins\"] (or its real owners) to tailnet.tagOwners", t),
+					"node %q: tag %s has no owner in tailnet.tagOwners, so the node could not use it", n.Name, t)
+			}
+		}
+	}
+}
+
+// tailnetPolicy is the tailnet policy to push: the file's section plus the
+// generated entries unless generation is off.
+func tailnetPolicy(f *File, m *model) tailnet.Policy {
+	if f.Spec.Generate.Disabled {
+		return f.Spec.Tailnet
+	}
+	return tailnet.Generate(f.Spec.Tailnet, generateInput(f, m))
+}
+
+func generateInput(f *File, m *model) tailnet.GenerateInput {
+	in := tailnet.GenerateInput{
+		NodeTag: m.nodeTag, PodCIDR: m.pods, ServiceCIDR: m.services, OverlayCIDR: m.overlay, BGPPort: m.bgpPort,
+		Nodes: make([]tailnet.GenNode, 0, len(f.Spec.Nodes)),
+	}
+	for i, n := range f.Spec.Nodes {
+		gn := tailnet.GenNode{Name: n.Name, Hostname: n.Tailscale.Hostname, Role: n.Role}
+		for _, t := range n.Tailscale.Tags {
+			if validTag(t) { // malformed tags are reported on the node
+				gn.Tags = append(gn.Tags, t)
+			}
+		}
+		if gn.Hostname == "" {
+			gn.Hostname = n.Name
+		}
+		if i < len(m.nodes) {
+			gn.OverlayAddr = m.nodes[i].overlay
+		}
+		in.Nodes = append(in.Nodes, gn)
+	}
+	slices.SortStableFunc(in.Nodes, func(a, b tailnet.GenNode) int { return cmp.Compare(a.Name, b.Name) })
+	return in
+}
+
+func validTag(t string) bool { return strings.HasPrefix(t, "tag:") && len(t) > len("tag:") }
+
+// GeneratedReason returns why netd generated the tailnet entry at path
+// (relative to the tailnet section, e.g. tests[7].accept[0]) or one of its
+// ancestors, or "" if the entry comes from the policy file.
+func GeneratedReason(p *tailnet.Policy, path string) string {
+	for ; path != ""; path = parentPath(path) {
+		if why, ok := p.Generated[path]; ok {
+			return why
+		}
+	}
+	return ""
+}
