@@ -40,7 +40,7 @@ func runDaemon(ctx context.Context, args []string, _, stderr io.Writer) error {
 	resync := fs.Duration("resync", 30*time.Second, "period of the full resync that repairs drift")
 	stopMode := fs.String("stop-mode", envOr("NETD_STOP_MODE", "withdraw"), "on SIGTERM: withdraw (peers drop this node's blocks now) or graceful (peers keep them as stale until netd is back)")
 	stopTimeout := fs.Duration("stop-timeout", 5*time.Second, "bound on the shutdown")
-	stateDir := fs.String("state-dir", envOr("NETD_STATE_DIR", "/var/lib/netd"), "directory for state kept across restarts (empty: none)")
+	stateDir := fs.String("state-dir", envOr("NETD_STATE_DIR", "/run/netd"), "directory for what must survive a restart but not a reboot: the graceful-stop marker (empty: none)")
 	flush := fs.Bool("flush-on-exit", false, "remove netd's routes and rule when stopping (default: keep them so a restart loses no traffic)")
 	if err := fs.Parse(args); err != nil {
 		return exitError{code: 2}

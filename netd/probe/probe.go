@@ -68,11 +68,10 @@ type TargetStatus struct {
 
 type target struct {
 	TargetStatus
-	seq      uint16
-	sentAt   map[uint16]time.Time
-	misses   int
-	replies  int
-	lastSeen time.Time
+	seq     uint16
+	sentAt  map[uint16]time.Time
+	misses  int
+	replies int
 }
 
 // Prober probes a set of targets from one source address.
@@ -191,7 +190,7 @@ func cmpString(a, b string) int {
 // Run probes until ctx is done. With no targets it only waits.
 func (p *Prober) Run(ctx context.Context) error {
 	lastErr := ""
-	for {
+	for ctx.Err() == nil {
 		p.mu.Lock()
 		src, n := p.src, len(p.targets)
 		p.mu.Unlock()
@@ -203,11 +202,7 @@ func (p *Prober) Run(ctx context.Context) error {
 				continue
 			}
 		}
-		err := p.runFrom(ctx, src)
-		if ctx.Err() != nil {
-			return nil
-		}
-		if err != nil {
+		if err := p.runFrom(ctx, src); err != nil && ctx.Err() == nil {
 			// Without a socket nothing is verified: the LAN paths are down
 			// (traffic takes the overlay) until probes answer again.
 			p.allDown()
@@ -222,6 +217,7 @@ func (p *Prober) Run(ctx context.Context) error {
 			}
 		}
 	}
+	return nil
 }
 
 // runFrom probes from src until the target set changes or ctx ends.
@@ -234,7 +230,7 @@ func (p *Prober) runFrom(ctx context.Context, src netip.Addr) error {
 	defer cancel()
 	go func() {
 		<-ctx.Done()
-		conn.Close()
+		_ = conn.Close()
 	}()
 	go p.receive(conn)
 	tick := time.NewTicker(p.opts.Interval)

@@ -2,7 +2,6 @@ package probe
 
 import (
 	"fmt"
-	"io"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -79,7 +78,7 @@ func TestProberLANPath(t *testing.T) {
 	ip(t, "-n", b, "link", "set", "eth0", "up")
 
 	reg := prometheus.NewRegistry()
-	p, err := New(slog.New(slog.NewTextHandler(io.Discard, nil)), reg,
+	p, err := New(slog.New(slog.DiscardHandler), reg,
 		Options{Interval: 50 * time.Millisecond, Listen: inNS(a)})
 	if err != nil {
 		t.Fatal(err)

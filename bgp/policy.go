@@ -1,0 +1,127 @@
+package bgp
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"reflect"
+	"strconv"
+
+	api "github.com/osrg/gobgp/v3/api"
+
+	"github.com/ducksnest/netd/policy/desired"
+)
+
+const (
+	importPolicyName = "netd-import"
+	exportPolicyName = "netd-export"
+	ownSetName       = "own"
+)
+
+// policyModel is everything the GoBGP import and export policies are built
+// from; two equal models give the same policies.
+type policyModel struct {
+	own   []netip.Prefix // the node's own blocks (exported to ExportOwnBlocks peers)
+	rr    bool           // this node reflects for its clients
+	peers []peerPolicy   // in cfg.Peers order
+}
+
+type peerPolicy struct {
+	addr      netip.Addr
+	exportOwn bool
+	export    []netip.Prefix
+	rrClient  bool
+	ranges    []desired.PrefixRange // effective import ranges
+	over      []netip.Prefix        // allowed but over MaxPrefixes: rejected
+}
+
+func (m policyModel) equal(o policyModel) bool { return reflect.DeepEqual(m, o) }
+
+// request renders the model as GoBGP policies. Import: our own local paths,
+// then per peer a reject for prefixes over its limit and an accept per
+// range (one prefix set per range: GoBGP matches a prefix set by longest
+// match, so overlapping ranges in one set would not be an OR); default
+// reject. Export: per peer our own blocks (local paths only), its explicit
+// exports, and, on a route reflector, internal routes to its clients;
+// default reject, so learned routes never leak.
+func (m policyModel) request() *api.SetPoliciesRequest {
+	var sets []*api.DefinedSet
+	var imp, exp []*api.Statement
+	prefixSet := func(name string, rs []*api.Prefix) {
+		sets = append(sets, &api.DefinedSet{DefinedType: api.DefinedType_PREFIX, Name: name, Prefixes: rs})
+	}
+	exact := func(ps []netip.Prefix) []*api.Prefix {
+		out := make([]*api.Prefix, 0, len(ps))
+		for _, p := range ps {
+			out = append(out, &api.Prefix{IpPrefix: p.String(), MaskLengthMin: uint32(p.Bits()), MaskLengthMax: uint32(p.Bits())})
+		}
+		return out
+	}
+	match := func(name string) *api.MatchSet { return &api.MatchSet{Type: api.MatchSet_ANY, Name: name} }
+	stmt := func(name string, c *api.Conditions, a api.RouteAction) *api.Statement {
+		return &api.Statement{Name: name, Conditions: c, Actions: &api.Actions{RouteAction: a}}
+	}
+
+	imp = append(imp, stmt("import-local", &api.Conditions{RouteType: api.Conditions_ROUTE_TYPE_LOCAL}, api.RouteAction_ACCEPT))
+	if len(m.own) > 0 {
+		prefixSet(ownSetName, exact(m.own))
+	}
+	for i, p := range m.peers {
+		id := strconv.Itoa(i)
+		nb := "nb-" + id
+		sets = append(sets, &api.DefinedSet{DefinedType: api.DefinedType_NEIGHBOR, Name: nb, List: []string{netip.PrefixFrom(p.addr, p.addr.BitLen()).String()}})
+		if len(p.over) > 0 {
+			prefixSet("over-"+id, exact(p.over))
+			imp = append(imp, stmt("import-over-"+id, &api.Conditions{NeighborSet: match(nb), PrefixSet: match("over-" + id)}, api.RouteAction_REJECT))
+		}
+		for j, r := range p.ranges {
+			name := fmt.Sprintf("import-%d-%d", i, j)
+			prefixSet(name, []*api.Prefix{{IpPrefix: r.Prefix.String(), MaskLengthMin: uint32(r.MinLen), MaskLengthMax: uint32(r.MaxLen)}})
+			imp = append(imp, stmt(name, &api.Conditions{NeighborSet: match(nb), PrefixSet: match(name)}, api.RouteAction_ACCEPT))
+		}
+		if p.exportOwn && len(m.own) > 0 {
+			exp = append(exp, stmt("export-own-"+id, &api.Conditions{NeighborSet: match(nb), PrefixSet: match(ownSetName), RouteType: api.Conditions_ROUTE_TYPE_LOCAL}, api.RouteAction_ACCEPT))
+		}
+		if len(p.export) > 0 {
+			prefixSet("export-"+id, exact(p.export))
+			exp = append(exp, stmt("export-"+id, &api.Conditions{NeighborSet: match(nb), PrefixSet: match("export-" + id), RouteType: api.Conditions_ROUTE_TYPE_LOCAL}, api.RouteAction_ACCEPT))
+		}
+		if m.rr && p.rrClient {
+			exp = append(exp, stmt("export-reflect-"+id, &api.Conditions{NeighborSet: match(nb), RouteType: api.Conditions_ROUTE_TYPE_INTERNAL}, api.RouteAction_ACCEPT))
+		}
+	}
+	pols := []*api.Policy{{Name: importPolicyName, Statements: imp}, {Name: exportPolicyName, Statements: exp}}
+	return &api.SetPoliciesRequest{DefinedSets: sets, Policies: pols}
+}
+
+// applyPolicy installs the model's policies, assigns them to the global
+// RIB with default reject (SetPolicies keeps existing assignments; the
+// names never change), and re-evaluates what was already received and
+// advertised (soft reset in and out), so that changed import ranges apply
+// to paths already in the Adj-RIB-In.
+func (s *Speaker) applyPolicy(ctx context.Context, m policyModel) error {
+	req := m.request()
+	if err := s.srv.SetPolicies(ctx, req); err != nil {
+		return fmt.Errorf("setting policies: %w", err)
+	}
+	for _, p := range req.Policies {
+		dir := api.PolicyDirection_IMPORT
+		if p.Name == exportPolicyName {
+			dir = api.PolicyDirection_EXPORT
+		}
+		if err := s.srv.SetPolicyAssignment(ctx, &api.SetPolicyAssignmentRequest{Assignment: &api.PolicyAssignment{
+			Name: "global", Direction: dir, DefaultAction: api.RouteAction_REJECT,
+			Policies: []*api.Policy{{Name: p.Name}},
+		}}); err != nil {
+			return fmt.Errorf("assigning policy %s: %w", p.Name, err)
+		}
+	}
+	s.mutations.Add(1)
+	if len(m.peers) == 0 {
+		return nil
+	}
+	if err := s.srv.ResetPeer(ctx, &api.ResetPeerRequest{Address: "all", Soft: true, Direction: api.ResetPeerRequest_BOTH}); err != nil {
+		return fmt.Errorf("soft reset after policy change: %w", err)
+	}
+	return nil
+}

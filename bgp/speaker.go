@@ -1,0 +1,219 @@
+// Package bgp is netd's embedded BGP speaker: the only package that imports
+// GoBGP. A Speaker is reconciled to a desired.Speaker (peers, timers,
+// graceful restart, route reflection) plus the node's own pod blocks; it
+// exports only those blocks (and per-peer explicit prefixes), imports only
+// what each peer's import filter allows, counts and logs what it rejects,
+// and reports the learned best paths for the route reconciler.
+//
+// How it maps onto GoBGP (v3):
+//   - Filters are GoBGP global import/export policies (one neighbor set per
+//     peer, one prefix set per import range, default reject), replaced as a
+//     whole with SetPolicies and followed by a soft reset in and out, so a
+//     changed import filter applies to paths already received.
+//   - Rejections are classified by the same Go function the policies are
+//     built from (classify), reading each peer's pre-policy Adj-RIB-In.
+//     MaxPrefixes is enforced by netd, not by GoBGP's prefix limit (which
+//     tears the session down): the lowest prefixes win, the rest are added
+//     to a reject set.
+//   - GoBGP keeps a dropped session idle for 5 s and closes connections it
+//     accepts meanwhile; a node therefore dials only peers with a lower
+//     address (the other side is passive), and a session comes back at the
+//     earliest about 5-7 s after a reset.
+//   - GoBGP does not implement StalePathTime; Learned drops a restarted
+//     peer's stale paths itself once it has been up that long without
+//     End-of-RIB.
+//   - GoBGP's Serve goroutine cannot be stopped: each GoBGP instance leaks
+//     one idle goroutine after Stop (a restart happens only when the ASN,
+//     router id or listen address changes).
+package bgp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/osrg/gobgp/v3/pkg/server"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ducksnest/netd/policy/desired"
+)
+
+// Learned is one accepted destination learned from peers.
+type Learned struct {
+	Prefix netip.Prefix
+	// NextHops are the next hops of the best paths (several if equal
+	// paths came from several peers), as the originating node set them.
+	NextHops []netip.Addr
+	// Peers are the names of the peers the best paths came from.
+	Peers []string
+}
+
+// Option configures a Speaker.
+type Option func(*options)
+
+type options struct {
+	grpcAddr  string
+	syncBound time.Duration
+}
+
+// WithGRPC serves GoBGP's gRPC API (for the gobgp CLI) on addr, which must
+// be a loopback address with a port ("127.0.0.1:50051"). Off by default.
+func WithGRPC(addr string) Option { return func(o *options) { o.grpcAddr = addr } }
+
+// WithSyncBound sets how long a configured peer may stay down before
+// Synced stops waiting for it (default: the graceful restart time, at most
+// 10 s).
+func WithSyncBound(d time.Duration) Option { return func(o *options) { o.syncBound = d } }
+
+// Speaker is one node's embedded BGP speaker.
+type Speaker struct {
+	log     *slog.Logger
+	opts    options
+	metrics *metrics
+	changes chan struct{}
+	refresh chan struct{}
+	// mutations counts calls that change GoBGP's configuration or RIB.
+	mutations atomic.Int64
+
+	sem        chan struct{} // 1-slot lock: serialises Reconcile, Stop and policy updates
+	srv        *server.BgpServer
+	global     globalSpec
+	peers      map[netip.Addr]peerSpec
+	cfg        desired.Speaker
+	policy     policyModel
+	policySet  bool
+	restarting bool
+	cancel     context.CancelFunc
+	done       chan struct{}
+
+	st state // guarded by its own mutex
+}
+
+// New returns a Speaker; GoBGP starts on the first Reconcile. Metrics are
+// registered on reg (nil: none).
+func New(log *slog.Logger, reg prometheus.Registerer, opts ...Option) *Speaker {
+	s := &Speaker{
+		log:     log,
+		changes: make(chan struct{}, 1),
+		refresh: make(chan struct{}, 1),
+		sem:     make(chan struct{}, 1),
+		peers:   map[netip.Addr]peerSpec{},
+	}
+	for _, o := range opts {
+		o(&s.opts)
+	}
+	s.st.init()
+	s.metrics = newMetrics(s)
+	if reg != nil {
+		reg.MustRegister(s.metrics)
+	}
+	return s
+}
+
+// MarkRestarting tells the Speaker that the previous instance on this node
+// stopped gracefully (Stop(ctx, true)): the first sessions advertise the
+// graceful restart R-bit and GoBGP defers its own updates until the peers'
+// End-of-RIB. Call it before the first Reconcile.
+func (s *Speaker) MarkRestarting() {
+	s.lock(context.Background())
+	defer s.unlock()
+	s.restarting = true
+}
+
+// Changes is poked (never blocking the sender) whenever Learned or a peer
+// state may have changed.
+func (s *Speaker) Changes() <-chan struct{} { return s.changes }
+
+// lock takes the Speaker's lock unless ctx ends first.
+func (s *Speaker) lock(ctx context.Context) bool {
+	select {
+	case s.sem <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (s *Speaker) unlock() { <-s.sem }
+
+func poke(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// Learned returns the accepted best paths learned from peers, sorted by
+// prefix.
+func (s *Speaker) Learned() []Learned {
+	s.st.mu.Lock()
+	defer s.st.mu.Unlock()
+	out := make([]Learned, len(s.st.learned))
+	for i, l := range s.st.learned {
+		out[i] = Learned{Prefix: l.Prefix, NextHops: append([]netip.Addr(nil), l.NextHops...), Peers: append([]string(nil), l.Peers...)}
+	}
+	return out
+}
+
+func checkGRPCAddr(addr string) error {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return fmt.Errorf("gRPC address %q: %w", addr, err)
+	}
+	if !ap.Addr().IsLoopback() {
+		return fmt.Errorf("gRPC address %q is not a loopback address", addr)
+	}
+	return nil
+}
+
+// Stop shuts GoBGP down within ctx's deadline. With graceful=false every
+// session is closed with a NOTIFICATION (Cease/peer de-configured, sent as
+// a Hard Reset where RFC 8538 was negotiated), so peers withdraw our routes
+// at once. With graceful=true each session is first reset with
+// Cease/administrative reset, which a peer that negotiated graceful restart
+// with the N-bit (RFC 8538, always offered by netd) treats as a restart: it
+// keeps our routes as stale until we come back and send End-of-RIB, or
+// until our restart time runs out.
+func (s *Speaker) Stop(ctx context.Context, graceful bool) error {
+	if !s.lock(ctx) {
+		return fmt.Errorf("stopping bgp speaker: %w", ctx.Err())
+	}
+	defer s.unlock()
+	if s.srv == nil {
+		return nil
+	}
+	var errs []error
+	if graceful {
+		errs = append(errs, s.resetForRestart(ctx))
+	}
+	errs = append(errs, s.stopServer(ctx))
+	return errors.Join(errs...)
+}
+
+func (s *Speaker) stopServer(ctx context.Context) error {
+	srv, cancel, done := s.srv, s.cancel, s.done
+	s.srv, s.cancel, s.done = nil, nil, nil
+	s.peers = map[netip.Addr]peerSpec{}
+	s.policySet = false
+	s.global = globalSpec{}
+	cancel()
+	<-done
+	stopped := make(chan struct{})
+	go func() {
+		srv.Stop()
+		close(stopped)
+	}()
+	var err error
+	select {
+	case <-stopped:
+	case <-ctx.Done():
+		err = fmt.Errorf("stopping gobgp: %w", ctx.Err())
+	}
+	s.st.reset()
+	poke(s.changes)
+	return err
+}

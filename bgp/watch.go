@@ -1,0 +1,406 @@
+package bgp
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"reflect"
+	"slices"
+	"sync"
+	"time"
+
+	api "github.com/osrg/gobgp/v3/api"
+	"github.com/osrg/gobgp/v3/pkg/server"
+
+	"github.com/ducksnest/netd/policy/desired"
+)
+
+// peerRT is what the Speaker knows of a configured peer at run time.
+type peerRT struct {
+	name        string
+	added       time.Time
+	established bool
+	since       time.Time // of the last session state change
+	eor         bool      // End-of-RIB received since established, and Learned read after it
+	eorPending  bool      // End-of-RIB received, Learned not yet re-read
+	lastErr     string
+	received    int
+	accepted    int
+	rejected    map[string]int // by reason
+}
+
+type rejectKey struct {
+	peer   netip.Addr
+	prefix netip.Prefix
+	reason string
+}
+
+// state is the Speaker's view of learned paths and peers, fed by GoBGP's
+// events and by re-reading its RIBs.
+type state struct {
+	mu      sync.Mutex
+	cfg     desired.Speaker
+	bound   time.Duration
+	own     []netip.Prefix
+	peers   map[netip.Addr]*peerRT
+	learned []Learned
+	seen    map[rejectKey]bool
+	over    map[netip.Addr][]netip.Prefix
+}
+
+func (st *state) init() {
+	st.peers = map[netip.Addr]*peerRT{}
+	st.seen = map[rejectKey]bool{}
+	st.over = map[netip.Addr][]netip.Prefix{}
+}
+
+func (st *state) reset() {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.init()
+	st.learned = nil
+	st.cfg = desired.Speaker{}
+}
+
+func (st *state) setConfig(cfg desired.Speaker, bound time.Duration) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.cfg, st.bound = cfg, bound
+	want := map[netip.Addr]bool{}
+	now := time.Now()
+	for _, p := range cfg.Peers {
+		want[p.Address] = true
+		rt := st.peers[p.Address]
+		if rt == nil {
+			rt = &peerRT{added: now, since: now}
+			st.peers[p.Address] = rt
+		}
+		rt.name = p.Name
+	}
+	for a := range st.peers {
+		if !want[a] {
+			delete(st.peers, a)
+			delete(st.over, a)
+		}
+	}
+	for k := range st.seen {
+		if !want[k.peer] {
+			delete(st.seen, k)
+		}
+	}
+}
+
+func (st *state) setOwn(own []netip.Prefix) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.own = own
+}
+
+func (st *state) ownBlocks() []netip.Prefix {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.own
+}
+
+func (st *state) syncBound() time.Duration {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.bound
+}
+
+func (st *state) stalePathTime() time.Duration {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.cfg.GracefulRestart.StalePathTime
+}
+
+func (st *state) established(a netip.Addr) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	rt := st.peers[a]
+	return rt != nil && rt.established
+}
+
+func (st *state) setPeerError(a netip.Addr, msg string) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if rt := st.peers[a]; rt != nil {
+		rt.lastErr = msg
+	}
+}
+
+func (st *state) overLimit() map[netip.Addr][]netip.Prefix {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	out := make(map[netip.Addr][]netip.Prefix, len(st.over))
+	for a, ps := range st.over {
+		out[a] = ps
+	}
+	return out
+}
+
+// Synced reports whether the route reconciler may prune stale kernel
+// routes: every configured peer has sent End-of-RIB since its session came
+// up (and Learned has been re-read after it), or its session has been up or
+// down without change for the sync bound (WithSyncBound; default the
+// graceful restart time, at most 10 s). GoBGP sends End-of-RIB only when
+// both sides have graceful restart.
+func (s *Speaker) Synced() bool {
+	st := &s.st
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if len(st.cfg.Peers) == 0 && st.cfg.ASN == 0 {
+		return false // never reconciled
+	}
+	now := time.Now()
+	for _, rt := range st.peers {
+		switch {
+		case rt.established && rt.eor:
+		case now.Sub(rt.since) >= st.bound:
+			// Down that long, or up that long without End-of-RIB (a
+			// peer without graceful restart sends none).
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// watch subscribes to GoBGP's peer, End-of-RIB and table events and starts
+// the goroutine that re-reads the RIBs when poked. done is closed when it
+// has exited after ctx is cancelled.
+func (s *Speaker) watch(ctx context.Context, srv *server.BgpServer, done chan struct{}) error {
+	err := srv.WatchEvent(ctx, &api.WatchEventRequest{
+		Peer: &api.WatchEventRequest_Peer{},
+		Table: &api.WatchEventRequest_Table{Filters: []*api.WatchEventRequest_Table_Filter{
+			{Type: api.WatchEventRequest_Table_Filter_BEST, Init: true},
+			{Type: api.WatchEventRequest_Table_Filter_ADJIN, Init: true},
+			{Type: api.WatchEventRequest_Table_Filter_EOR},
+		}},
+	}, s.onEvent)
+	if err != nil {
+		return fmt.Errorf("watching bgp events: %w", err)
+	}
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-s.refresh:
+				s.refreshNow(ctx, srv)
+			}
+		}
+	}()
+	return nil
+}
+
+func (s *Speaker) onEvent(r *api.WatchEventResponse) {
+	if pe := r.GetPeer(); pe != nil {
+		if pe.Type != api.WatchEventResponse_PeerEvent_STATE {
+			return
+		}
+		a, err := netip.ParseAddr(pe.GetPeer().GetState().GetNeighborAddress())
+		if err != nil {
+			return
+		}
+		up := pe.GetPeer().GetState().GetSessionState() == api.PeerState_ESTABLISHED
+		st := &s.st
+		st.mu.Lock()
+		rt := st.peers[a]
+		changed := rt != nil && rt.established != up
+		var name string
+		if changed {
+			name = rt.name
+			rt.established, rt.since, rt.eor, rt.eorPending = up, time.Now(), false, false
+			if !up {
+				rt.lastErr = "session went down"
+			} else {
+				rt.lastErr = ""
+			}
+		}
+		st.mu.Unlock()
+		if changed {
+			s.log.Info("bgp session state changed", "peer", name, "address", a, "established", up)
+			if spt := st.stalePathTime(); up && spt > 0 {
+				// Stale paths without End-of-RIB expire then.
+				time.AfterFunc(spt, func() { poke(s.refresh) })
+			}
+			// Synced may change when the bound passes.
+			time.AfterFunc(st.syncBound()+time.Millisecond, func() { poke(s.changes) })
+		}
+		poke(s.refresh)
+		poke(s.changes)
+		return
+	}
+	for _, p := range r.GetTable().GetPaths() {
+		if p.Nlri != nil {
+			continue
+		}
+		// End-of-RIB.
+		if a, err := netip.ParseAddr(p.NeighborIp); err == nil {
+			s.st.mu.Lock()
+			if rt := s.st.peers[a]; rt != nil && rt.established {
+				rt.eorPending = true
+			}
+			s.st.mu.Unlock()
+		}
+	}
+	poke(s.refresh)
+}
+
+// refreshNow re-reads the global RIB (Learned) and every peer's pre-policy
+// Adj-RIB-In (counting and logging rejected paths, and enforcing
+// MaxPrefixes through the import policy).
+func (s *Speaker) refreshNow(ctx context.Context, srv *server.BgpServer) {
+	st := &s.st
+	st.mu.Lock()
+	cfg := st.cfg
+	names := map[netip.Addr]string{}
+	var eor []netip.Addr // End-of-RIB seen before this read of the RIB
+	expired := map[netip.Addr]bool{}
+	now := time.Now()
+	for a, rt := range st.peers {
+		names[a] = rt.name
+		if rt.eorPending {
+			eor = append(eor, a)
+		}
+		if spt := cfg.GracefulRestart.StalePathTime; spt > 0 && rt.established && !rt.eor && !rt.eorPending && now.Sub(rt.since) >= spt {
+			expired[a] = true
+		}
+	}
+	st.mu.Unlock()
+
+	// The Adj-RIBs-In first: Learned then leaves out paths over a peer's
+	// limit even before the import policy has caught up.
+	overChanged := false
+	for _, p := range cfg.Peers {
+		received, err := readAdjIn(ctx, srv, p.Address)
+		if err != nil {
+			continue // peer being added or removed
+		}
+		overChanged = s.classifyPeer(cfg, p, received) || overChanged
+	}
+	over := map[pathKey]bool{}
+	for a, ps := range st.overLimit() {
+		for _, p := range ps {
+			over[pathKey{a, p}] = true
+		}
+	}
+	skip := func(from netip.Addr, p netip.Prefix, stale bool) bool {
+		return over[pathKey{from, p}] || stale && expired[from]
+	}
+
+	learned, err := readLearned(ctx, srv, names, skip)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Warn("reading learned bgp paths", "err", err)
+		}
+		return
+	}
+	st.mu.Lock()
+	if !reflect.DeepEqual(learned, st.learned) {
+		st.learned = learned
+		poke(s.changes)
+	}
+	for _, a := range eor {
+		if rt := st.peers[a]; rt != nil && rt.eorPending {
+			rt.eor, rt.eorPending = true, false
+			poke(s.changes)
+		}
+	}
+	st.mu.Unlock()
+	if overChanged {
+		s.enforceLimits(ctx)
+	}
+}
+
+type pathKey struct {
+	from   netip.Addr
+	prefix netip.Prefix
+}
+
+// classifyPeer counts and logs the rejected paths of one peer and reports
+// whether the set over its MaxPrefixes changed.
+func (s *Speaker) classifyPeer(cfg desired.Speaker, p desired.Peer, received []netip.Prefix) bool {
+	ranges := importRanges(p, cfg.PodCIDR)
+	var allowed []netip.Prefix
+	reasons := map[netip.Prefix]string{}
+	for _, pfx := range received {
+		if r := classify(p, ranges, cfg.PodCIDR, pfx); r != "" {
+			reasons[pfx] = r
+		} else {
+			allowed = append(allowed, pfx)
+		}
+	}
+	accepted, over := limitPrefixes(allowed, p.Import.MaxPrefixes)
+	for _, pfx := range over {
+		reasons[pfx] = ReasonMaxPrefixes
+	}
+	st := &s.st
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	rt := st.peers[p.Address]
+	if rt == nil {
+		return false
+	}
+	rt.received, rt.accepted = len(received), len(accepted)
+	rt.rejected = map[string]int{}
+	current := map[rejectKey]bool{}
+	for pfx, r := range reasons {
+		k := rejectKey{p.Address, pfx, r}
+		current[k] = true
+		rt.rejected[r]++
+		if !st.seen[k] {
+			st.seen[k] = true
+			s.metrics.rejected.WithLabelValues(p.Name, r).Inc()
+			s.log.Warn("bgp path rejected", "peer", p.Name, "prefix", pfx, "reason", r)
+		}
+	}
+	for k := range st.seen {
+		if k.peer == p.Address && !current[k] {
+			delete(st.seen, k)
+		}
+	}
+	slices.SortFunc(over, comparePrefix)
+	if slices.Equal(over, st.over[p.Address]) {
+		return false
+	}
+	if len(over) == 0 {
+		delete(st.over, p.Address)
+	} else {
+		st.over[p.Address] = over
+	}
+	return true
+}
+
+// enforceLimits re-applies the import policy with the current over-limit
+// sets; it gives up if the speaker is being stopped or reconciled for
+// longer than ctx allows.
+func (s *Speaker) enforceLimits(ctx context.Context) {
+	if !s.lock(ctx) {
+		return
+	}
+	defer s.unlock()
+	if s.srv == nil {
+		return
+	}
+	if err := s.reconcilePolicy(ctx); err != nil && ctx.Err() == nil {
+		s.log.Error("applying bgp prefix limits", "err", err)
+	}
+}
+
+func readAdjIn(ctx context.Context, srv *server.BgpServer, a netip.Addr) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	err := srv.ListPath(ctx, &api.ListPathRequest{TableType: api.TableType_ADJ_IN, Name: a.String(), Family: familyIPv4}, func(d *api.Destination) {
+		for _, p := range d.Paths {
+			if !p.IsWithdraw {
+				if pfx, err := netip.ParsePrefix(d.Prefix); err == nil {
+					out = append(out, pfx)
+				}
+				break
+			}
+		}
+	})
+	return out, err
+}

@@ -1,0 +1,263 @@
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}:
+
+let
+  cfg = config.services.netd;
+
+  inherit (lib)
+    escapeShellArgs
+    getExe'
+    literalExpression
+    mkEnableOption
+    mkIf
+    mkOption
+    mkPackageOption
+    optional
+    optionals
+    types
+    ;
+
+  # netd reads the policy from a fixed path under /etc, so that a new policy
+  # is picked up by `systemctl reload netd` (SIGHUP) instead of a restart.
+  policyPath = "/etc/netd/policy.yaml";
+  socketPath = "/run/netd/netd.sock";
+
+  args =
+    [
+      "run"
+      "--policy=${policyPath}"
+      "--node=${cfg.nodeName}"
+      "--socket=${socketPath}"
+      "--state-dir=/run/netd"
+      "--metrics-addr=${if cfg.metricsAddress == null then "" else cfg.metricsAddress}"
+      "--log-level=${cfg.logLevel}"
+      "--log-format=${cfg.logFormat}"
+      "--stop-mode=${cfg.stopMode}"
+    ]
+    ++ optional cfg.flushOnExit "--flush-on-exit"
+    ++ cfg.extraArgs;
+in
+{
+  options.services.netd = {
+    enable = mkEnableOption "netd, the ducksnest node network daemon (BGP pod routes over the overlay, route MTUs)";
+
+    package = mkPackageOption pkgs "netd" { };
+
+    policyFile = mkOption {
+      type = types.path;
+      example = literalExpression "./examples/ducksnest/policy.yaml";
+      description = ''
+        The cluster's netd policy file. It is linked to
+        `/etc/netd/policy.yaml`; when it changes, `nixos-rebuild switch`
+        reloads netd (SIGHUP) instead of restarting it, and netd keeps the
+        last good policy if the new one is broken. It holds no secrets and
+        may live in the Nix store.
+      '';
+    };
+
+    nodeName = mkOption {
+      type = types.nonEmptyStr;
+      default = config.networking.hostName;
+      defaultText = literalExpression "config.networking.hostName";
+      description = "This node's name in the policy (`spec.nodes[].name`), which is also its Kubernetes node name.";
+    };
+
+    kubeconfig = mkOption {
+      type = types.nullOr types.path;
+      default = null;
+      example = "/var/lib/secrets/netd.kubeconfig";
+      description = ''
+        Kubeconfig for the leader-only reconcilers (Calico objects, Lease).
+        Give a path as a string so that the file, which holds credentials,
+        is never copied into the Nix store; it is passed to the service
+        with `LoadCredential=` and read from `$CREDENTIALS_DIRECTORY`.
+        `null` runs only the per-node reconcilers.
+      '';
+    };
+
+    overlayInterface = mkOption {
+      type = types.nonEmptyStr;
+      default = "tailscale0";
+      description = ''
+        The overlay (Tailscale) interface, as in the policy's
+        `spec.overlay.interface`. Used for the firewall opening of the BGP
+        port; the BGP sessions run across it.
+      '';
+    };
+
+    bgpPort = mkOption {
+      type = types.port;
+      default = 179;
+      description = "TCP port of the BGP speaker; must equal the policy's `spec.bgp.port` (default 179).";
+    };
+
+    openFirewall = mkOption {
+      type = types.bool;
+      default = false;
+      description = ''
+        Whether to open the BGP port, on the overlay interface only, so
+        that the other nodes' speakers can connect. Sessions to external
+        peers on the LAN (the home router) are opened by netd outbound and
+        need no opening.
+      '';
+    };
+
+    metricsAddress = mkOption {
+      type = types.nullOr types.str;
+      default = "127.0.0.1:9180";
+      example = "100.64.0.1:9180";
+      description = "Listen address of `/metrics`, `/healthz` and `/readyz`; `null` disables the listener.";
+    };
+
+    logLevel = mkOption {
+      type = types.enum [ "debug" "info" "warn" "error" ];
+      default = "info";
+      description = "Minimum level of the log lines netd writes to the journal.";
+    };
+
+    logFormat = mkOption {
+      type = types.enum [ "text" "json" ];
+      default = "text";
+      description = "Log line format: `text` (logfmt) or `json`.";
+    };
+
+    stopMode = mkOption {
+      type = types.enum [ "graceful" "withdraw" ];
+      default = "graceful";
+      description = ''
+        What netd does to its BGP sessions on stop. `graceful` (BGP graceful
+        restart) lets the peers keep this node's pod routes as stale until
+        netd is back, so a restart by `nixos-rebuild switch` or by the
+        watchdog drops no pod traffic; `withdraw` makes them drop the routes
+        at once, for a node that leaves the cluster.
+      '';
+    };
+
+    flushOnExit = mkOption {
+      type = types.bool;
+      default = false;
+      description = "Whether netd removes its own routes and rule when it stops (by default they stay, so that a restart loses no traffic).";
+    };
+
+    extraArgs = mkOption {
+      type = types.listOf types.str;
+      default = [ ];
+      example = [ "--resync=1m" ];
+      description = "Extra arguments appended to `netd run`.";
+    };
+  };
+
+  config = mkIf cfg.enable {
+    assertions = [
+      {
+        assertion = !(lib.hasInfix "--policy" (toString cfg.extraArgs));
+        message = "services.netd.extraArgs must not set --policy: use services.netd.policyFile.";
+      }
+    ];
+
+    environment.systemPackages = [ cfg.package ];
+
+    environment.etc."netd/policy.yaml".source = cfg.policyFile;
+
+    networking.firewall.interfaces.${cfg.overlayInterface}.allowedTCPPorts = optionals cfg.openFirewall [ cfg.bgpPort ];
+
+    systemd.services.netd = {
+      description = "ducksnest netd node network daemon";
+      documentation = [ "https://github.com/ducksnest/netd" ];
+      wantedBy = [ "multi-user.target" ];
+      # BGP runs across the overlay: start after tailscaled has brought up
+      # tailscale0 (netd copes with a missing link, but starts cleaner).
+      wants = [ "network-online.target" "tailscaled.service" ];
+      after = [ "network-online.target" "tailscaled.service" ];
+      # A new policy is applied by a reload (SIGHUP), not a restart.
+      reloadTriggers = [ cfg.policyFile ];
+
+      environment = lib.optionalAttrs (cfg.kubeconfig != null) {
+        KUBECONFIG = "%d/kubeconfig";
+      };
+
+      serviceConfig = {
+        # netd sends READY=1 once the policy is loaded and the speaker runs,
+        # and WATCHDOG=1 at half of WatchdogSec while its loops are healthy.
+        Type = "notify";
+        NotifyAccess = "main";
+        ExecStart = "${getExe' cfg.package "netd"} ${escapeShellArgs args}";
+        ExecReload = "${getExe' pkgs.coreutils "kill"} -HUP $MAINPID";
+        WatchdogSec = "30s";
+        Restart = "always";
+        RestartSec = "2s";
+        # netd bounds its own shutdown (BGP withdrawal) at 5 s.
+        TimeoutStopSec = "15s";
+        LoadCredential = optional (cfg.kubeconfig != null) "kubeconfig:${cfg.kubeconfig}";
+
+        # netd keeps no state on disk: the kernel routes it owns are found
+        # again by their protocol number and table, and BGP state is
+        # rebuilt by graceful restart. The one thing that must survive a
+        # restart (not a reboot, which empties the kernel anyway) is the
+        # marker that the last stop was graceful, so that the next start
+        # announces the restart R-bit: it lives in /run/netd, kept across
+        # restarts by RuntimeDirectoryPreserve. So a dynamic user, no
+        # StateDirectory.
+        # User= gives the dynamic user a stable name ("netd"), which can be
+        # made the Tailscale operator (`tailscale set --operator=netd`) for
+        # the LocalAPI route advertisement.
+        DynamicUser = true;
+        User = "netd";
+        Group = "netd";
+        RuntimeDirectory = "netd";
+        RuntimeDirectoryMode = "0750";
+        RuntimeDirectoryPreserve = "restart";
+        UMask = "0077";
+
+        # CAP_NET_ADMIN: routes, rules and route MTUs over netlink.
+        # CAP_NET_BIND_SERVICE: the BGP listener on port 179.
+        # CAP_NET_RAW: the LAN path prober's ICMP echo socket ("ip4:icmp",
+        # a raw socket) that decides between the LAN and the overlay path.
+        AmbientCapabilities = [ "CAP_NET_ADMIN" "CAP_NET_BIND_SERVICE" "CAP_NET_RAW" ];
+        CapabilityBoundingSet = [ "CAP_NET_ADMIN" "CAP_NET_BIND_SERVICE" "CAP_NET_RAW" ];
+        NoNewPrivileges = true;
+
+        ProtectSystem = "strict";
+        ProtectHome = true;
+        PrivateTmp = true;
+        PrivateDevices = true;
+        DevicePolicy = "closed";
+        PrivateMounts = true;
+        # Not PrivateUsers: the capabilities must hold in the host's user
+        # namespace to change its routing tables. Not PrivateNetwork either.
+        PrivateUsers = false;
+        ProtectClock = true;
+        ProtectHostname = true;
+        ProtectKernelLogs = true;
+        ProtectKernelModules = true;
+        # netd never writes sysctls (the host configuration sets ip_forward
+        # and rp_filter); it may read them, which stays allowed.
+        ProtectKernelTunables = true;
+        ProtectControlGroups = true;
+        ProtectProc = "invisible";
+        # The daemon reads nothing under /proc/sys (Go's somaxconn lookup
+        # falls back to a default); a daemon-side sysctl preflight would
+        # need ProcSubset = "all".
+        ProcSubset = "pid";
+        RestrictAddressFamilies = [ "AF_UNIX" "AF_INET" "AF_INET6" "AF_NETLINK" ];
+        RestrictNamespaces = true;
+        RestrictRealtime = true;
+        RestrictSUIDSGID = true;
+        RemoveIPC = true;
+        LockPersonality = true;
+        MemoryDenyWriteExecute = true;
+        SystemCallArchitectures = "native";
+        SystemCallFilter = [ "@system-service" "~@privileged" "~@resources" ];
+        # The Go runtime's best-effort setrlimit(RLIMIT_NOFILE) at start is
+        # in @resources: answer EPERM instead of killing the process.
+        SystemCallErrorNumber = "EPERM";
+      };
+    };
+  };
+
+  meta.maintainers = [ ];
+}
