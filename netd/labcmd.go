@@ -1,0 +1,289 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/ducksnest/netd/examples"
+	"github.com/ducksnest/netd/netd/lab"
+	"github.com/ducksnest/netd/policy"
+	"github.com/ducksnest/netd/policy/desired"
+)
+
+func init() {
+	commands["lab"] = command{summary: "build, check and remove a local multi-node lab in network namespaces", run: runLab}
+}
+
+const defaultLabPolicy = "examples/ducksnest/policy.yaml"
+
+func runLab(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, "usage: netd lab up|status|check|down [flags]")
+		return exitError{code: 2}
+	}
+	switch args[0] {
+	case "up":
+		return labUp(ctx, args[1:], stdout, stderr)
+	case "status":
+		return labStatus(ctx, args[1:], stdout, stderr)
+	case "check":
+		return labCheck(ctx, args[1:], stdout, stderr)
+	case "down":
+		return labDown(ctx, args[1:], stderr)
+	}
+	fmt.Fprintf(stderr, "netd lab: unknown subcommand %q (up, status, check, down)\n", args[0])
+	return exitError{code: 2}
+}
+
+// labFlags are the flags every lab subcommand has.
+func labFlags(name string, stderr io.Writer) (*flag.FlagSet, *string, *string) {
+	fs := flag.NewFlagSet("netd lab "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	labName := fs.String("name", lab.DefaultName, "lab name: prefix of every namespace")
+	stateDir := fs.String("state-dir", "", "state directory (default /run/netd-lab/<name>)")
+	return fs, labName, stateDir
+}
+
+func labUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, name, stateDir := labFlags("up", stderr)
+	policyPath := fs.String("policy", defaultLabPolicy, "policy file (the embedded ducksnest example if the default is missing)")
+	netdPath := fs.String("netd", "", "netd binary to run on the nodes (default: this executable)")
+	pods := fs.Int("pods", lab.DefaultPodsPerNode, "pods per node (plus one probe pod)")
+	static := fs.Bool("static", false, "start no netd; install the routes netd would by hand (to test the topology)")
+	timeout := fs.Duration("timeout", 90*time.Second, "how long to wait for convergence")
+	if err := fs.Parse(args); err != nil {
+		return exitError{code: 2}
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	data, st, err := loadLabPolicy(*policyPath, *policyPath == defaultLabPolicy, log)
+	if err != nil {
+		return err
+	}
+	if *netdPath == "" {
+		if *netdPath, err = os.Executable(); err != nil {
+			return fmt.Errorf("finding own executable: %w", err)
+		}
+	}
+	cfg := lab.Config{Name: *name, StateDir: *stateDir, State: st, Policy: data, Netd: *netdPath,
+		PodsPerNode: *pods, ConvergeTimeout: *timeout, Logger: log}
+	start := time.Now()
+	var l *lab.Lab
+	if *static {
+		if l, err = lab.Build(ctx, cfg); err == nil {
+			err = l.InstallStaticRoutes()
+		}
+	} else {
+		l, err = lab.Up(ctx, cfg)
+	}
+	if err != nil {
+		if l != nil {
+			for _, n := range l.Nodes {
+				if n.Netd != nil {
+					fmt.Fprintf(stderr, "--- %s (%s):\n%s\n", n.Name, n.Log, l.LogTail(n.Name, 15))
+				}
+			}
+		}
+		return fmt.Errorf("%w (the lab is left for inspection: netd lab down --name %s)", err, cfg.Name)
+	}
+	fmt.Fprintf(stdout, "lab %s up in %v: %d nodes, %d namespaces; state in %s\n",
+		l.Name, time.Since(start).Round(time.Millisecond), len(l.Nodes), len(l.Namespaces), l.StateDir)
+	return nil
+}
+
+// loadLabPolicy reads and compiles the policy. The default path is looked
+// up in the working directory and its parents, then taken from the copy
+// embedded in the binary.
+func loadLabPolicy(path string, isDefault bool, log *slog.Logger) ([]byte, *desired.State, error) {
+	data, err := os.ReadFile(path)
+	if isDefault && errors.Is(err, fs.ErrNotExist) {
+		if found, ok := findUp(path); ok {
+			path = found
+			data, err = os.ReadFile(path)
+		} else {
+			log.Info("policy file not found; using the embedded ducksnest example", "path", path)
+			path, data, err = "embedded:"+defaultLabPolicy, examples.Ducksnest, nil
+		}
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading policy: %w", err)
+	}
+	f, err := policy.Load(path, data)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := policy.Compile(f)
+	if err != nil {
+		return nil, nil, err
+	}
+	return data, st, nil
+}
+
+func findUp(rel string) (string, bool) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", false
+	}
+	for {
+		p := filepath.Join(dir, rel)
+		if _, err := os.Stat(p); err == nil {
+			return p, true
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", false
+		}
+		dir = parent
+	}
+}
+
+func loadLab(name, stateDir string) (*lab.Lab, error) {
+	if stateDir == "" {
+		stateDir = lab.StateDirFor(name)
+	}
+	return lab.Load(stateDir, nil)
+}
+
+func labDown(ctx context.Context, args []string, stderr io.Writer) error {
+	fs, name, stateDir := labFlags("down", stderr)
+	if err := fs.Parse(args); err != nil {
+		return exitError{code: 2}
+	}
+	return lab.Down(ctx, *name, *stateDir, slog.New(slog.NewTextHandler(stderr, nil)))
+}
+
+func labCheck(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, name, stateDir := labFlags("check", stderr)
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	bulk := fs.Int("bulk", 8<<20, "bytes of the bulk TCP transfer over an overlay pair (0: none)")
+	if err := fs.Parse(args); err != nil {
+		return exitError{code: 2}
+	}
+	l, err := loadLab(*name, *stateDir)
+	if err != nil {
+		return err
+	}
+	rep, err := l.Check(ctx, lab.CheckOptions{BulkBytes: *bulk})
+	if err != nil {
+		return err
+	}
+	isoErr := l.CheckIsolation(ctx)
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return fmt.Errorf("encoding report: %w", err)
+		}
+	} else {
+		rep.Print(stdout)
+	}
+	if isoErr != nil {
+		fmt.Fprintln(stderr, isoErr)
+	}
+	if !rep.OK() || isoErr != nil {
+		return exitError{code: 1}
+	}
+	return nil
+}
+
+// nodeView is one node in `netd lab status`.
+type nodeView struct {
+	*lab.Node
+	Running bool            `json:"running"`
+	Ready   bool            `json:"ready"`
+	Routes  []string        `json:"routes"` // from the kernel (netd's table)
+	Status  json.RawMessage `json:"status,omitempty"`
+	Err     string          `json:"err,omitempty"`
+}
+
+// bgpView picks the peers out of a netd status.
+type bgpView struct {
+	BGP struct {
+		Peers []struct {
+			Name, Address, State string
+			Accepted             int
+		}
+	} `json:"bgp"`
+}
+
+func labStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, name, stateDir := labFlags("status", stderr)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args); err != nil {
+		return exitError{code: 2}
+	}
+	l, err := loadLab(*name, *stateDir)
+	if err != nil {
+		return err
+	}
+	var views []nodeView
+	for _, n := range l.Nodes {
+		v := nodeView{Node: n, Running: l.NetdRunning(n.Name)}
+		if v.Running {
+			if st, err := l.Status(ctx, n.Name); err != nil {
+				v.Err = err.Error()
+			} else {
+				v.Ready, v.Status = st.Ready, st.Raw
+			}
+		}
+		rs, err := l.RouteText(ctx, n.Name)
+		if err != nil {
+			v.Err = err.Error()
+		}
+		v.Routes = rs
+		views = append(views, v)
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(map[string]any{"lab": l, "nodes": views})
+	}
+	fmt.Fprintf(stdout, "lab %s (state %s), namespaces: %s\n\n", l.Name, l.StateDir, strings.Join(l.Namespaces, " "))
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tNAMESPACE\tNETD\tREADY\tOVERLAY\tLAN\tPODS")
+	for _, v := range views {
+		netd := "down"
+		if v.Running {
+			netd = fmt.Sprintf("pid %d", v.Netd.PID)
+		}
+		var pods []string
+		for _, p := range v.Pods {
+			pods = append(pods, p.Addr.String())
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%s\t%s\n", v.Node.Name, v.NS, netd, v.Ready, v.OverlayAddr, lanStr(v.Node), strings.Join(pods, ","))
+	}
+	tw.Flush()
+	for _, v := range views {
+		fmt.Fprintf(stdout, "\n%s:\n", v.Node.Name)
+		if v.Err != "" {
+			fmt.Fprintf(stdout, "  error: %s\n", v.Err)
+		}
+		var bv bgpView
+		if v.Status != nil && json.Unmarshal(v.Status, &bv) == nil {
+			for _, p := range bv.BGP.Peers {
+				fmt.Fprintf(stdout, "  peer %-14s %-15s %-12s accepted %d\n", p.Name, p.Address, p.State, p.Accepted)
+			}
+		}
+		for _, r := range v.Routes {
+			fmt.Fprintf(stdout, "  route %s\n", r)
+		}
+	}
+	return nil
+}
+
+func lanStr(n *lab.Node) string {
+	if !n.LANAddr.IsValid() {
+		return "-"
+	}
+	return n.LANAddr.String() + " " + n.LANLink.Interface
+}
