@@ -117,7 +117,7 @@ type MTUResult struct {
 	Err   string     `json:"err,omitempty"`
 }
 
-// OK: the echo at the MTU was answered and the one above was refused
+// OK reports whether the echo at the MTU was answered and the one above was refused
 // with the right MTU (or by the sender itself when the path MTU equals its
 // own device MTU).
 func (r MTUResult) OK() bool {

@@ -14,9 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/ducksnest/netd/netd/routes/internal/nstest"
 	"github.com/ducksnest/netd/netd/routes/nl"
-	"github.com/vishvananda/netlink"
 )
 
 // benchRoutes returns n /26 pod blocks, each via an onlink gateway on ts0.

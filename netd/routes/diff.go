@@ -9,8 +9,9 @@ import (
 	"net/netip"
 	"slices"
 
-	"github.com/ducksnest/netd/netd/routes/nl"
 	"golang.org/x/sys/unix"
+
+	"github.com/ducksnest/netd/netd/routes/nl"
 )
 
 // key is an IPv4 prefix as a map key: address << 8 | length. Maps keyed by

@@ -6,9 +6,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/ducksnest/netd/netd/routes/internal/nstest"
 	"github.com/ducksnest/netd/netd/routes/nl"
-	"github.com/google/go-cmp/cmp"
 )
 
 // kernelNS is a fresh namespace with an overlay device ts0 (MTU 1280, a
@@ -118,7 +119,7 @@ unicast 10.244.4.0/24 dev ts0 proto 244 scope link
 	}
 	wantN, wantIdx, _ := normalize(want)
 	for _, g := range got {
-		if diff := cmp.Diff(wantN[wantIdx[keyOf(g.Dst)]], g, cmp.Comparer(func(a, b Route) bool { return routeEqual(a, b) })); diff != "" {
+		if diff := cmp.Diff(wantN[wantIdx[keyOf(g.Dst)]], g, cmp.Comparer(routeEqual)); diff != "" {
 			t.Errorf("Installed %v (-want +got):\n%s", g.Dst, diff)
 		}
 	}
@@ -225,7 +226,7 @@ addr add 192.168.0.20/24 dev lan0
 		if err != nil {
 			t.Fatal(err)
 		}
-		if diff := cmp.Diff(f, k, cmp.Comparer(func(a, b Route) bool { return routeEqual(a, b) })); diff != "" {
+		if diff := cmp.Diff(f, k, cmp.Comparer(routeEqual)); diff != "" {
 			t.Errorf("state %s: Installed (-fake +kernel):\n%s", st.name, diff)
 		}
 		if d, err := kr.Drift(ctx, st.want); err != nil || !d.Empty() {

@@ -15,9 +15,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/ducksnest/netd/netd/routes/nl"
 	"github.com/ducksnest/netd/policy/desired"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Config says what netd owns: routes with Protocol in Table, and the rule

@@ -11,12 +11,13 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ducksnest/netd/netd/routes/nl"
-	"github.com/ducksnest/netd/policy/desired"
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.org/x/sys/unix"
+
+	"github.com/ducksnest/netd/netd/routes/nl"
+	"github.com/ducksnest/netd/policy/desired"
 )
 
 var testCfg = ConfigFor(desired.Routing{Protocol: 244, Table: 244, RulePriority: 5260})

@@ -152,7 +152,7 @@ func (b *batcher) apply(ctx context.Context, ops []Op) []error {
 		b.seq = base + uint32(len(b.idx)) - 1
 		if err := b.roundTrip(ops, errs, base); err != nil {
 			for _, k := range b.idx {
-				if errs[k] == nil || errs[k] == errNoAck { // outcome unknown
+				if errs[k] == nil || errors.Is(errs[k], errNoAck) { // outcome unknown
 					errs[k] = err
 				}
 			}

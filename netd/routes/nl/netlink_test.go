@@ -8,9 +8,10 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ducksnest/netd/netd/routes/internal/nstest"
 	"github.com/ducksnest/netd/netd/routes/nl"
-	"golang.org/x/sys/unix"
 )
 
 func open(t *testing.T, opts nl.Options) (*nstest.NS, *nl.Netlink, int) {
