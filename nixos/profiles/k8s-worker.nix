@@ -1,0 +1,5 @@
+# An on-prem worker: kubelet, kube-proxy, calico-node (as a pod).
+{ ... }:
+{
+  services.kubernetes.roles = [ "node" ];
+}

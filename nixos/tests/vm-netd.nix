@@ -1,0 +1,227 @@
+# Multi-node NixOS VM test: a headscale control server and three nodes
+# running tailscaled and netd from services.netd.
+#
+#   nix build .#checks.x86_64-linux.vm-netd -L      (or `nix flake check`)
+#
+# NOT RUN on the project machines (no nixpkgs, no KVM there); it runs where
+# Nix, the internet (for nixpkgs) and preferably KVM exist.
+#
+# Topology (every VM is also on the test VLAN 192.168.1.0/24, eth1):
+#   headscale  control server behind nginx TLS, embedded DERP (all offline)
+#   n1, n2     site "home": a LAN address in the policy, so pod traffic
+#              between them takes the direct LAN path (MTU 1500)
+#   n3         site "cloud": no LAN address, reached over tailscale0 (MTU 1280)
+# Each node's "pod subnet" is a dummy interface pod0 holding 10.244.<i>.1/24;
+# pings use that address as source, as a pod's packets would.
+#
+# What it asserts:
+#   1. every netd reaches READY (Type=notify) and all BGP sessions
+#      (full mesh, over the tailnet addresses) are established;
+#   2. pod-subnet reachability across nodes at the derived MTU: over the
+#      overlay, 1280-byte packets with DF pass and 1281 do not, and netd's
+#      route in table 244 carries `mtu 1280`; on the LAN path 1500 passes and
+#      the route carries `mtu 1500`;
+#   3. a policy change blocks and restores traffic: moving n2's pod block
+#      in the policy (systemctl reload netd = SIGHUP on every node) makes
+#      netd withdraw 10.244.2.0/24 and n1 loses reachability to it;
+#      restoring the policy brings the route and the traffic back.
+#   4. `systemctl reload` keeps the same process (no restart).
+{ self }:
+{ pkgs, lib, ... }:
+let
+  tls-cert = pkgs.runCommand "headscale-selfsigned" { nativeBuildInputs = [ pkgs.openssl ]; } ''
+    openssl req -x509 -newkey rsa:2048 -sha256 -days 365 -nodes \
+      -out cert.pem -keyout key.pem \
+      -subj '/CN=headscale' -addext "subjectAltName=DNS:headscale"
+    mkdir -p $out
+    cp key.pem cert.pem $out
+  '';
+
+  # The policy is written by the test script once the tailnet addresses
+  # are known (headscale assigns them); netd reads it from here.
+  policyPath = "/var/lib/netd-test/policy.yaml";
+
+  node = { ... }: {
+    imports = [ self.nixosModules.netd ];
+    virtualisation.vlans = [ 1 ];
+    security.pki.certificateFiles = [ "${tls-cert}/cert.pem" ];
+    services.tailscale.enable = true;
+    services.netd = {
+      enable = true;
+      policyFile = policyPath;
+      openFirewall = true;
+      logLevel = "debug";
+    };
+    # Started by the script once the policy exists.
+    systemd.services.netd.wantedBy = lib.mkForce [ ];
+    boot.kernel.sysctl = {
+      "net.ipv4.ip_forward" = 1;
+      "net.ipv4.conf.all.rp_filter" = 2;
+      "net.ipv4.conf.default.rp_filter" = 2;
+    };
+    networking.firewall.checkReversePath = "loose";
+    environment.systemPackages = [ pkgs.curl pkgs.jq pkgs.iproute2 ];
+  };
+in
+{
+  name = "netd-bgp-over-tailscale";
+
+  nodes = {
+    headscale = {
+      virtualisation.vlans = [ 1 ];
+      services.headscale = {
+        enable = true;
+        port = 8080;
+        settings = {
+          server_url = "https://headscale";
+          dns.base_domain = "tailnet";
+          derp.server = {
+            enabled = true;
+            region_id = 999;
+            stun_listen_addr = "0.0.0.0:3478";
+          };
+        };
+      };
+      services.nginx = {
+        enable = true;
+        virtualHosts.headscale = {
+          addSSL = true;
+          sslCertificate = "${tls-cert}/cert.pem";
+          sslCertificateKey = "${tls-cert}/key.pem";
+          locations."/" = {
+            proxyPass = "http://127.0.0.1:8080";
+            proxyWebsockets = true;
+          };
+        };
+      };
+      networking.firewall = {
+        allowedTCPPorts = [ 80 443 ];
+        allowedUDPPorts = [ 3478 ];
+      };
+      environment.systemPackages = [ pkgs.headscale pkgs.jq ];
+    };
+    n1 = node;
+    n2 = node;
+    n3 = node;
+  };
+
+  testScript = ''
+    import json
+
+    policy_template = open("${./vm-policy.yaml.in}").read()
+    nodes = {"n1": n1, "n2": n2, "n3": n3}
+    index = {"n1": 1, "n2": 2, "n3": 3}
+
+    start_all()
+    headscale.wait_for_unit("headscale")
+    headscale.wait_for_open_port(443)
+    headscale.succeed("headscale users create test")
+    # headscale >= 0.26 takes the user's ID, older versions its name.
+    authkey = headscale.succeed(
+        "headscale preauthkeys -u 1 create --reusable || headscale preauthkeys -u test create --reusable"
+    ).strip().splitlines()[-1]
+
+    def approve_routes(name, prefix):
+        hs = json.loads(headscale.succeed("headscale nodes list -o json"))
+        node_id = next(n["id"] for n in hs if n.get("given_name", n.get("name")) == name or n.get("name") == name)
+        # headscale >= 0.26: approve on the node; older: enable the route.
+        rc, _ = headscale.execute(f"headscale nodes approve-routes --identifier {node_id} --routes {prefix}")
+        if rc != 0:
+            routes = json.loads(headscale.succeed("headscale routes list -o json"))
+            rid = next(r["id"] for r in routes if r["prefix"] == prefix)
+            headscale.succeed(f"headscale routes enable -r {rid}")
+
+    # Pod subnets, then join the tailnet one node at a time (addresses are
+    # handed out in order). n1 and n3 advertise their pod blocks to
+    # Tailscale: the overlay path needs them as approved subnet routes. n2's
+    # block is reached only on the LAN path, so only netd's route leads to
+    # it: that is what the policy-change step removes and restores.
+    overlay = {}
+    lan = {}
+    for name, m in nodes.items():
+        i = index[name]
+        m.wait_for_unit("tailscaled.service")
+        m.succeed(f"ip link add pod0 type dummy && ip addr add 10.244.{i}.1/24 dev pod0 && ip link set pod0 up")
+        adv = f"--advertise-routes=10.244.{i}.0/24" if name != "n2" else ""
+        m.succeed(f"tailscale up --login-server https://headscale --auth-key {authkey} --hostname {name} --accept-routes {adv}")
+        overlay[name] = m.succeed("tailscale ip -4").strip()
+        lan[name] = m.succeed("ip -4 -o addr show dev eth1 | awk '{print $4}' | cut -d/ -f1").strip()
+        if name != "n2":
+            approve_routes(name, f"10.244.{i}.0/24")
+
+    def policy(n2_block):
+        return (policy_template
+                .replace("@N1_OVERLAY@", overlay["n1"]).replace("@N2_OVERLAY@", overlay["n2"])
+                .replace("@N3_OVERLAY@", overlay["n3"]).replace("@N1_LAN@", lan["n1"])
+                .replace("@N2_LAN@", lan["n2"]).replace("@N2_BLOCK@", n2_block))
+
+    def write_policy(text):
+        for m in nodes.values():
+            m.succeed("mkdir -p /var/lib/netd-test && cat > ${policyPath}.new <<'EOF'\n" + text + "\nEOF\n"
+                      "mv ${policyPath}.new ${policyPath}")
+
+    def status(m):
+        return json.loads(m.succeed("curl -sf --unix-socket /run/netd/netd.sock http://netd/status"))
+
+    def all_established(m):
+        bgp = status(m)["bgp"]
+        peers = bgp.get("Peers", bgp.get("peers")) or []
+        return len(peers) == 2 and all(p.get("State", p.get("state")) == "established" for p in peers)
+
+    with subtest("netd starts from the module and reaches READY"):
+        write_policy(policy("10.244.2.0/24"))
+        for m in nodes.values():
+            m.succeed("systemctl start netd.service")  # returns after READY=1 (Type=notify)
+            m.succeed("systemctl is-active netd.service")
+            m.succeed("test -S /run/netd/netd.sock")
+            m.wait_until_succeeds("curl -sf http://127.0.0.1:9180/healthz", timeout=60)
+
+    with subtest("BGP sessions are established over the tailnet"):
+        for m in nodes.values():
+            m.wait_until_succeeds("curl -sf --unix-socket /run/netd/netd.sock http://netd/status"
+                                  " | jq -e '(.bgp.Peers // .bgp.peers) as $p | ($p | length) == 2 and ($p | all((.State // .state) == \"established\"))'", timeout=120)
+            m.wait_until_succeeds("curl -sf http://127.0.0.1:9180/readyz", timeout=60)
+            assert all_established(m)
+
+    with subtest("pod subnets reachable across nodes at the derived MTU"):
+        # Overlay path n1 -> n3: 1280 = 1252 bytes of ICMP data + 28 headers.
+        n1.wait_until_succeeds("ip route show table 244 10.244.3.0/24 | grep -q 'dev tailscale0.*mtu 1280'", timeout=60)
+        n1.wait_until_succeeds("ping -c 1 -W 2 -I 10.244.1.1 10.244.3.1", timeout=60)
+        n1.succeed("ping -c 3 -W 2 -M do -s 1252 -I 10.244.1.1 10.244.3.1")
+        n1.fail("ping -c 1 -W 2 -M do -s 1253 -I 10.244.1.1 10.244.3.1")
+        n3.succeed("ping -c 3 -W 2 -M do -s 1252 -I 10.244.3.1 10.244.1.1")
+        # LAN path n1 -> n2 (same site): full 1500.
+        n1.wait_until_succeeds("ip route show table 244 10.244.2.0/24 | grep -q 'dev eth1.*mtu 1500'", timeout=60)
+        n1.wait_until_succeeds("ping -c 1 -W 2 -I 10.244.1.1 10.244.2.1", timeout=60)
+        n1.succeed("ping -c 3 -W 2 -M do -s 1472 -I 10.244.1.1 10.244.2.1")
+        # netd's rule sits before tailscaled's 5270 and table 52 is untouched.
+        n1.succeed("ip rule show | grep -q '^5260:.*lookup 244'")
+        n1.succeed("ip rule show | grep -q '^5270:.*lookup 52'")
+
+    with subtest("a policy change blocks traffic, reverting it restores it"):
+        pid_before = n1.succeed("systemctl show -p MainPID --value netd").strip()
+        write_policy(policy("10.244.20.0/24"))
+        for m in nodes.values():
+            m.succeed("systemctl reload netd.service")
+        n1.wait_until_succeeds("! ip route show table 244 | grep -q '^10.244.2.0/24'", timeout=60)
+        n1.wait_until_fails("ping -c 1 -W 2 -I 10.244.1.1 10.244.2.1", timeout=60)
+        # The reload applied the new policy in place: same process.
+        assert n1.succeed("systemctl show -p MainPID --value netd").strip() == pid_before
+        # The overlay path is unaffected.
+        n1.succeed("ping -c 1 -W 2 -I 10.244.1.1 10.244.3.1")
+
+        write_policy(policy("10.244.2.0/24"))
+        for m in nodes.values():
+            m.succeed("systemctl reload netd.service")
+        n1.wait_until_succeeds("ip route show table 244 10.244.2.0/24 | grep -q 'mtu 1500'", timeout=60)
+        n1.wait_until_succeeds("ping -c 1 -W 2 -I 10.244.1.1 10.244.2.1", timeout=60)
+        for m in nodes.values():
+            assert all_established(m)
+
+    with subtest("the unit is hardened as the module says"):
+        n1.succeed("systemctl show -p NoNewPrivileges --value netd | grep -qx yes")
+        n1.succeed("systemctl show -p ProtectSystem --value netd | grep -qx strict")
+        n1.succeed("systemctl show -p User --value netd | grep -qx netd")
+        n1.succeed("grep -q '^CapEff:.*0000000000003400$' /proc/$(systemctl show -p MainPID --value netd)/status")
+  '';
+}
