@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
@@ -62,8 +63,12 @@ func labUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	pods := fs.Int("pods", lab.DefaultPodsPerNode, "pods per node (plus one probe pod)")
 	static := fs.Bool("static", false, "start no netd; install the routes netd would by hand (to test the topology)")
 	timeout := fs.Duration("timeout", 90*time.Second, "how long to wait for convergence")
+	overlay := fs.String("overlay", "emulated", "emulated (a bridge standing in for tailscale0) or tailscale (headscale + real tailscaled per node)")
 	if err := fs.Parse(args); err != nil {
 		return exitError{code: 2}
+	}
+	if *overlay != "emulated" && *overlay != "tailscale" {
+		return fmt.Errorf("--overlay must be emulated or tailscale, not %q", *overlay)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	data, st, err := loadLabPolicy(*policyPath, *policyPath == defaultLabPolicy, log)
@@ -79,11 +84,17 @@ func labUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		PodsPerNode: *pods, ConvergeTimeout: *timeout, Logger: log}
 	start := time.Now()
 	var l *lab.Lab
-	if *static {
+	switch {
+	case *overlay == "tailscale":
+		var tc lab.TailnetConfig
+		if tc, err = tailscaleTools(ctx, stderr); err == nil {
+			l, _, err = lab.UpTailscale(ctx, cfg, tc)
+		}
+	case *static:
 		if l, err = lab.Build(ctx, cfg); err == nil {
 			err = l.InstallStaticRoutes()
 		}
-	} else {
+	default:
 		l, err = lab.Up(ctx, cfg)
 	}
 	if err != nil {
@@ -159,7 +170,48 @@ func labDown(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return exitError{code: 2}
 	}
-	return lab.Down(ctx, *name, *stateDir, slog.New(slog.NewTextHandler(stderr, nil)))
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	if l, err := loadLab(*name, *stateDir); err == nil {
+		if err := lab.DownTailnet(ctx, l); err != nil {
+			log.Warn("ending the lab's tailnet", "err", err)
+		}
+	}
+	return lab.Down(ctx, *name, *stateDir, log)
+}
+
+// tailscaleTools finds tailscaled, tailscale and headscale: from the
+// TAILSCALED, TAILSCALE and HEADSCALE variables, or built (once, cached by
+// version outside the repository) by scripts/tailscale-tools.sh.
+func tailscaleTools(ctx context.Context, stderr io.Writer) (lab.TailnetConfig, error) {
+	tc := lab.TailnetConfig{TailscaledBin: os.Getenv("TAILSCALED"), TailscaleBin: os.Getenv("TAILSCALE"), HeadscaleBin: os.Getenv("HEADSCALE")}
+	if tc.TailscaledBin != "" && tc.TailscaleBin != "" && tc.HeadscaleBin != "" {
+		return tc, nil
+	}
+	script, ok := findUp(filepath.Join("scripts", "tailscale-tools.sh"))
+	if !ok {
+		return tc, errors.New("set TAILSCALED, TAILSCALE and HEADSCALE, or run from the repository (scripts/tailscale-tools.sh builds them)")
+	}
+	cmd := exec.CommandContext(ctx, "bash", script)
+	cmd.Stderr = stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return tc, fmt.Errorf("%s: %w", script, err)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		k, v, _ := strings.Cut(line, "=")
+		switch k {
+		case "TAILSCALED":
+			tc.TailscaledBin = v
+		case "TAILSCALE":
+			tc.TailscaleBin = v
+		case "HEADSCALE":
+			tc.HeadscaleBin = v
+		}
+	}
+	if tc.TailscaledBin == "" || tc.TailscaleBin == "" || tc.HeadscaleBin == "" {
+		return tc, fmt.Errorf("%s printed no tool paths", script)
+	}
+	return tc, nil
 }
 
 func labCheck(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -57,7 +57,7 @@ tf() { # terraform without the dev_overrides warning on success
 # ------------------------------------------------------------------ tools
 
 start=$SECONDS
-# shellcheck source=tools/tools.sh
+# shellcheck source-path=SCRIPTDIR source=tools/tools.sh
 source "$here/tools/tools.sh"
 if ! tools_all; then
   failed=$((failed + 1))

@@ -22,7 +22,7 @@ _go_install() { # dir module@version
 tools_terraform() {
   if [ -n "${TERRAFORM:-}" ] && [ -x "$TERRAFORM" ]; then return 0; fi
   local have
-  if have=$(command -v terraform) && "$have" version 2>/dev/null | head -1 | grep -q '^Terraform v1\.1[1-9]\.'; then
+  if have=$(command -v terraform) && "$have" version -json 2>/dev/null | grep -q '"terraform_version": *"1\.1[1-9]\.'; then
     TERRAFORM=$have
   else
     [ -x "$TF_TOOLS_CACHE/terraform-$TERRAFORM_VERSION/terraform" ] ||
