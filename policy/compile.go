@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"bytes"
 	"cmp"
 	"crypto/sha256"
 	"encoding/binary"
@@ -65,23 +66,23 @@ func Compile(f *File) (*desired.State, error) {
 		return nil, err
 	}
 	s.Tailnet = t
-	if s.Digest, err = digest(s, &pol, ring); err != nil {
+	if s.Digest, err = digest(s, ring); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
 
 // digest hashes the canonical JSON of s, without Digest and Source (the
-// same policy read from another path is the same state), then the
-// canonical JSON of the tailnet policy (the HuJSON is left out of the JSON
-// form of s, and its header names the source), then every peer's import
+// same policy read from another path is the same state), then the rendered
+// tailnet HuJSON without its header (which names the source; the HuJSON is
+// left out of the JSON form of s), then every peer's import
 // ranges. The ranges are the bulk of a large state (a route-reflector
 // client imports every other node's blocks: O(nodes²) in all), so they are
 // folded in as one binary hash per distinct list, computed once per shared
 // list, instead of as JSON text; a client's window of the reflected ring is
 // folded in as its offset and length, after the hash of the whole ring.
 // The result depends only on the content.
-func digest(s *desired.State, pol *tailnet.Policy, ring reflectedRing) (string, error) {
+func digest(s *desired.State, ring reflectedRing) (string, error) {
 	c := *s
 	c.Digest, c.Source = "", ""
 	c.Nodes = make([]desired.Node, len(s.Nodes))
@@ -115,9 +116,9 @@ func digest(s *desired.State, pol *tailnet.Policy, ring reflectedRing) (string, 
 	if err := enc.Encode(&c); err != nil {
 		return "", fmt.Errorf("encoding desired state: %w", err)
 	}
-	if err := enc.Encode(pol); err != nil {
-		return "", fmt.Errorf("encoding tailnet policy: %w", err)
-	}
+	// The tailnet policy as rendered (stable HuJSON), without its header
+	// comment, which names the source file.
+	h.Write(withoutHeader(s.Tailnet.HuJSON))
 	h.Write(folded)
 	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
 }
@@ -303,4 +304,20 @@ func compileNodes(f *File, m *model) ([]desired.Node, reflectedRing) {
 		out = append(out, dn)
 	}
 	return out, reflectedRing{ring, windows}
+}
+
+// withoutHeader drops the leading comment lines of a rendered HuJSON
+// document.
+func withoutHeader(b []byte) []byte {
+	for len(b) > 0 {
+		line := b
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line = b[:i+1]
+		}
+		if !bytes.HasPrefix(bytes.TrimLeft(line, " \t"), []byte("//")) {
+			break
+		}
+		b = b[len(line):]
+	}
+	return b
 }
