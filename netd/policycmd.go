@@ -27,6 +27,8 @@ const policyUsage = `usage:
   netd policy render FILE --calico | --tailnet | --node NAME [--format yaml|json] | --state
   netd policy schema                            print the JSON Schema of the policy file
   netd policy test FILE [-v]                    run the tailnet policy tests offline
+  netd policy diff FILE [--kubeconfig K]        what would change in the cluster (Calico)
+  netd policy apply FILE [--kubeconfig K]       apply it, with optimistic concurrency
 `
 
 func runPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -43,6 +45,10 @@ func runPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return policySchema(args[1:], stdout, stderr)
 	case "test":
 		return policyTest(args[1:], stdout, stderr)
+	case "diff": // applycmd.go
+		return policyDiff(ctx, args[1:], stdout, stderr)
+	case "apply": // applycmd.go
+		return policyApply(ctx, args[1:], stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, policyUsage)
 		return nil

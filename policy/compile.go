@@ -22,10 +22,10 @@ import (
 // subnet-route/SNAT: the 0x00ff0000 byte), so Felix's verdict marks would be
 // read by tailscaled's rules at priorities 5210-5250 as its own and its
 // packets misrouted. kube-proxy and the kubelet use 0x4000 (masquerade) and
-// 0x8000 (drop), so the 0x0000ff00 byte is not free either. The top byte is
-// used by neither; its 8 bits cover the 4 marks Felix allocates (accept,
-// pass, two scratch bits) with 4 bits left for endpoint marks.
-const felixMarkMask uint32 = 0xff000000
+// 0x8000 (drop). Felix wants at least 8 bits, and Calico's CRD declares the
+// field int32, so the top bit cannot be used (the API server rejects
+// 0xff000000). What is left: bits 24-30 and 8-11, 11 bits in all.
+const felixMarkMask uint32 = 0x7f000f00
 
 // Compile validates f and turns it into the desired state every reconciler
 // consumes. It is pure: no I/O, and the same file always gives the same

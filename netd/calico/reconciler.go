@@ -1,0 +1,226 @@
+package calico
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/ducksnest/netd/policy"
+	"github.com/ducksnest/netd/policy/desired"
+)
+
+const ownerSelector = policy.OwnerLabel + "=" + policy.OwnerValue
+
+// EventNamespace holds the Events about the (cluster-scoped) Calico objects.
+const EventNamespace = "default"
+
+// Clients are the API clients netd needs.
+type Clients struct {
+	Dynamic dynamic.Interface
+	Kube    kubernetes.Interface
+}
+
+// NewClients builds the clients for cfg.
+func NewClients(cfg *rest.Config) (*Clients, error) {
+	cfg = rest.CopyConfig(cfg)
+	cfg.UserAgent = "netd"
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("building dynamic client: %w", err)
+	}
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("building kubernetes client: %w", err)
+	}
+	return &Clients{Dynamic: dyn, Kube: kube}, nil
+}
+
+// LoadConfig reads a kubeconfig file; an empty path means in-cluster
+// configuration or the default loading rules ($KUBECONFIG, ~/.kube/config).
+func LoadConfig(kubeconfig string) (*rest.Config, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = kubeconfig
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, nil).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("loading kubeconfig %q: %w", kubeconfig, err)
+	}
+	return cfg, nil
+}
+
+// Pending is an object waiting for something before netd can finish.
+type Pending struct {
+	Kind   string `json:"kind"`
+	Name   string `json:"name"`
+	Reason string `json:"reason"`
+}
+
+// Status is the outcome of the last Reconcile, for `netd status`.
+type Status struct {
+	Time      time.Time `json:"time"`
+	Digest    string    `json:"digest,omitempty"` // of the policy applied
+	Applied   []Action  `json:"applied,omitempty"`
+	Pending   []Pending `json:"pending,omitempty"`
+	Unowned   []Pending `json:"unowned,omitempty"`
+	Conflicts []Action  `json:"conflicts,omitempty"`
+	Error     string    `json:"error,omitempty"`
+}
+
+// Reconciler keeps the Calico objects equal to the policy. Run it on the
+// Lease holder only (RunLeader) or from the CLI.
+type Reconciler struct {
+	dyn    dynamic.Interface
+	kube   kubernetes.Interface
+	log    *slog.Logger
+	source string // Event reporting instance
+
+	mu       sync.Mutex
+	status   Status
+	evMu     sync.Mutex
+	reported map[string]string // object → last pending/unowned reason sent as an Event
+}
+
+// NewReconciler returns a reconciler writing with c; identity names this
+// instance in Events (the node name).
+func NewReconciler(c *Clients, log *slog.Logger, identity string) *Reconciler {
+	return &Reconciler{dyn: c.Dynamic, kube: c.Kube, log: log, source: identity, reported: map[string]string{}}
+}
+
+// Reconcile makes the cluster match st: Plan, then Apply. It is
+// level-triggered and safe to repeat; a second run right after the first
+// writes nothing. A retired pool is disabled in one run and deleted in a
+// later one, once it has no IPAMBlock.
+func (r *Reconciler) Reconcile(ctx context.Context, st *desired.State) (Status, error) {
+	s := Status{Time: time.Now(), Digest: st.Digest}
+	p, err := r.Plan(ctx, st)
+	if err != nil {
+		s.Error = err.Error()
+		r.setStatus(s)
+		return s, err
+	}
+	res, err := r.Apply(ctx, p)
+	s.Applied, s.Conflicts = res.Applied, res.Conflicts
+	s.Pending = append(s.Pending, p.Notes...)
+	for _, a := range p.Actions {
+		switch a.Op {
+		case OpWaitDrain:
+			s.Pending = append(s.Pending, Pending{a.Kind, a.Name, a.Reason})
+		case OpUnowned:
+			s.Unowned = append(s.Unowned, Pending{a.Kind, a.Name, a.Reason})
+		}
+	}
+	if err != nil {
+		s.Error = err.Error()
+	}
+	r.emitEvents(ctx, s)
+	r.setStatus(s)
+	return s, err
+}
+
+// Status returns the outcome of the last Reconcile.
+func (r *Reconciler) Status() Status {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.status
+}
+
+func (r *Reconciler) setStatus(s Status) {
+	r.mu.Lock()
+	r.status = s
+	r.mu.Unlock()
+}
+
+var eventReason = map[Op]string{
+	OpCreate: "Created", OpUpdate: "Updated", OpDisable: "Disabled", OpDelete: "Deleted",
+	OpWaitDrain: "WaitingToDrain", OpUnowned: "NotOwned",
+}
+
+// resultEvents records one Kubernetes Event per write and per conflict.
+func (r *Reconciler) resultEvents(ctx context.Context, res Result) {
+	var errs []error
+	for _, a := range res.Applied {
+		errs = append(errs, r.event(ctx, a.Kind, a.Name, corev1.EventTypeNormal, eventReason[a.Op], describeAction(a)))
+	}
+	for _, a := range res.Conflicts {
+		errs = append(errs, r.event(ctx, a.Kind, a.Name, corev1.EventTypeWarning, "Conflict",
+			fmt.Sprintf("%s skipped: changed since resourceVersion %s, not overwritten", a.Op, a.ResourceVersion)))
+	}
+	if err := errors.Join(errs...); err != nil {
+		r.log.Warn("recording calico events", "err", err)
+	}
+}
+
+// emitEvents records one Event per pending or unowned object whenever its
+// reason changes (not on every resync).
+func (r *Reconciler) emitEvents(ctx context.Context, s Status) {
+	r.evMu.Lock()
+	defer r.evMu.Unlock()
+	var errs []error
+	seen := map[string]bool{}
+	for _, l := range []struct {
+		op Op
+		ps []Pending
+	}{{OpWaitDrain, s.Pending}, {OpUnowned, s.Unowned}} {
+		for _, p := range l.ps {
+			key := describe(p.Kind, p.Name)
+			seen[key] = true
+			if r.reported[key] == p.Reason {
+				continue
+			}
+			r.reported[key] = p.Reason
+			reason := eventReason[l.op]
+			if l.op == OpWaitDrain && p.Kind != "IPPool" {
+				reason = "NotApplied"
+			}
+			errs = append(errs, r.event(ctx, p.Kind, p.Name, corev1.EventTypeWarning, reason, p.Reason))
+		}
+	}
+	for k := range r.reported {
+		if !seen[k] {
+			delete(r.reported, k)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		r.log.Warn("recording calico events", "err", err)
+	}
+}
+
+func describeAction(a Action) string {
+	msg := fmt.Sprintf("netd %s", a.Op)
+	if a.Reason != "" {
+		msg += ": " + a.Reason
+	}
+	if len(a.Changes) > 0 {
+		msg += "; " + fmt.Sprint(slices.Clip(a.Changes))
+	}
+	return msg
+}
+
+// event records one core/v1 Event about a Calico object.
+func (r *Reconciler) event(ctx context.Context, kind, name, typ, reason, msg string) error {
+	now := metav1.NewTime(time.Now())
+	ev := &corev1.Event{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "netd-" + name + ".", Namespace: EventNamespace},
+		InvolvedObject: corev1.ObjectReference{
+			APIVersion: GroupVersion.String(), Kind: kind, Name: name,
+		},
+		Reason: reason, Message: msg, Type: typ,
+		Source:         corev1.EventSource{Component: "netd", Host: r.source},
+		FirstTimestamp: now, LastTimestamp: now, Count: 1,
+		ReportingController: "ducksnest.dev/netd", ReportingInstance: r.source,
+	}
+	if _, err := r.kube.CoreV1().Events(EventNamespace).Create(ctx, ev, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("creating event %s for %s: %w", reason, describe(kind, name), err)
+	}
+	return nil
+}
