@@ -69,6 +69,7 @@ func def(s, d string) string {
 //	HEADSCALE_URL, HEADSCALE_API_KEY[_FILE], HEADSCALE_CLI  → headscale
 //	TS_API_KEY[_FILE]                                       → Tailscale, API key
 //	TS_OAUTH_ID[_FILE], TS_OAUTH_SECRET[_FILE]              → Tailscale, OAuth client
+//	  (or TS_OAUTH_CLIENT_ID[_FILE], TS_OAUTH_CLIENT_SECRET[_FILE])
 //	TS_TAILNET (default "-"), TS_API_URL (default api.tailscale.com)
 //
 // HEADSCALE_URL wins when both kinds are configured.
@@ -103,8 +104,15 @@ func TargetFromEnv() (Target, error) {
 	}
 	t := Target{Kind: KindTailscale, BaseURL: os.Getenv("TS_API_URL"), Tailnet: os.Getenv("TS_TAILNET"),
 		APIKey: must("TS_API_KEY"), OAuthClientID: must("TS_OAUTH_ID"), OAuthClientSecret: must("TS_OAUTH_SECRET")}
+	// The names Tailscale's GitHub action and most CI setups use.
+	if t.OAuthClientID == "" {
+		t.OAuthClientID = must("TS_OAUTH_CLIENT_ID")
+	}
+	if t.OAuthClientSecret == "" {
+		t.OAuthClientSecret = must("TS_OAUTH_CLIENT_SECRET")
+	}
 	if t.APIKey == "" && (t.OAuthClientID == "" || t.OAuthClientSecret == "") && len(errs) == 0 {
-		errs = append(errs, errors.New("no tailnet credentials: set HEADSCALE_URL+HEADSCALE_API_KEY, TS_API_KEY, or TS_OAUTH_ID+TS_OAUTH_SECRET (or their _FILE forms)"))
+		errs = append(errs, errors.New("no tailnet credentials: set HEADSCALE_URL+HEADSCALE_API_KEY, TS_API_KEY, or TS_OAUTH_CLIENT_ID+TS_OAUTH_CLIENT_SECRET (or their _FILE forms)"))
 	}
 	return t, errors.Join(errs...)
 }

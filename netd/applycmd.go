@@ -10,36 +10,55 @@ import (
 	"os"
 	"time"
 
+	"github.com/ducksnest/netd/acl"
 	"github.com/ducksnest/netd/netd/calico"
 	"github.com/ducksnest/netd/policy/desired"
 )
 
-// The Calico part of `netd policy diff` and `netd policy apply`: what the
-// policy file would change in the cluster, and applying it with
-// optimistic concurrency. Dispatched from runPolicy.
+// `netd policy diff` and `netd policy apply`: what the policy file would
+// change in the cluster (Calico objects) and on the tailnet (the policy on
+// Tailscale or headscale), and applying both. Each part runs when it is
+// configured (a kubeconfig; tailnet credentials in the environment), or
+// when --only names it. Dispatched from runPolicy.
 
 const applyUsage = `usage:
-  netd policy diff FILE [--kubeconfig K] [--format text|json]
-      what would change in the cluster's Calico objects
-      (create, update, disable, delete-when-drained, unowned)
-  netd policy apply FILE [--kubeconfig K] [--timeout D]
-      apply it: writes only objects labelled ` + "netd.ducksnest.dev/managed-by=netd" + `,
-      each conditional on the resourceVersion read (exit 1 on a conflict)
+  netd policy diff FILE [--kubeconfig K] [--only calico|tailnet] [--format text|json]
+      what would change: Calico objects (create, update, disable,
+      delete-when-drained, unowned) and the tailnet policy (unified diff,
+      drift). Exit 0: no changes; 1: changes or drift; 2: usage; 3: error.
+  netd policy apply FILE [--kubeconfig K] [--only calico|tailnet] [--force] [--timeout D]
+      apply both parts; each is reported on its own. Calico writes only
+      objects labelled netd.ducksnest.dev/managed-by=netd, each conditional
+      on the resourceVersion read. The tailnet policy is validated first,
+      written with If-Match, never when unchanged, and not over a live
+      policy edited since netd's last apply unless --force.
+
+  tailnet credentials (environment; each secret also as X_FILE):
+      HEADSCALE_URL + HEADSCALE_API_KEY         headscale
+      TS_API_KEY                                Tailscale, API key
+      TS_OAUTH_CLIENT_ID + TS_OAUTH_CLIENT_SECRET  Tailscale, OAuth client
+      TS_TAILNET (default "-")
 `
 
-type clusterFlags struct {
+type applyFlags struct {
 	kubeconfig string
 	format     string
+	only       string
+	force      bool
 	timeout    time.Duration
 }
 
-func parseClusterArgs(name string, args []string, stderr io.Writer) (string, clusterFlags, error) {
-	var f clusterFlags
+func parseApplyArgs(name string, args []string, stderr io.Writer) (string, applyFlags, error) {
+	var f applyFlags
 	fs := newFlagSet(name, stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, applyUsage) }
-	fs.StringVar(&f.kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig `file` (default: $KUBECONFIG, ~/.kube/config, in-cluster)")
-	fs.StringVar(&f.format, "format", "text", "output `format`: text or json (diff)")
+	fs.StringVar(&f.kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig `file` (default: $KUBECONFIG)")
+	fs.StringVar(&f.format, "format", "text", "output `format`: text or json")
+	fs.StringVar(&f.only, "only", "", "run only this part: calico or tailnet")
 	fs.DurationVar(&f.timeout, "timeout", 60*time.Second, "give up after `duration`")
+	if name == "apply" {
+		fs.BoolVar(&f.force, "force", false, "overwrite a live tailnet policy edited outside netd")
+	}
 	pos, err := parseArgs(fs, args, 1)
 	if err != nil {
 		fmt.Fprintf(stderr, "netd policy %s: %v\n\n%s", name, err, applyUsage)
@@ -49,88 +68,215 @@ func parseClusterArgs(name string, args []string, stderr io.Writer) (string, clu
 		fmt.Fprintf(stderr, "netd policy %s: --format %q: want text or json\n", name, f.format)
 		return "", f, exitError{2}
 	}
+	if f.only != "" && f.only != "calico" && f.only != "tailnet" {
+		fmt.Fprintf(stderr, "netd policy %s: --only %q: want calico or tailnet\n", name, f.only)
+		return "", f, exitError{2}
+	}
 	return pos[0], f, nil
 }
 
-// clusterReconciler compiles FILE and connects to the cluster.
-func clusterReconciler(path string, f clusterFlags, stderr io.Writer) (*calico.Reconciler, *desired.State, error) {
+// applyParts is what one diff/apply run works on.
+type applyParts struct {
+	st     *desired.State
+	calico *calico.Reconciler // nil: not configured
+	target *acl.Target        // nil: not configured
+}
+
+// setupParts compiles FILE and connects to what is configured. A part named
+// by --only must be configured.
+func setupParts(path string, f applyFlags, stderr io.Writer) (*applyParts, error) {
 	_, st, err := compileFile(path)
 	if err != nil {
 		printProblems(stderr, problems(path, err))
-		return nil, nil, exitError{1}
+		return nil, exitError{1}
 	}
-	cfg, err := calico.LoadConfig(f.kubeconfig)
-	if err != nil {
-		return nil, nil, err
+	p := &applyParts{st: st}
+	if f.only != "tailnet" && f.kubeconfig != "" {
+		cfg, err := calico.LoadConfig(f.kubeconfig)
+		if err != nil {
+			return nil, err
+		}
+		c, err := calico.NewClients(cfg)
+		if err != nil {
+			return nil, err
+		}
+		host, _ := os.Hostname()
+		log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		p.calico = calico.NewReconciler(c, log, "netd-cli@"+host)
 	}
-	c, err := calico.NewClients(cfg)
-	if err != nil {
-		return nil, nil, err
+	if f.only != "calico" {
+		t, err := acl.TargetFromEnv()
+		switch {
+		case err == nil:
+			p.target = &t
+		case f.only == "tailnet":
+			return nil, fmt.Errorf("tailnet part: %w", err)
+		}
 	}
-	host, _ := os.Hostname()
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	return calico.NewReconciler(c, log, "netd-cli@"+host), st, nil
+	switch {
+	case f.only == "calico" && p.calico == nil:
+		return nil, errors.New("calico part: no kubeconfig (--kubeconfig or $KUBECONFIG)")
+	case p.calico == nil && p.target == nil:
+		return nil, errors.New("nothing to do: give a kubeconfig (Calico) and/or tailnet credentials (see --help)")
+	}
+	return p, nil
+}
+
+// diffReport is the JSON form of `netd policy diff`.
+type diffReport struct {
+	Calico  *calico.Plan `json:"calico,omitempty"`
+	Tailnet *acl.Change  `json:"tailnet,omitempty"`
+	Changes bool         `json:"changes"`
 }
 
 func policyDiff(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	path, f, err := parseClusterArgs("diff", args, stderr)
+	path, f, err := parseApplyArgs("diff", args, stderr)
 	if err != nil {
 		return err
 	}
-	r, st, err := clusterReconciler(path, f, stderr)
+	p, err := setupParts(path, f, stderr)
 	if err != nil {
-		return err
+		return asDiffError(stderr, err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
-	p, err := r.Plan(ctx, st)
-	if err != nil {
-		return fmt.Errorf("planning calico changes: %w", err)
+	var rep diffReport
+	var errs []error
+	if p.calico != nil {
+		plan, err := p.calico.Plan(ctx, p.st)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("calico: planning: %w", err))
+		} else {
+			rep.Calico = &plan
+			rep.Changes = rep.Changes || plan.Writes() > 0
+		}
+	}
+	if p.target != nil {
+		ch, err := acl.Diff(ctx, *p.target, p.st.Tailnet.HuJSON)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("tailnet (%s): %w", p.target, err))
+		} else {
+			rep.Tailnet = &ch
+			rep.Changes = rep.Changes || !ch.Unchanged || ch.Drift != ""
+		}
 	}
 	if f.format == "json" {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(p)
+		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+	} else {
+		printDiff(stdout, rep)
 	}
-	fmt.Fprint(stdout, p.String())
+	if err := errors.Join(errs...); err != nil {
+		return asDiffError(stderr, err)
+	}
+	if rep.Changes {
+		return exitError{1}
+	}
 	return nil
 }
 
+// asDiffError prints err and maps it to exit 3, so that 1 keeps meaning
+// "there are changes" for CI.
+func asDiffError(stderr io.Writer, err error) error {
+	var ee exitError
+	if errors.As(err, &ee) {
+		if ee.code == 1 { // an invalid policy: an error, not a change
+			return exitError{3}
+		}
+		return err
+	}
+	fmt.Fprintf(stderr, "netd policy diff: %v\n", err)
+	return exitError{3}
+}
+
+func printDiff(w io.Writer, rep diffReport) {
+	if rep.Calico != nil {
+		fmt.Fprintln(w, "== calico")
+		fmt.Fprint(w, rep.Calico.String())
+	}
+	if ch := rep.Tailnet; ch != nil {
+		fmt.Fprintf(w, "== tailnet (%s)\n", ch.Target)
+		if ch.Drift != "" {
+			fmt.Fprintf(w, "DRIFT: %s\n  apply will refuse without --force; reconcile the live edit into the policy file first\n", ch.Drift)
+		}
+		if ch.Unchanged {
+			fmt.Fprintln(w, "tailnet: no changes")
+		} else {
+			fmt.Fprint(w, ch.Diff)
+		}
+	}
+}
+
 func policyApply(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	path, f, err := parseClusterArgs("apply", args, stderr)
+	path, f, err := parseApplyArgs("apply", args, stderr)
 	if err != nil {
 		return err
 	}
-	r, st, err := clusterReconciler(path, f, stderr)
+	p, err := setupParts(path, f, stderr)
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
-	p, err := r.Plan(ctx, st)
+	var failed []string
+	if p.calico != nil {
+		if err := applyCalico(ctx, p, stdout); err != nil {
+			fmt.Fprintf(stderr, "calico part FAILED: %v\n", err)
+			failed = append(failed, "calico")
+		}
+	}
+	if p.target != nil {
+		if err := applyTailnet(ctx, p, f.force, stdout, stderr); err != nil {
+			fmt.Fprintf(stderr, "tailnet part FAILED: %v\n", err)
+			failed = append(failed, "tailnet")
+		}
+	}
+	if len(failed) > 0 {
+		fmt.Fprintf(stderr, "netd policy apply: failed parts: %v (the other parts were applied)\n", failed)
+		return exitError{1}
+	}
+	return nil
+}
+
+func applyCalico(ctx context.Context, p *applyParts, stdout io.Writer) error {
+	plan, err := p.calico.Plan(ctx, p.st)
 	if err != nil {
-		return fmt.Errorf("planning calico changes: %w", err)
+		return fmt.Errorf("planning: %w", err)
 	}
-	res, err := r.Apply(ctx, p)
+	res, err := p.calico.Apply(ctx, plan)
 	for _, a := range res.Applied {
-		fmt.Fprintf(stdout, "applied  %s\n", a)
+		fmt.Fprintf(stdout, "calico: applied  %s\n", a)
 	}
-	for _, a := range p.Actions {
+	for _, a := range plan.Actions {
 		if !a.Writes() {
-			fmt.Fprintf(stdout, "skipped  %s\n", a)
+			fmt.Fprintf(stdout, "calico: skipped  %s\n", a)
 		}
 	}
 	for _, a := range res.Conflicts {
-		fmt.Fprintf(stdout, "CONFLICT %s %s %s changed since it was read (resourceVersion %s): not overwritten; run diff again\n", a.Op, a.Kind, a.Name, a.ResourceVersion)
+		fmt.Fprintf(stdout, "calico: CONFLICT %s %s %s changed since it was read (resourceVersion %s): not overwritten; run diff again\n",
+			a.Op, a.Kind, a.Name, a.ResourceVersion)
 	}
-	if len(res.Applied) == 0 && len(p.Actions) == 0 {
-		fmt.Fprint(stdout, "calico: no changes\n")
+	if len(res.Applied) == 0 && len(plan.Actions) == 0 {
+		fmt.Fprintln(stdout, "calico: no changes")
 	}
-	if errors.Is(err, calico.ErrConflict) {
-		return exitError{1}
-	}
-	if err != nil {
-		return fmt.Errorf("applying calico changes: %w", err)
+	return err
+}
+
+func applyTailnet(ctx context.Context, p *applyParts, force bool, stdout, stderr io.Writer) error {
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	res, err := acl.Apply(ctx, *p.target, p.st.Tailnet.HuJSON, acl.Options{Force: force, Log: log})
+	switch {
+	case errors.Is(err, acl.ErrDrift):
+		return fmt.Errorf("%w: %s; reconcile the live edit into the policy file, or rerun with --force to overwrite it", err, res.Change.Drift)
+	case err != nil:
+		return err
+	case res.Written:
+		fmt.Fprintf(stdout, "tailnet: applied to %s (version %s)\n", res.Change.Target, res.Version)
+	default:
+		fmt.Fprintf(stdout, "tailnet: no changes on %s\n", res.Change.Target)
 	}
 	return nil
 }

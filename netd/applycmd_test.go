@@ -10,22 +10,33 @@ import (
 // TestPolicyDiffApply runs `netd policy diff|apply` against a real API
 // server: diff lists the creates, apply makes them, and diff is then empty.
 func TestPolicyDiffApply(t *testing.T) {
+	for _, v := range []string{"HEADSCALE_URL", "TS_API_KEY", "TS_OAUTH_ID", "TS_OAUTH_CLIENT_ID", "TS_API_KEY_FILE"} {
+		t.Setenv(v, "") // the tailnet part is not configured here
+	}
 	s := kubetest.Start(t)
 	code, out, errOut := runCLI(t, "policy", "diff", examplePolicy, "--kubeconfig", s.Kubeconfig)
-	if code != 0 || !strings.Contains(out, "create               IPPool ") || !strings.Contains(out, "create               IPAMConfig default") {
+	if code != 1 || !strings.Contains(out, "create               IPPool ") || !strings.Contains(out, "create               IPAMConfig default") {
 		t.Fatalf("diff: code %d\n%s%s", code, out, errOut)
 	}
 	t.Logf("netd policy diff:\n%s", out)
 	code, out, errOut = runCLI(t, "policy", "apply", examplePolicy, "--kubeconfig", s.Kubeconfig)
-	if code != 0 || !strings.Contains(out, "applied  create               FelixConfiguration default") {
+	if code != 0 || !strings.Contains(out, "calico: applied  create               FelixConfiguration default") {
 		t.Fatalf("apply: code %d\n%s%s", code, out, errOut)
 	}
 	code, out, errOut = runCLI(t, "policy", "diff", examplePolicy, "--kubeconfig", s.Kubeconfig, "--format", "json")
-	if code != 0 || !strings.Contains(out, `"actions": null`) {
+	if code != 0 || !strings.Contains(out, `"actions": null`) || !strings.Contains(out, `"changes": false`) {
 		t.Fatalf("diff after apply: code %d\n%s%s", code, out, errOut)
 	}
 	code, _, errOut = runCLI(t, "policy", "apply", "--kubeconfig", s.Kubeconfig)
 	if code != 2 || !strings.Contains(errOut, "usage:") {
 		t.Errorf("apply without FILE: code %d\n%s", code, errOut)
+	}
+	code, _, errOut = runCLI(t, "policy", "diff", examplePolicy, "--only", "tailnet")
+	if code != 3 || !strings.Contains(errOut, "no tailnet credentials") {
+		t.Errorf("diff --only tailnet without credentials: code %d\n%s", code, errOut)
+	}
+	code, _, errOut = runCLI(t, "policy", "diff", examplePolicy, "--kubeconfig", "")
+	if code != 3 || !strings.Contains(errOut, "nothing to do") {
+		t.Errorf("diff with nothing configured: code %d\n%s", code, errOut)
 	}
 }
