@@ -6,6 +6,7 @@ import (
 	"time"
 
 	api "github.com/osrg/gobgp/v3/api"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // Mutations is the number of GoBGP configuration or RIB changes made.
@@ -44,4 +45,23 @@ func (s *Speaker) sessionStarts() map[string]time.Time {
 		}
 	})
 	return out
+}
+
+// reasserted reports whether the restart bit was re-asserted at least once.
+func (s *Speaker) reasserted() bool {
+	return testutil.ToFloat64(s.metrics.restartReasserted) > 0
+}
+
+// localRestarting reports whether GoBGP marks peer a as locally restarting.
+func (s *Speaker) localRestarting(ctx context.Context, a netip.Addr) bool {
+	if !s.lock(ctx) {
+		return false
+	}
+	srv := s.srv
+	s.unlock()
+	found := false
+	_ = srv.ListPeer(ctx, &api.ListPeerRequest{Address: a.String()}, func(p *api.Peer) {
+		found = p.GetGracefulRestart().GetLocalRestarting()
+	})
+	return found
 }

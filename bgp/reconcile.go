@@ -176,6 +176,7 @@ func (s *Speaker) Reconcile(ctx context.Context, cfg desired.Speaker, own []neti
 	}
 	if s.restarting && s.policySet && s.Synced() {
 		s.restarting = false // restart done: dial peers again
+		s.restartActive.Store(false)
 	}
 	s.cfg = cfg
 	s.st.setConfig(cfg, s.syncBound(cfg))

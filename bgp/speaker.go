@@ -22,6 +22,13 @@
 //   - GoBGP does not implement StalePathTime; Learned drops a restarted
 //     peer's stale paths itself once it has been up that long without
 //     End-of-RIB.
+//   - GoBGP's restarting-speaker logic clears the Restart State of every
+//     peer at the first End-of-RIB, counting peers that are not up yet as
+//     done; netd re-adds those peers with the R-bit (restart.go), so a
+//     later peer does not drop the routes it keeps for us.
+//   - A fast failure detector (BFD) reports a silent peer with
+//     PeerUnreachable: its paths leave Learned at once and its session is
+//     reset, unless the session was already down (a graceful restart).
 //   - GoBGP's Serve goroutine cannot be stopped: each GoBGP instance leaks
 //     one idle goroutine after Stop (a restart happens only when the ASN,
 //     router id or listen address changes).
@@ -87,8 +94,10 @@ type Speaker struct {
 	policy     policyModel
 	policySet  bool
 	restarting bool
-	cancel     context.CancelFunc
-	done       chan struct{}
+	// restartActive mirrors restarting for the refresh goroutine.
+	restartActive atomic.Bool
+	cancel        context.CancelFunc
+	done          chan struct{}
 
 	st state // guarded by its own mutex
 }
@@ -122,7 +131,11 @@ func (s *Speaker) MarkRestarting() {
 	s.lock(context.Background())
 	defer s.unlock()
 	s.restarting = true
+	s.restartActive.Store(true)
 }
+
+// timeoutReset bounds a session reset done in the background.
+const timeoutReset = 10 * time.Second
 
 // Changes is poked (never blocking the sender) whenever Learned or a peer
 // state may have changed.

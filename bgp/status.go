@@ -9,6 +9,7 @@ import (
 	"time"
 
 	api "github.com/osrg/gobgp/v3/api"
+	"github.com/osrg/gobgp/v3/pkg/server"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -61,6 +62,14 @@ func (s *Speaker) Status(ctx context.Context) (Status, error) {
 	}); err != nil {
 		return st, fmt.Errorf("listing bgp peers: %w", err)
 	}
+	// GoBGP's per-family Advertised counter also counts the End-of-RIB
+	// marker; the Adj-RIB-Out is what the peer has.
+	adv := map[netip.Addr]int{}
+	for a, p := range live {
+		if p.GetState().GetSessionState() == api.PeerState_ESTABLISHED {
+			adv[a] = countAdjOut(ctx, srv, a)
+		}
+	}
 	s.st.mu.Lock()
 	for _, c := range cfg.Peers {
 		ps := PeerStatus{Name: c.Name, Address: c.Address, ASN: c.ASN, State: "unknown"}
@@ -69,10 +78,8 @@ func (s *Speaker) Status(ctx context.Context) (Status, error) {
 			if up := p.GetTimers().GetState().GetUptime(); up != nil && ps.State == "established" {
 				ps.Uptime = time.Since(up.AsTime()).Truncate(time.Second)
 			}
-			for _, a := range p.GetAfiSafis() {
-				ps.Advertised += int(a.GetState().GetAdvertised())
-			}
 		}
+		ps.Advertised = adv[c.Address]
 		if rt := s.st.peers[c.Address]; rt != nil {
 			ps.Received, ps.Accepted, ps.LastError = rt.received, rt.accepted, rt.lastErr
 			ps.Rejected = map[string]int{}
@@ -100,11 +107,26 @@ func (s *Speaker) Status(ctx context.Context) (Status, error) {
 	return st, nil
 }
 
+func countAdjOut(ctx context.Context, srv *server.BgpServer, a netip.Addr) int {
+	n := 0
+	_ = srv.ListPath(ctx, &api.ListPathRequest{TableType: api.TableType_ADJ_OUT, Name: a.String(), Family: familyIPv4}, func(d *api.Destination) {
+		for _, p := range d.Paths {
+			if !p.IsWithdraw {
+				n++
+				return
+			}
+		}
+	})
+	return n
+}
+
 // metrics is the Speaker's Prometheus collector: gauges read from Status
 // at scrape time, plus the rejected-paths counter.
 type metrics struct {
 	s                                                   *Speaker
 	rejected                                            *prometheus.CounterVec
+	cutOff                                              *prometheus.CounterVec
+	restartReasserted                                   prometheus.Counter
 	up, received, accepted, advertised, learned, synced *prometheus.Desc
 }
 
@@ -115,6 +137,14 @@ func newMetrics(s *Speaker) *metrics {
 			Name: "netd_bgp_prefixes_rejected_total",
 			Help: "Paths received from a peer and rejected by its import filter, by reason.",
 		}, []string{"peer", "reason"}),
+		cutOff: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "netd_bgp_peer_cutoffs_total",
+			Help: "Times a peer's routes were dropped because a failure detector (BFD) found it unreachable while its session was up.",
+		}, []string{"peer"}),
+		restartReasserted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "netd_bgp_restart_bit_reasserted_total",
+			Help: "Peers re-added with the graceful restart R-bit after GoBGP cleared it before they came up.",
+		}),
 		up:         prometheus.NewDesc("netd_bgp_peer_up", "1 if the BGP session with the peer is established.", []string{"peer"}, nil),
 		received:   prometheus.NewDesc("netd_bgp_prefixes_received", "Paths in the peer's Adj-RIB-In, before the import filter.", []string{"peer"}, nil),
 		accepted:   prometheus.NewDesc("netd_bgp_prefixes_accepted", "Paths from the peer accepted by its import filter.", []string{"peer"}, nil),
@@ -126,6 +156,8 @@ func newMetrics(s *Speaker) *metrics {
 
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.rejected.Describe(ch)
+	m.cutOff.Describe(ch)
+	m.restartReasserted.Describe(ch)
 	for _, d := range []*prometheus.Desc{m.up, m.received, m.accepted, m.advertised, m.learned, m.synced} {
 		ch <- d
 	}
@@ -133,6 +165,8 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	m.rejected.Collect(ch)
+	m.cutOff.Collect(ch)
+	m.restartReasserted.Collect(ch)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	st, err := m.s.Status(ctx)

@@ -23,6 +23,7 @@ type peerRT struct {
 	since       time.Time // of the last session state change
 	eor         bool      // End-of-RIB received since established, and Learned read after it
 	eorPending  bool      // End-of-RIB received, Learned not yet re-read
+	everUp      bool      // established at least once since this GoBGP started
 	lastErr     string
 	received    int
 	accepted    int
@@ -46,12 +47,16 @@ type state struct {
 	learned []Learned
 	seen    map[rejectKey]bool
 	over    map[netip.Addr][]netip.Prefix
+	// cutOff are peers a failure detector reported unreachable while
+	// their session was up (PeerUnreachable): their paths are ignored.
+	cutOff map[netip.Addr]bool
 }
 
 func (st *state) init() {
 	st.peers = map[netip.Addr]*peerRT{}
 	st.seen = map[rejectKey]bool{}
 	st.over = map[netip.Addr][]netip.Prefix{}
+	st.cutOff = map[netip.Addr]bool{}
 }
 
 func (st *state) reset() {
@@ -81,6 +86,7 @@ func (st *state) setConfig(cfg desired.Speaker, bound time.Duration) {
 		if !want[a] {
 			delete(st.peers, a)
 			delete(st.over, a)
+			delete(st.cutOff, a)
 		}
 	}
 	for k := range st.seen {
@@ -119,6 +125,15 @@ func (st *state) established(a netip.Addr) bool {
 	defer st.mu.Unlock()
 	rt := st.peers[a]
 	return rt != nil && rt.established
+}
+
+// upSinceRestart reports whether the peer's session has been established
+// since GoBGP started.
+func (st *state) upSinceRestart(a netip.Addr) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	rt := st.peers[a]
+	return rt != nil && rt.everUp
 }
 
 func (st *state) setPeerError(a netip.Addr, msg string) {
@@ -189,6 +204,11 @@ func (s *Speaker) watch(ctx context.Context, srv *server.BgpServer, done chan st
 				return
 			case <-s.refresh:
 				s.refreshNow(ctx, srv)
+				if s.restartActive.Load() {
+					if _, err := s.reassertRestart(ctx); err != nil && ctx.Err() == nil {
+						s.log.Warn("re-asserting the graceful restart bit", "err", err)
+					}
+				}
 			}
 		}
 	}()
@@ -216,7 +236,7 @@ func (s *Speaker) onEvent(r *api.WatchEventResponse) {
 			if !up {
 				rt.lastErr = "session went down"
 			} else {
-				rt.lastErr = ""
+				rt.lastErr, rt.everUp = "", true
 			}
 		}
 		st.mu.Unlock()
@@ -260,6 +280,10 @@ func (s *Speaker) refreshNow(ctx context.Context, srv *server.BgpServer) {
 	var eor []netip.Addr // End-of-RIB seen before this read of the RIB
 	expired := map[netip.Addr]bool{}
 	now := time.Now()
+	cut := map[netip.Addr]bool{}
+	for a := range st.cutOff {
+		cut[a] = true
+	}
 	for a, rt := range st.peers {
 		names[a] = rt.name
 		if rt.eorPending {
@@ -288,7 +312,7 @@ func (s *Speaker) refreshNow(ctx context.Context, srv *server.BgpServer) {
 		}
 	}
 	skip := func(from netip.Addr, p netip.Prefix, stale bool) bool {
-		return over[pathKey{from, p}] || stale && expired[from]
+		return over[pathKey{from, p}] || stale && expired[from] || cut[from]
 	}
 
 	learned, err := readLearned(ctx, srv, names, skip)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/signal"
 	"syscall"
@@ -41,6 +42,14 @@ func runDaemon(ctx context.Context, args []string, _, stderr io.Writer) error {
 	stopMode := fs.String("stop-mode", envOr("NETD_STOP_MODE", "withdraw"), "on SIGTERM: withdraw (peers drop this node's blocks now) or graceful (peers keep them as stale until netd is back)")
 	stopTimeout := fs.Duration("stop-timeout", 5*time.Second, "bound on the shutdown")
 	stateDir := fs.String("state-dir", envOr("NETD_STATE_DIR", "/run/netd"), "directory for what must survive a restart but not a reboot: the graceful-stop marker (empty: none)")
+	grpcAddr := fs.String("grpc-addr", envOr("NETD_GRPC_ADDR", ""), "serve GoBGP's gRPC API (for the gobgp CLI) on this loopback address:port, e.g. 127.0.0.1:50051 (empty: off)")
+	bfdOn := fs.Bool("bfd", envOr("NETD_BFD", "true") == "true", "run BFD (RFC 5880, UDP 3784) with every BGP peer: a silent peer's routes leave the kernel within a second (env NETD_BFD)")
+	bfdInterval := fs.Duration("bfd-interval", 100*time.Millisecond, "BFD transmit and receive interval once a session is up")
+	bfdMult := fs.Int("bfd-multiplier", 5, "BFD detect multiplier: a peer is down after this many intervals without a packet")
+	kubeconfig := fs.String("kubeconfig", envOr("NETD_KUBECONFIG", ""), "kubeconfig: pod blocks and peer ownership from Calico IPAM BlockAffinities (empty: the policy's static blocks)")
+	syncCalico := fs.Bool("sync-calico", envOr("NETD_SYNC_CALICO", "true") == "true", "with --kubeconfig: compete for the kube-system/netd-calico Lease and, while holding it, keep the Calico objects equal to the policy")
+	tsSocket := fs.String("tailscale-socket", envOr("NETD_TAILSCALE_SOCKET", ""), "tailscaled's LocalAPI socket, e.g. /var/run/tailscale/tailscaled.sock: advertise the pod blocks as subnet routes and check learned routes against what Tailscale forwards (empty: off)")
+	discover := fs.Bool("discover-peers", false, "with --tailscale-socket: BGP node peers are the tailnet peers carrying the policy's node tag")
 	flush := fs.Bool("flush-on-exit", false, "remove netd's routes and rule when stopping (default: keep them so a restart loses no traffic)")
 	if err := fs.Parse(args); err != nil {
 		return exitError{code: 2}
@@ -55,6 +64,15 @@ func runDaemon(ctx context.Context, args []string, _, stderr io.Writer) error {
 	mode := daemon.StopMode(*stopMode)
 	if mode != daemon.StopWithdraw && mode != daemon.StopGraceful {
 		return fmt.Errorf("--stop-mode must be withdraw or graceful, not %q", *stopMode)
+	}
+	if *discover && *tsSocket == "" {
+		return errors.New("--discover-peers needs --tailscale-socket")
+	}
+	if *grpcAddr != "" {
+		ap, err := netip.ParseAddrPort(*grpcAddr)
+		if err != nil || !ap.Addr().IsLoopback() {
+			return fmt.Errorf("--grpc-addr %q: want a loopback address and port such as 127.0.0.1:50051", *grpcAddr)
+		}
 	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -71,8 +89,10 @@ func runDaemon(ctx context.Context, args []string, _, stderr io.Writer) error {
 	d, err := daemon.New(daemon.Config{
 		PolicyPath: *policyPath, Node: *node, SocketPath: *socket, MetricsAddr: *metrics,
 		Resync: *resync, StopMode: mode, StopTimeout: *stopTimeout, FlushOnExit: *flush,
-		StateDir: *stateDir,
-		Reload:   reload, Log: log,
+		StateDir: *stateDir, GRPCAddr: *grpcAddr,
+		Kubeconfig: *kubeconfig, SyncCalico: *syncCalico, TailscaleSocket: *tsSocket, DiscoverPeers: *discover,
+		BFD:    daemon.BFDConfig{Enabled: *bfdOn, Interval: *bfdInterval, Multiplier: *bfdMult},
+		Reload: reload, Log: log,
 	})
 	if err != nil {
 		return err

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ducksnest/netd/bgp"
+	"github.com/ducksnest/netd/netd/bfd"
 	"github.com/ducksnest/netd/netd/probe"
 	"github.com/ducksnest/netd/netd/reconcile"
 	"github.com/ducksnest/netd/netd/routes"
@@ -56,6 +57,23 @@ type Config struct {
 	// StateDir keeps what must survive a restart: the marker that the last
 	// stop was graceful ("" = none).
 	StateDir string
+	// Kubeconfig connects to the cluster: pod blocks and peer block
+	// ownership then come from Calico IPAM ("" = the policy's static blocks).
+	Kubeconfig string
+	// SyncCalico competes for the Lease and, while holding it, keeps the
+	// Calico objects equal to the policy (needs Kubeconfig).
+	SyncCalico bool
+	// TailscaleSocket is tailscaled's LocalAPI socket: advertised routes,
+	// the route check and peer discovery ("" = off).
+	TailscaleSocket string
+	// DiscoverPeers takes the BGP node peers from the tailnet (peers with
+	// the policy's node tag) instead of the policy's list.
+	DiscoverPeers bool
+	// GRPCAddr serves GoBGP's gRPC API for the gobgp CLI on this loopback
+	// address ("" = off).
+	GRPCAddr string
+	// BFD configures fast failure detection of the BGP peers.
+	BFD BFDConfig
 	// Reload is poked on SIGHUP.
 	Reload <-chan struct{}
 	Log    *slog.Logger
@@ -73,8 +91,11 @@ type Daemon struct {
 	speaker *bgp.Speaker
 	routes  *routes.Reconciler
 	prober  *probe.Prober
+	bfd     *bfd.Server // nil if BFD is off
 	links   *linkFinder
 	notify  *notifier
+	cluster *cluster     // nil without a kubeconfig
+	ts      *tailnetPart // nil without a tailscaled socket
 
 	bgpTrig, routeTrig *reconcile.Trigger
 	bgpLoop, routeLoop *reconcile.Loop
@@ -144,7 +165,7 @@ func New(cfg Config) (*Daemon, error) {
 		cfg:     cfg,
 		log:     cfg.Log,
 		reg:     reg,
-		speaker: bgp.New(cfg.Log.With("component", "bgp"), reg),
+		speaker: bgp.New(cfg.Log.With("component", "bgp"), reg, speakerOptions(cfg)...),
 		routes:  rt,
 		prober:  pr,
 		links:   newLinkFinder(),
@@ -162,11 +183,17 @@ func New(cfg Config) (*Daemon, error) {
 	if err := reg.Register(d.policyErrors); err != nil {
 		return nil, err
 	}
-	if restarting, err := takeGracefulMarker(cfg.StateDir, self.BGP.GracefulRestart.RestartTime); err != nil {
-		cfg.Log.Warn("reading graceful restart marker", "err", err)
-	} else if restarting {
-		cfg.Log.Info("previous netd stopped gracefully: restarting with the graceful restart R-bit")
+	if d.restarting(rt, self) {
 		d.speaker.MarkRestarting()
+	}
+	if d.bfd, err = newBFD(cfg, self, d.speaker, reg); err != nil {
+		return nil, err
+	}
+	if d.cluster, err = newCluster(cfg, reg, rm, d.current); err != nil {
+		return nil, err
+	}
+	if d.ts, err = newTailnetPart(cfg, reg, rm, d); err != nil {
+		return nil, err
 	}
 	d.bgpLoop = &reconcile.Loop{Name: "bgp", Fn: d.reconcileBGP, Trigger: d.bgpTrig, Resync: cfg.Resync,
 		Log: cfg.Log, Metrics: rm}
@@ -201,6 +228,16 @@ func (d *Daemon) Run(ctx context.Context) error {
 	g.Go(func() error { return d.bgpLoop.Run(gctx) })
 	g.Go(func() error { return d.routeLoop.Run(gctx) })
 	g.Go(func() error { return d.prober.Run(gctx) })
+	if d.bfd != nil {
+		g.Go(func() error { return d.bfd.Run(gctx) })
+	}
+	if d.cluster != nil {
+		g.Go(func() error { return d.cluster.affinity.Run(gctx) })
+		g.Go(func() error { return d.cluster.runLeader(gctx, self.Name) })
+	}
+	if d.ts != nil {
+		g.Go(func() error { return d.ts.loop.Run(gctx) })
+	}
 	g.Go(func() error { return d.forwardChanges(gctx) })
 	g.Go(func() error { return d.reloadLoop(gctx) })
 	g.Go(func() error { return d.readiness(gctx) })
@@ -243,12 +280,18 @@ func (d *Daemon) stop() error {
 
 // forwardChanges turns speaker and prober events into route runs.
 func (d *Daemon) forwardChanges(ctx context.Context) error {
+	var affinityChanges <-chan struct{} // nil: never ready
+	if d.cluster != nil {
+		affinityChanges = d.cluster.affinity.Changes()
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-d.speaker.Changes():
 			d.routeTrig.Poke()
+		case <-affinityChanges:
+			d.bgpTrig.Poke()
 		case <-d.prober.Changes():
 			d.routeTrig.Poke()
 		}
@@ -258,8 +301,9 @@ func (d *Daemon) forwardChanges(ctx context.Context) error {
 // reconcileBGP makes the speaker match this node's desired state and its
 // own pod blocks, and points the prober at the LAN peers.
 func (d *Daemon) reconcileBGP(ctx context.Context) error {
-	st, self := d.current()
-	own := ownBlocks(self)
+	_, self := d.current()
+	own, spk, _ := d.cluster.blocks(self)
+	spk = d.ts.speaker(self, spk)
 	var targets []probe.Target
 	if self.LANAddr.IsValid() {
 		for _, p := range self.BGP.Peers {
@@ -269,9 +313,16 @@ func (d *Daemon) reconcileBGP(ctx context.Context) error {
 		}
 	}
 	d.prober.SetTargets(self.LANAddr, targets)
-	err := d.speaker.Reconcile(ctx, self.BGP, own)
-	_ = st
+	if d.bfd != nil {
+		n := *self
+		n.BGP = spk
+		d.bfd.SetPeers(bfdPeers(&n))
+	}
+	err := d.speaker.Reconcile(ctx, spk, own)
 	d.routeTrig.Poke()
+	if d.ts != nil {
+		d.ts.trig.Poke() // the advertised routes follow the own blocks
+	}
 	return err
 }
 
@@ -293,7 +344,8 @@ func (d *Daemon) reconcileRoutes(ctx context.Context) error {
 		lanDev = dev
 	}
 	learned := d.speaker.Learned()
-	in := planInput{State: st, Self: self, LANDev: lanDev, LANUp: d.prober.Up, Learned: make([]Learned, 0, len(learned))}
+	in := planInput{State: st, Self: self, LANDev: lanDev, LANUp: d.prober.Up, Learned: make([]Learned, 0, len(learned)),
+		Check: d.ts.check(st.Networks.Overlay)}
 	for _, l := range learned {
 		in.Learned = append(in.Learned, Learned{Prefix: l.Prefix, NextHops: l.NextHops})
 	}
@@ -398,6 +450,12 @@ func (d *Daemon) reloadPolicy() {
 	}
 	d.bgpTrig.Poke()
 	d.routeTrig.Poke()
+	if d.cluster != nil {
+		d.cluster.trig.Poke()
+	}
+	if d.ts != nil {
+		d.ts.trig.Poke()
+	}
 }
 
 // readiness tells systemd we are up once both reconcilers have succeeded

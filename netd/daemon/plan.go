@@ -45,6 +45,10 @@ type planInput struct {
 	LANDev  string // device holding Self.LANAddr ("" if none found)
 	LANUp   func(netip.Addr) bool
 	Learned []Learned
+	// Check, if set, says why the overlay would not carry a prefix to a
+	// next hop ("" if it would): Tailscale forwards only destinations
+	// inside a subnet route the peer carries.
+	Check func(p netip.Prefix, nextHop netip.Addr) string
 }
 
 // Plan turns learned best paths into kernel routes. A next hop that is a
@@ -69,7 +73,7 @@ func Plan(in planInput) ([]PlannedRoute, []Unroutable) {
 		mtu := 0
 		reason := ""
 		for _, nh := range l.NextHops {
-			hop, kind, hopMTU, name, why := planHop(in, nh, ov, lanMTU, lanPrefix)
+			hop, kind, hopMTU, name, why := planHop(in, l.Prefix, nh, ov, lanMTU, lanPrefix)
 			if why != "" {
 				reason = why
 				continue
@@ -92,7 +96,7 @@ func Plan(in planInput) ([]PlannedRoute, []Unroutable) {
 	return out, bad
 }
 
-func planHop(in planInput, nh netip.Addr, ov desired.Link, lanMTU int, lanPrefix netip.Prefix) (routes.NextHop, PathKind, int, string, string) {
+func planHop(in planInput, p netip.Prefix, nh netip.Addr, ov desired.Link, lanMTU int, lanPrefix netip.Prefix) (routes.NextHop, PathKind, int, string, string) {
 	if n, ok := in.State.NodeByOverlay(nh); ok {
 		if n.Name == in.Self.Name {
 			return routes.NextHop{}, "", 0, "", "next hop is this node"
@@ -100,6 +104,11 @@ func planHop(in planInput, nh netip.Addr, ov desired.Link, lanMTU int, lanPrefix
 		if n.Site == in.Self.Site && n.LANAddr.IsValid() && in.Self.LANAddr.IsValid() &&
 			in.LANDev != "" && lanMTU > 0 && lanPrefix.Contains(n.LANAddr) && in.LANUp(n.LANAddr) {
 			return routes.NextHop{Gateway: n.LANAddr, Device: in.LANDev}, PathLAN, lanMTU, n.Name, ""
+		}
+		if in.Check != nil {
+			if why := in.Check(p, nh); why != "" {
+				return routes.NextHop{}, "", 0, "", why
+			}
 		}
 		return routes.NextHop{Gateway: nh, Device: ov.Interface, Onlink: true}, PathOverlay, ov.MTU, n.Name, ""
 	}

@@ -2,6 +2,8 @@ package daemon
 
 import (
 	"net/netip"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -25,6 +27,45 @@ func testState() *desired.State {
 			{Name: "old", Site: "home", OverlayAddr: a("100.64.0.4"), LANAddr: a("192.168.0.13"), LAN: "home"},
 			{Name: "ultra", Site: "home", OverlayAddr: a("100.64.0.3"), LANAddr: a("192.168.0.12"), LAN: "home"},
 		},
+	}
+}
+
+// TestPlanTailnetCheck: a route Tailscale would not forward over the
+// overlay is reported, not installed; the same next hop over the LAN is
+// not subject to the check (that traffic never enters the tunnel).
+func TestPlanTailnetCheck(t *testing.T) {
+	a := netip.MustParseAddr
+	p := netip.MustParsePrefix
+	st := testState()
+	learned := []Learned{
+		{Prefix: p("10.244.0.0/24"), NextHops: []netip.Addr{a("100.64.0.1")}}, // control-plane: carried
+		{Prefix: p("10.244.8.0/24"), NextHops: []netip.Addr{a("100.64.0.1")}}, // not carried
+		{Prefix: p("10.244.2.0/24"), NextHops: []netip.Addr{a("100.64.0.3")}}, // ultra over the LAN
+	}
+	check := func(pfx netip.Prefix, nh netip.Addr) string {
+		if pfx == p("10.244.0.0/24") {
+			return ""
+		}
+		return "peer " + nh.String() + " does not carry " + pfx.String()
+	}
+	for _, lanUp := range []bool{true, false} {
+		self, _ := st.Node("firebat")
+		got, bad := Plan(planInput{State: st, Self: self, LANDev: "eth0", LANUp: func(netip.Addr) bool { return lanUp },
+			Learned: learned, Check: check})
+		var dsts []string
+		for _, r := range got {
+			dsts = append(dsts, r.Dst.String())
+		}
+		want := []string{"10.244.0.0/24"}
+		if lanUp {
+			want = append(want, "10.244.2.0/24")
+		}
+		if !slices.Equal(dsts, want) {
+			t.Errorf("lanUp=%v: installed %v, want %v", lanUp, dsts, want)
+		}
+		if len(bad) != len(learned)-len(want) || bad[0].Prefix != p("10.244.8.0/24") || !strings.Contains(bad[0].Reason, "does not carry") {
+			t.Errorf("lanUp=%v: unroutable = %+v", lanUp, bad)
+		}
 	}
 }
 

@@ -21,18 +21,23 @@ import (
 
 // Status is what `netd status` shows: readable by a person, and as JSON.
 type Status struct {
-	Node        string               `json:"node"`
-	Ready       bool                 `json:"ready"`
-	Synced      bool                 `json:"synced"`
-	Policy      PolicyStatus         `json:"policy"`
-	BGP         bgp.Status           `json:"bgp"`
-	Advertised  []netip.Prefix       `json:"advertised"`
-	Desired     []PlannedRoute       `json:"desiredRoutes"`
-	Unroutable  []Unroutable         `json:"unroutable,omitempty"`
-	Installed   []routes.Route       `json:"installedRoutes"`
-	Drift       routes.Drift         `json:"drift"`
-	LANPaths    []probe.TargetStatus `json:"lanPaths,omitempty"`
-	Reconcilers []reconcile.Status   `json:"reconcilers"`
+	Node       string               `json:"node"`
+	Ready      bool                 `json:"ready"`
+	Synced     bool                 `json:"synced"`
+	Policy     PolicyStatus         `json:"policy"`
+	BGP        bgp.Status           `json:"bgp"`
+	Advertised []netip.Prefix       `json:"advertised"`
+	Desired    []PlannedRoute       `json:"desiredRoutes"`
+	Unroutable []Unroutable         `json:"unroutable,omitempty"`
+	Installed  []routes.Route       `json:"installedRoutes"`
+	Drift      routes.Drift         `json:"drift"`
+	LANPaths   []probe.TargetStatus `json:"lanPaths,omitempty"`
+	// PodSource says where the advertised blocks come from: the policy,
+	// or Calico IPAM.
+	PodSource   string             `json:"podSource"`
+	Cluster     *ClusterStatus     `json:"cluster,omitempty"`
+	Tailnet     *TailnetStatus     `json:"tailnet,omitempty"`
+	Reconcilers []reconcile.Status `json:"reconcilers"`
 }
 
 // PolicyStatus says which policy is applied and whether the last reload
@@ -49,14 +54,16 @@ func (d *Daemon) Status(ctx context.Context) (Status, error) {
 	st, self := d.current()
 	d.mu.Lock()
 	s := Status{
-		Node:       self.Name,
-		Ready:      d.ready.Load(),
-		Policy:     PolicyStatus{Path: d.cfg.PolicyPath, Digest: st.Digest, LoadedAt: d.loadedAt, LastError: d.policyErr},
-		Advertised: ownBlocks(self),
+		Node:   self.Name,
+		Ready:  d.ready.Load(),
+		Policy: PolicyStatus{Path: d.cfg.PolicyPath, Digest: st.Digest, LoadedAt: d.loadedAt, LastError: d.policyErr},
+
 		Desired:    d.planned,
 		Unroutable: d.unroutable,
 	}
 	d.mu.Unlock()
+	s.Advertised, _, s.PodSource = d.cluster.blocks(self)
+	s.Cluster, s.Tailnet = d.cluster.status(), d.ts.statusCopy()
 	s.Synced = d.speaker.Synced()
 	s.LANPaths = d.prober.Status()
 	s.Reconcilers = []reconcile.Status{d.bgpLoop.Status(), d.routeLoop.Status()}

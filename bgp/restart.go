@@ -1,0 +1,124 @@
+package bgp
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+
+	api "github.com/osrg/gobgp/v3/api"
+)
+
+// GoBGP v3's restarting-speaker logic (pkg/server/server.go, the End-of-RIB
+// branch of handleFSMMessage) clears LocalRestarting for every configured
+// neighbor as soon as "all" neighbors have sent End-of-RIB, and it counts
+// a neighbor that has not come up yet as done (recvedAllEOR is true when
+// the graceful restart capability was never received). So the first peer
+// that sends End-of-RIB ends the restart for all of them: a peer that
+// connects later gets an OPEN without the Restart State bit and without
+// the Forwarding State bit, and, as RFC 4724 asks, drops the routes it
+// kept for us. reassertRestart undoes that: while this speaker restarts,
+// every peer that has not been established since is re-added with
+// LocalRestarting set whenever GoBGP reports it cleared.
+
+// reassertRestart re-adds, with the Restart State bit, each peer that has
+// not yet come up in this restart but that GoBGP no longer marks as
+// locally restarting. It returns the peers it re-added.
+func (s *Speaker) reassertRestart(ctx context.Context) ([]netip.Addr, error) {
+	if !s.lock(ctx) {
+		return nil, ctx.Err()
+	}
+	defer s.unlock()
+	if s.srv == nil || !s.restarting {
+		return nil, nil
+	}
+	var redo []netip.Addr
+	err := s.srv.ListPeer(ctx, &api.ListPeerRequest{}, func(p *api.Peer) {
+		a, err := netip.ParseAddr(p.GetConf().GetNeighborAddress())
+		if err != nil {
+			return
+		}
+		spec, ok := s.peers[a]
+		if !ok || !spec.restarting || p.GetState().GetSessionState() == api.PeerState_ESTABLISHED {
+			return
+		}
+		if s.st.upSinceRestart(a) || p.GetGracefulRestart().GetLocalRestarting() {
+			return
+		}
+		redo = append(redo, a)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing peers: %w", err)
+	}
+	for _, a := range redo {
+		spec := s.peers[a]
+		if err := s.deletePeer(ctx, a); err != nil {
+			return redo, err
+		}
+		s.mutations.Add(1)
+		if err := s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: spec.apiPeer()}); err != nil {
+			return redo, fmt.Errorf("re-adding peer %v with the restart bit: %w", a, err)
+		}
+		s.peers[a] = spec
+		s.metrics.restartReasserted.Inc()
+		s.log.Info("gobgp cleared the restart state of a peer that is not up yet; re-added it with the R-bit", "address", a)
+	}
+	return redo, nil
+}
+
+// PeerUnreachable is what a fast failure detector (BFD) calls when a
+// peer stops answering. If the BGP session with the peer is still
+// established, the peer died silently (a cut link, a frozen node: no TCP
+// FIN): its paths leave Learned at once, and the session is reset, which
+// makes GoBGP drop them too instead of keeping them as stale for the
+// graceful restart time. If the session is already down, the peer is
+// restarting (its TCP connection closed first): graceful restart keeps its
+// routes and nothing changes. It reports whether the peer was cut off.
+func (s *Speaker) PeerUnreachable(a netip.Addr) bool {
+	st := &s.st
+	st.mu.Lock()
+	rt := st.peers[a]
+	cut := rt != nil && rt.established && !st.cutOff[a]
+	if cut {
+		st.cutOff[a] = true
+	}
+	name := ""
+	if rt != nil {
+		name = rt.name
+	}
+	st.mu.Unlock()
+	if !cut {
+		return false
+	}
+	s.log.Warn("bgp peer unreachable while its session is up: dropping its routes", "peer", name, "address", a)
+	s.metrics.cutOff.WithLabelValues(name).Inc()
+	poke(s.refresh)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), timeoutReset)
+		defer cancel()
+		if !s.lock(ctx) {
+			return
+		}
+		defer s.unlock()
+		if s.srv == nil {
+			return
+		}
+		if err := s.srv.ResetPeer(ctx, &api.ResetPeerRequest{Address: a.String(), Communication: "netd: peer unreachable (bfd)"}); err != nil {
+			s.log.Warn("resetting unreachable bgp peer", "address", a, "err", err)
+		}
+	}()
+	return true
+}
+
+// PeerReachable re-admits a peer cut off by PeerUnreachable (the detector
+// applies its own hold-down before calling it).
+func (s *Speaker) PeerReachable(a netip.Addr) {
+	st := &s.st
+	st.mu.Lock()
+	was := st.cutOff[a]
+	delete(st.cutOff, a)
+	st.mu.Unlock()
+	if was {
+		s.log.Info("bgp peer reachable again: its routes are accepted again", "address", a)
+		poke(s.refresh)
+	}
+}

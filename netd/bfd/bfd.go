@@ -1,0 +1,432 @@
+// Package bfd is netd's fast failure detector: Bidirectional Forwarding
+// Detection (RFC 5880) in asynchronous mode over single-hop UDP (RFC 5881:
+// destination port 3784, source port 49152-65535, TTL 255 sent and
+// required on receipt), without authentication, demand mode or the echo
+// function. It interoperates with FRR's bfdd and BIRD's BFD.
+//
+// Why BFD and not a liveness signal of the overlay: Tailscale offers none
+// that is both fast and per peer (its disco pings run every few seconds and
+// are not exported), while BFD is what the BGP daemons on the other side of
+// an external session (FRR, BIRD, a home router) already speak. A session
+// runs on the path the BGP session uses (overlay address to overlay
+// address), so it tests exactly the forwarding the learned routes need.
+//
+// A session starts slow (one packet a second, as RFC 5880 6.8.3 asks while
+// it is not up) and, once up, switches to Config.TxInterval with a Poll
+// Sequence. With the defaults (100 ms, multiplier 5) a silent peer is
+// declared down after 0.5 s.
+//
+// Dampening: a Down is reported at once; an Up is reported only after the
+// session has stayed up for a hold-down time that doubles with every Down
+// in the last minute (Config.HoldDown up to Config.MaxHoldDown), so a
+// flapping link does not make routes flap with it.
+package bfd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Defaults.
+const (
+	DefaultPort        = 3784
+	DefaultTxInterval  = 100 * time.Millisecond
+	DefaultMultiplier  = 5
+	DefaultHoldDown    = time.Second
+	DefaultMaxHoldDown = 8 * time.Second
+	dampWindow         = time.Minute
+)
+
+// Config configures a Server.
+type Config struct {
+	// Local is the address sessions run from (netd: the overlay address).
+	Local netip.Addr
+	// Port is the destination and listening port (default 3784).
+	Port int
+	// TxInterval is the DesiredMinTxInterval once up, RxInterval the
+	// RequiredMinRxInterval (default TxInterval).
+	TxInterval, RxInterval time.Duration
+	// Multiplier is the detect multiplier (default 5).
+	Multiplier uint8
+	// HoldDown is the first re-admission delay, MaxHoldDown its cap.
+	HoldDown, MaxHoldDown time.Duration
+	// OnChange is called, from the Server's goroutines, when a peer is
+	// declared down (at once) or up (after the hold-down). It must not
+	// block for long.
+	OnChange func(peer netip.Addr, up bool)
+	Log      *slog.Logger
+}
+
+// PeerState is a session's state for status output.
+type PeerState struct {
+	Peer     netip.Addr `json:"peer"`
+	State    string     `json:"state"`    // raw session state
+	Admitted bool       `json:"admitted"` // up and past the hold-down
+	Downs    int        `json:"downs"`    // transitions to down since start
+}
+
+// Server runs the BFD sessions of one local address.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics
+
+	mu       sync.Mutex
+	ctx      context.Context // set by Run
+	want     []netip.Addr
+	sessions map[netip.Addr]*peerRT
+	byDiscr  map[uint32]*session
+	tx       *net.UDPConn
+}
+
+type peerRT struct {
+	s        *session
+	cancel   context.CancelFunc
+	state    State
+	admitted bool
+	downs    []time.Time // recent downs, for dampening
+	total    int
+	admit    *time.Timer
+}
+
+// New returns a Server; sessions start when Run runs. Metrics are
+// registered on reg (nil: none).
+func New(cfg Config, reg prometheus.Registerer) (*Server, error) {
+	if !cfg.Local.Is4() {
+		return nil, fmt.Errorf("bfd: local address %v is not IPv4", cfg.Local)
+	}
+	if cfg.Port == 0 {
+		cfg.Port = DefaultPort
+	}
+	if cfg.TxInterval <= 0 {
+		cfg.TxInterval = DefaultTxInterval
+	}
+	if cfg.RxInterval <= 0 {
+		cfg.RxInterval = cfg.TxInterval
+	}
+	if cfg.Multiplier == 0 {
+		cfg.Multiplier = DefaultMultiplier
+	}
+	if cfg.HoldDown <= 0 {
+		cfg.HoldDown = DefaultHoldDown
+	}
+	if cfg.MaxHoldDown < cfg.HoldDown {
+		cfg.MaxHoldDown = max(DefaultMaxHoldDown, cfg.HoldDown)
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{cfg: cfg, log: cfg.Log, sessions: map[netip.Addr]*peerRT{}, byDiscr: map[uint32]*session{}}
+	s.metrics = newMetrics(s)
+	if reg != nil {
+		if err := reg.Register(s.metrics); err != nil {
+			return nil, fmt.Errorf("registering bfd metrics: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// SetPeers makes the set of sessions exactly peers (safe before Run).
+func (s *Server) SetPeers(peers []netip.Addr) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.want = slices.Clone(peers)
+	if s.ctx != nil {
+		s.syncLocked()
+	}
+}
+
+func (s *Server) syncLocked() {
+	want := map[netip.Addr]bool{}
+	for _, p := range s.want {
+		want[p] = true
+		if _, ok := s.sessions[p]; ok {
+			continue
+		}
+		var discr uint32
+		for discr == 0 || s.byDiscr[discr] != nil {
+			discr = rand.Uint32()
+		}
+		ss := newSession(s, p, discr)
+		ctx, cancel := context.WithCancel(s.ctx)
+		s.sessions[p] = &peerRT{s: ss, cancel: cancel, state: Down}
+		s.byDiscr[discr] = ss
+		go ss.run(ctx)
+	}
+	for p, rt := range s.sessions {
+		if !want[p] {
+			rt.cancel()
+			if rt.admit != nil {
+				rt.admit.Stop()
+			}
+			delete(s.byDiscr, rt.s.local)
+			delete(s.sessions, p)
+		}
+	}
+}
+
+// Run opens the sockets and runs the sessions until ctx is done. It
+// retries the sockets while the local address is not there yet.
+func (s *Server) Run(ctx context.Context) error {
+	var rx *net.UDPConn
+	for {
+		var err error
+		rx, err = s.open(ctx)
+		if err == nil {
+			break
+		}
+		s.log.Warn("opening bfd sockets; retrying", "local", s.cfg.Local, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+	}
+	defer rx.Close()
+	s.mu.Lock()
+	s.ctx = ctx
+	s.syncLocked()
+	s.mu.Unlock()
+	s.log.Info("bfd running", "local", s.cfg.Local, "port", s.cfg.Port, "txInterval", s.cfg.TxInterval, "multiplier", s.cfg.Multiplier)
+	go func() {
+		<-ctx.Done()
+		rx.Close()
+	}()
+	s.readLoop(rx)
+	s.mu.Lock()
+	tx := s.tx
+	s.mu.Unlock()
+	// Give the sessions' AdminDown packets a moment before closing.
+	time.AfterFunc(100*time.Millisecond, func() { tx.Close() })
+	return nil
+}
+
+func (s *Server) open(ctx context.Context) (*net.UDPConn, error) {
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			if serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IP, syscall.IP_TTL, 255); serr != nil {
+				return
+			}
+			serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IP, syscall.IP_RECVTTL, 1)
+		})
+		return errors.Join(err, serr)
+	}}
+	pc, err := lc.ListenPacket(ctx, "udp4", netip.AddrPortFrom(s.cfg.Local, uint16(s.cfg.Port)).String())
+	if err != nil {
+		return nil, fmt.Errorf("listening on bfd port: %w", err)
+	}
+	var tc net.PacketConn
+	for range 64 {
+		// RFC 5881 4: source port in 49152-65535.
+		src := netip.AddrPortFrom(s.cfg.Local, uint16(49152+rand.IntN(16384)))
+		if tc, err = lc.ListenPacket(ctx, "udp4", src.String()); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		pc.Close()
+		return nil, fmt.Errorf("opening bfd source port: %w", err)
+	}
+	s.mu.Lock()
+	s.tx = tc.(*net.UDPConn)
+	s.mu.Unlock()
+	return pc.(*net.UDPConn), nil
+}
+
+func (s *Server) readLoop(rx *net.UDPConn) {
+	buf := make([]byte, 512)
+	oob := make([]byte, 128)
+	for {
+		n, oobn, _, from, err := rx.ReadMsgUDPAddrPort(buf, oob)
+		if err != nil {
+			return // closed
+		}
+		if ttl, ok := recvTTL(oob[:oobn]); !ok || ttl != 255 {
+			s.metrics.dropped.Inc()
+			continue // RFC 5881 5: single hop only
+		}
+		p, err := parse(buf[:n])
+		if err != nil {
+			s.metrics.dropped.Inc()
+			continue
+		}
+		s.mu.Lock()
+		var ss *session
+		if p.yourDiscr != 0 {
+			ss = s.byDiscr[p.yourDiscr]
+			if ss != nil && ss.peer != from.Addr().Unmap() {
+				ss = nil
+			}
+		} else if rt := s.sessions[from.Addr().Unmap()]; rt != nil {
+			ss = rt.s
+		}
+		s.mu.Unlock()
+		if ss == nil {
+			s.metrics.dropped.Inc()
+			continue
+		}
+		select {
+		case ss.rx <- p:
+		default: // session busy: drop, as a lost packet
+		}
+	}
+}
+
+func recvTTL(oob []byte) (int, bool) {
+	msgs, err := syscall.ParseSocketControlMessage(oob)
+	if err != nil {
+		return 0, false
+	}
+	for _, m := range msgs {
+		if m.Header.Level == syscall.IPPROTO_IP && m.Header.Type == syscall.IP_TTL && len(m.Data) >= 4 {
+			return int(m.Data[0]) | int(m.Data[1])<<8 | int(m.Data[2])<<16 | int(m.Data[3])<<24, true
+		}
+	}
+	return 0, false
+}
+
+func (s *Server) send(peer netip.Addr, b []byte) {
+	s.mu.Lock()
+	tx := s.tx
+	s.mu.Unlock()
+	if tx == nil {
+		return
+	}
+	if _, err := tx.WriteToUDPAddrPort(b, netip.AddrPortFrom(peer, uint16(s.cfg.Port))); err == nil {
+		s.metrics.sent.Inc()
+	}
+}
+
+// transition is called by a session on every state change; it applies
+// the dampening and reports to OnChange. A peer that says it goes
+// administratively down (a netd stopping) is not a failure (RFC 5882 3.2):
+// it is not reported and not counted for dampening.
+func (s *Server) transition(peer netip.Addr, st State, diag uint8, adminDown bool) {
+	s.mu.Lock()
+	rt := s.sessions[peer]
+	if rt == nil {
+		s.mu.Unlock()
+		return
+	}
+	prev := rt.state
+	rt.state = st
+	var report, up bool
+	switch {
+	case st == Up:
+		now := time.Now()
+		rt.downs = slices.DeleteFunc(rt.downs, func(t time.Time) bool { return now.Sub(t) > dampWindow })
+		hold := time.Duration(0)
+		if len(rt.downs) > 0 {
+			hold = min(s.cfg.HoldDown<<(len(rt.downs)-1), s.cfg.MaxHoldDown)
+		}
+		if hold == 0 {
+			rt.admitted, report, up = true, true, true
+			break
+		}
+		s.log.Info("bfd session up; holding before re-admission", "peer", peer, "holdDown", hold, "recentDowns", len(rt.downs))
+		rt.admit = time.AfterFunc(hold, func() { s.admit(peer, rt) })
+	case prev == Up || prev == Init:
+		if st != Down && st != AdminDown {
+			break
+		}
+		if rt.admit != nil {
+			rt.admit.Stop()
+			rt.admit = nil
+		}
+		if adminDown {
+			rt.admitted = false
+			break
+		}
+		if prev == Up {
+			rt.downs = append(rt.downs, time.Now())
+			rt.total++
+		}
+		if rt.admitted {
+			rt.admitted, report = false, true
+		}
+	}
+	s.mu.Unlock()
+	s.log.Info("bfd session state changed", "peer", peer, "from", prev.String(), "to", st.String(), "diag", diag, "peerAdminDown", adminDown)
+	if report && s.cfg.OnChange != nil {
+		s.cfg.OnChange(peer, up)
+	}
+}
+
+func (s *Server) admit(peer netip.Addr, rt *peerRT) {
+	s.mu.Lock()
+	ok := s.sessions[peer] == rt && rt.state == Up && !rt.admitted
+	if ok {
+		rt.admitted, rt.admit = true, nil
+	}
+	s.mu.Unlock()
+	if ok {
+		s.log.Info("bfd peer re-admitted", "peer", peer)
+		if s.cfg.OnChange != nil {
+			s.cfg.OnChange(peer, true)
+		}
+	}
+}
+
+// States returns every session's state, sorted by peer.
+func (s *Server) States() []PeerState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]PeerState, 0, len(s.sessions))
+	for p, rt := range s.sessions {
+		out = append(out, PeerState{Peer: p, State: rt.state.String(), Admitted: rt.admitted, Downs: rt.total})
+	}
+	slices.SortFunc(out, func(a, b PeerState) int { return a.Peer.Compare(b.Peer) })
+	return out
+}
+
+type metrics struct {
+	s             *Server
+	sent, dropped prometheus.Counter
+	up, downs     *prometheus.Desc
+}
+
+func newMetrics(s *Server) *metrics {
+	return &metrics{
+		s: s,
+		sent: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "netd_bfd_packets_sent_total", Help: "BFD control packets sent.",
+		}),
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "netd_bfd_packets_dropped_total", Help: "BFD packets received and dropped (bad TTL, malformed, unknown session).",
+		}),
+		up:    prometheus.NewDesc("netd_bfd_session_up", "1 if the BFD session with the peer is up and admitted.", []string{"peer"}, nil),
+		downs: prometheus.NewDesc("netd_bfd_session_downs_total", "Transitions of the BFD session from up to down since netd started.", []string{"peer"}, nil),
+	}
+}
+
+func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
+	m.sent.Describe(ch)
+	m.dropped.Describe(ch)
+	ch <- m.up
+	ch <- m.downs
+}
+
+func (m *metrics) Collect(ch chan<- prometheus.Metric) {
+	m.sent.Collect(ch)
+	m.dropped.Collect(ch)
+	for _, p := range m.s.States() {
+		v := 0.0
+		if p.Admitted {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(m.up, prometheus.GaugeValue, v, p.Peer.String())
+		ch <- prometheus.MustNewConstMetric(m.downs, prometheus.CounterValue, float64(p.Downs), p.Peer.String())
+	}
+}

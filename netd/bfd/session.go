@@ -1,0 +1,155 @@
+package bfd
+
+import (
+	"context"
+	"math/rand/v2"
+	"net/netip"
+	"time"
+)
+
+// slowTx is the transmit interval while a session is not up (RFC 5880
+// 6.8.3: at least one second).
+const slowTx = time.Second
+
+// session is one BFD session, driven by its own goroutine: received
+// packets arrive on rx, timers fire in the same select, so the state needs
+// no lock. Every state change is reported to the Server (raw, undampened).
+type session struct {
+	srv   *Server
+	peer  netip.Addr
+	local uint32
+	rx    chan packet
+
+	state         State
+	diag          uint8
+	remote        uint32
+	remoteState   State
+	remoteMinRx   time.Duration
+	remoteDesired time.Duration
+	remoteMult    uint8
+	desiredTx     time.Duration
+	poll          bool
+	lastRx        time.Time
+	tx            *time.Timer
+}
+
+func newSession(srv *Server, peer netip.Addr, discr uint32) *session {
+	return &session{
+		srv: srv, peer: peer, local: discr, rx: make(chan packet, 16),
+		state: Down, remoteState: Down, remoteMinRx: time.Microsecond, desiredTx: slowTx,
+	}
+}
+
+func (s *session) run(ctx context.Context) {
+	s.tx = time.NewTimer(0)
+	tx := s.tx
+	defer tx.Stop()
+	detect := time.NewTimer(time.Hour)
+	detect.Stop()
+	defer detect.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			// Tell the peer we go away on purpose (AdminDown), so it does
+			// not count a detection failure; best effort.
+			if s.state == Up || s.state == Init {
+				s.state, s.diag = AdminDown, diagAdminDown
+				s.send(false)
+			}
+			return
+		case p := <-s.rx:
+			s.receive(p, detect)
+		case <-detect.C:
+			if s.state == Init || s.state == Up {
+				s.setState(Down, diagDetectExpired)
+				s.remote = 0
+			}
+		case <-tx.C:
+			// RFC 5880 6.8.7: no periodic packets while the peer's
+			// RequiredMinRxInterval is 0.
+			if s.remoteMinRx > 0 {
+				s.send(false)
+			}
+			tx.Reset(s.jitter(max(s.desiredTx, s.remoteMinRx)))
+		}
+	}
+}
+
+// jitter applies RFC 5880 6.8.7: 75-100% of the interval (75-90% with a
+// detect multiplier of 1).
+func (s *session) jitter(d time.Duration) time.Duration {
+	hi := 25
+	if s.srv.cfg.Multiplier == 1 {
+		hi = 15
+	}
+	return d - d*time.Duration(10+rand.IntN(hi-9))/100
+}
+
+func (s *session) receive(p packet, detect *time.Timer) {
+	if p.yourDiscr != 0 && p.yourDiscr != s.local {
+		return
+	}
+	s.lastRx = time.Now()
+	s.remote = p.myDiscr
+	s.remoteState = p.state
+	s.remoteMinRx = p.requiredMinRx
+	s.remoteDesired = p.desiredMinTx
+	s.remoteMult = p.detectMult
+	if p.final {
+		s.poll = false
+	}
+	before := s.state
+	switch {
+	case p.state == AdminDown:
+		if s.state != Down {
+			s.setState(Down, diagNeighborDown)
+		}
+	case s.state == Down && p.state == Down:
+		s.setState(Init, diagNone)
+	case s.state == Down && p.state == Init, s.state == Init && (p.state == Init || p.state == Up):
+		s.setState(Up, diagNone)
+	case s.state == Up && p.state == Down:
+		s.setState(Down, diagNeighborDown)
+	}
+	// Answer a Poll with a Final; tell a state change at once rather than
+	// at the next (possibly slow) periodic packet.
+	if p.poll || s.state != before {
+		s.send(p.poll)
+	}
+	// RFC 5880 6.8.4: detection time = the peer's multiplier times the
+	// larger of our RequiredMinRx and its DesiredMinTx.
+	if s.state == Init || s.state == Up {
+		detect.Reset(time.Duration(p.detectMult) * max(s.srv.cfg.RxInterval, s.remoteDesired))
+	} else {
+		detect.Stop()
+	}
+}
+
+// setState changes state; going up starts a Poll Sequence for the fast
+// transmit interval, going down falls back to the slow one.
+func (s *session) setState(st State, diag uint8) {
+	if st == s.state {
+		return
+	}
+	s.state, s.diag = st, diag
+	if st == Up {
+		s.desiredTx, s.poll = s.srv.cfg.TxInterval, true
+	} else {
+		s.desiredTx, s.poll = slowTx, false
+	}
+	// The next periodic packet follows the new interval (the slow one
+	// may be up to a second away).
+	if s.tx != nil {
+		s.tx.Reset(s.jitter(max(s.desiredTx, s.remoteMinRx)))
+	}
+	s.srv.transition(s.peer, st, diag, st != Up && s.remoteState == AdminDown)
+}
+
+func (s *session) send(final bool) {
+	p := packet{
+		diag: s.diag, state: s.state, poll: s.poll && !final, final: final,
+		detectMult: s.srv.cfg.Multiplier, myDiscr: s.local, yourDiscr: s.remote,
+		desiredMinTx: s.desiredTx, requiredMinRx: s.srv.cfg.RxInterval,
+	}
+	s.srv.send(s.peer, p.marshal())
+}

@@ -1,0 +1,104 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ducksnest/netd/bgp"
+	"github.com/ducksnest/netd/netd/bfd"
+	"github.com/ducksnest/netd/netd/routes"
+	"github.com/ducksnest/netd/policy/desired"
+)
+
+// BFDConfig is the fast failure detection of BGP peers (see package bfd).
+type BFDConfig struct {
+	Enabled    bool
+	Interval   time.Duration // desired transmit and required receive interval (default 100ms)
+	Multiplier int           // detect multiplier (default 5)
+	HoldDown   time.Duration // first re-admission hold-down (default 1s)
+}
+
+func speakerOptions(cfg Config) []bgp.Option {
+	var opts []bgp.Option
+	if cfg.GRPCAddr != "" {
+		opts = append(opts, bgp.WithGRPC(cfg.GRPCAddr))
+	}
+	return opts
+}
+
+// newBFD builds the BFD server of the node's overlay address (nil if BFD
+// is off). A peer found down while its BGP session is up is cut off (its
+// routes leave the kernel at once); a peer back up past the hold-down is
+// re-admitted.
+func newBFD(cfg Config, self *desired.Node, sp *bgp.Speaker, reg prometheus.Registerer) (*bfd.Server, error) {
+	if !cfg.BFD.Enabled {
+		return nil, nil
+	}
+	if cfg.BFD.Multiplier < 0 || cfg.BFD.Multiplier > 255 {
+		return nil, fmt.Errorf("bfd multiplier %d out of range 1-255", cfg.BFD.Multiplier)
+	}
+	s, err := bfd.New(bfd.Config{
+		Local: self.BGP.ListenAddr, TxInterval: cfg.BFD.Interval, Multiplier: uint8(cfg.BFD.Multiplier),
+		HoldDown: cfg.BFD.HoldDown, Log: cfg.Log.With("component", "bfd"),
+		OnChange: func(peer netip.Addr, up bool) {
+			if up {
+				sp.PeerReachable(peer)
+			} else {
+				sp.PeerUnreachable(peer)
+			}
+		},
+	}, reg)
+	if err != nil {
+		return nil, fmt.Errorf("bfd: %w", err)
+	}
+	s.SetPeers(bfdPeers(self))
+	return s, nil
+}
+
+// bfdPeers are every BGP peer of the node: the other nodes over the
+// overlay, and external peers (a router that does not speak BFD just never
+// comes up, which changes nothing).
+func bfdPeers(self *desired.Node) []netip.Addr {
+	out := make([]netip.Addr, 0, len(self.BGP.Peers))
+	for _, p := range self.BGP.Peers {
+		out = append(out, p.Address)
+	}
+	return out
+}
+
+// restarting reports whether this start is a restart whose peers kept
+// this node's routes: the previous netd stopped gracefully (the marker),
+// or it died (kill -9, a crash) but left its routes in the kernel, which is
+// the forwarding state RFC 4724 asks a restarting speaker to have kept.
+// Either way the sessions announce the Restart State and Forwarding State
+// bits, so peers keep the stale routes until End-of-RIB instead of
+// dropping them when the new session comes up.
+func (d *Daemon) restarting(rt *routes.Reconciler, self *desired.Node) bool {
+	if !self.BGP.GracefulRestart.Enabled {
+		return false
+	}
+	marked, err := takeGracefulMarker(d.cfg.StateDir, self.BGP.GracefulRestart.RestartTime)
+	if err != nil {
+		d.log.Warn("reading graceful restart marker", "err", err)
+	}
+	if marked {
+		d.log.Info("previous netd stopped gracefully: restarting with the graceful restart R-bit")
+		return true
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	have, err := rt.Installed(ctx)
+	if err != nil {
+		d.log.Warn("reading routes left by a previous netd", "err", err)
+		return false
+	}
+	if len(have) > 0 {
+		d.log.Info("routes of a previous netd are in the kernel (forwarding state kept): restarting with the graceful restart R-bit", "routes", len(have))
+		return true
+	}
+	return false
+}
