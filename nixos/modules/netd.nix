@@ -39,6 +39,8 @@ let
       "--stop-mode=${cfg.stopMode}"
     ]
     ++ optional cfg.flushOnExit "--flush-on-exit"
+    ++ optional (cfg.tailscaleSocket != null) "--tailscale-socket=${cfg.tailscaleSocket}"
+    ++ optional (cfg.kubeconfig != null) "--kubeconfig=%d/kubeconfig"
     ++ cfg.extraArgs;
 in
 {
@@ -66,12 +68,28 @@ in
       description = "This node's name in the policy (`spec.nodes[].name`), which is also its Kubernetes node name.";
     };
 
+    tailscaleSocket = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "/run/tailscale/tailscaled.sock";
+      description = ''
+        tailscaled's LocalAPI socket. With it, netd keeps this node's
+        advertised subnet routes equal to its pod blocks (Tailscale forwards
+        only destinations inside an approved subnet route) and reports a
+        learned route that the tailnet peer does not carry instead of
+        installing it. netd's user must be the Tailscale operator
+        (`tailscale up --operator=netd`). `null` leaves the tailnet alone.
+      '';
+    };
+
     kubeconfig = mkOption {
       type = types.nullOr types.path;
       default = null;
       example = "/var/lib/secrets/netd.kubeconfig";
       description = ''
-        Kubeconfig for the leader-only reconcilers (Calico objects, Lease).
+        Kubeconfig: the node's pod blocks (and its peers' block ownership)
+        then come from Calico IPAM BlockAffinities, and the leader-only
+        reconcilers (Calico objects, Lease) run.
         Give a path as a string so that the file, which holds credentials,
         is never copied into the Nix store; it is passed to the service
         with `LoadCredential=` and read from `$CREDENTIALS_DIRECTORY`.

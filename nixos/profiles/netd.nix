@@ -16,6 +16,8 @@ in
     # Leader-only reconcilers (Calico objects, Lease) need the API; see
     # nixos/pki for the client certificate inside this kubeconfig.
     kubeconfig = "/var/lib/secrets/kubernetes/netd.kubeconfig";
+    # Advertise the pod blocks as Tailscale subnet routes.
+    tailscaleSocket = "/run/tailscale/tailscaled.sock";
     # Scraped over the tailnet; the firewall opens 9180 on tailscale0 only.
     # (Binding the overlay address itself would fail while tailscaled is
     # still coming up.)

@@ -27,6 +27,9 @@
     # the LocalAPI; tags give the node its identity in the policy.
     extraUpFlags = [
       "--accept-routes"
+      # Keep pod source addresses: with SNAT (the default) every pod packet
+      # leaving through a subnet router would carry the node's address.
+      "--snat-subnet-routes=false"
       "--operator=netd"
       "--hostname=${config.networking.hostName}"
     ];
