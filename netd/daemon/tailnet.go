@@ -49,7 +49,7 @@ func newTailnetPart(cfg Config, reg prometheus.Registerer, rm *reconcile.Metrics
 	}
 	// Peers' routes change when the control server approves them: poll
 	// them more often than the full resync.
-	t.loop = &reconcile.Loop{Name: "tailnet", Trigger: t.trig, Resync: 5 * time.Second, MaxBackoff: 10 * time.Second,
+	t.loop = &reconcile.Loop{Name: "tailnet", Trigger: t.trig, Resync: 2 * time.Second, MaxBackoff: 10 * time.Second,
 		Log: cfg.Log, Metrics: rm, Fn: func(ctx context.Context) error { return t.reconcile(ctx, d) }}
 	return t, nil
 }

@@ -68,6 +68,9 @@ type Lab struct {
 	Protocol   int          `json:"protocol"`
 	Priority   int          `json:"rulePriority"`
 	Nodes      []*Node      `json:"nodes"`
+	// NetdArgs are extra `netd run` arguments per node (the tailnet lab
+	// points netd at its node's tailscaled).
+	NetdArgs map[string][]string `json:"netdArgs,omitempty"`
 
 	log *slog.Logger
 	// procs are the netd processes this Lab value started (to reap them).

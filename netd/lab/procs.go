@@ -38,10 +38,11 @@ func (l *Lab) StartNetd(ctx context.Context, node string) error {
 	defer logf.Close()
 	_ = os.Remove(n.Socket)
 	// Not CommandContext: netd outlives the command that starts the lab.
-	cmd := exec.Command("ip", "netns", "exec", n.NS, l.Netd, "run",
+	args := append([]string{"netns", "exec", n.NS, l.Netd, "run",
 		"--policy", l.PolicyPath, "--node", n.Name, "--socket", n.Socket,
 		"--state-dir", filepath.Join(l.StateDir, n.Name),
-		"--metrics-addr", DefaultMetricsAddr, "--log-format", "json")
+		"--metrics-addr", DefaultMetricsAddr, "--log-format", "json"}, l.NetdArgs[n.Name]...)
+	cmd := exec.Command("ip", args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {

@@ -103,6 +103,15 @@ func UpTailscale(ctx context.Context, cfg Config, tc TailnetConfig) (*Lab, *Tail
 	if err := tn.up(ctx, cfg); err != nil {
 		return l, tn, err
 	}
+	// netd itself advertises each node's pod blocks as subnet routes and
+	// checks learned routes against what Tailscale forwards.
+	l.NetdArgs = map[string][]string{}
+	for _, n := range l.Nodes {
+		l.NetdArgs[n.Name] = []string{"--tailscale-socket", tn.Socket[n.Name]}
+	}
+	if err := l.save(); err != nil {
+		return l, tn, err
+	}
 	var run []string
 	for _, n := range l.Nodes {
 		if slices.Contains(cfg.Hold, n.Name) {
@@ -112,6 +121,9 @@ func UpTailscale(ctx context.Context, cfg Config, tc TailnetConfig) (*Lab, *Tail
 			return l, tn, err
 		}
 		run = append(run, n.Name)
+	}
+	if err := tn.WaitRoutes(ctx, 60*time.Second); err != nil {
+		return l, tn, err
 	}
 	cctx, cancel := context.WithTimeout(ctx, cfg.ConvergeTimeout)
 	defer cancel()
@@ -160,7 +172,7 @@ func (tn *Tailnet) up(ctx context.Context, cfg Config) error {
 			return fmt.Errorf("joining %s to the tailnet: %w", n.Name, err)
 		}
 	}
-	return tn.advertiseAll(ctx, cfg)
+	return nil
 }
 
 // underlay turns the emulated overlay into the underlay: the node's
@@ -245,19 +257,6 @@ func (tn *Tailnet) dialWAN(ctx context.Context, network, addr string) (net.Conn,
 // Client is the LocalAPI client of a node's tailscaled.
 func (tn *Tailnet) Client(node string) *local.Client {
 	return tailnet.NewLocalClient(tn.Socket[node])
-}
-
-// advertiseAll does what netd's tailnet reconciler does on every node
-// (AdvertiseRoutes = own blocks ∪ user routes), then waits until headscale
-// serves every node's blocks to every other node.
-func (tn *Tailnet) advertiseAll(ctx context.Context, cfg Config) error {
-	for _, n := range tn.lab.Nodes {
-		a := &tailnet.Advertiser{Client: tn.Client(n.Name), Log: tn.lab.log.With("node", n.Name)}
-		if _, err := a.Reconcile(ctx, n.PodCIDRs, cfg.State); err != nil {
-			return fmt.Errorf("advertising the pod blocks of %s: %w", n.Name, err)
-		}
-	}
-	return tn.WaitRoutes(ctx, 60*time.Second)
 }
 
 // WaitRoutes polls until every node sees every other node's pod blocks as
