@@ -91,7 +91,30 @@ func printStatus(w io.Writer, st daemon.Status) {
 			p.Received, p.Accepted, orDash(strings.Join(rej, ",")), p.Advertised)
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "\nadvertised: %v\n", st.Advertised)
+	fmt.Fprintf(w, "\nadvertised: %v (from %s)\n", st.Advertised, st.PodSource)
+	if c := st.Cluster; c != nil {
+		fmt.Fprintf(w, "kubernetes: block affinities synced=%v, calico sync=%v, lease holder=%v\n", c.AffinitySynced, c.SyncCalico, c.Leader)
+		if cs := c.Calico; cs != nil {
+			for _, p := range cs.Pending {
+				fmt.Fprintf(w, "  pending %s %s: %s\n", p.Kind, p.Name, p.Reason)
+			}
+			for _, p := range cs.Unowned {
+				fmt.Fprintf(w, "  not ours %s %s: %s\n", p.Kind, p.Name, p.Reason)
+			}
+			if cs.Error != "" {
+				fmt.Fprintf(w, "  calico error: %s\n", cs.Error)
+			}
+		}
+	}
+	if t := st.Tailnet; t != nil {
+		fmt.Fprintf(w, "tailnet: advertised %v, user routes %v, accept-routes=%v\n", t.Advertised, t.UserRoutes, t.AcceptRoutes)
+		if len(t.Unapproved) > 0 || len(t.NotAutoApproved) > 0 {
+			fmt.Fprintf(w, "  NOT APPROVED: %v (not auto-approved by the policy: %v)\n", t.Unapproved, t.NotAutoApproved)
+		}
+		if t.Error != "" {
+			fmt.Fprintf(w, "  tailnet error: %s\n", t.Error)
+		}
+	}
 	if len(st.LANPaths) > 0 {
 		fmt.Fprintln(w, "\nLAN paths")
 		for _, p := range st.LANPaths {
