@@ -54,6 +54,9 @@ func upLabWith(t *testing.T, data []byte, hold ...string) *lab.Lab {
 		if err := lab.Down(ctx, name, dir, log); err != nil {
 			t.Errorf("lab down: %v", err)
 		}
+		if left, _ := filepath.Glob("/run/netns/" + name + "-*"); len(left) > 0 {
+			t.Errorf("namespaces left after lab down: %v", left)
+		}
 	})
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()

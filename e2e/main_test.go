@@ -1,9 +1,7 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -14,7 +12,6 @@ import (
 	"time"
 
 	"github.com/ducksnest/netd/netd/lab"
-	"github.com/ducksnest/netd/policy"
 )
 
 // netdBin is the netd binary built by TestMain ("" when not root).
@@ -65,45 +62,11 @@ func (w logWriter) Write(p []byte) (int, error) {
 // it at the end of the test; on failure it logs the netd logs first.
 func upLab(t *testing.T, hold ...string) *lab.Lab {
 	t.Helper()
-	needRoot(t)
 	data, err := os.ReadFile(policyPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := policy.Load(policyPath, data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := policy.Compile(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	name, dir := labName(), t.TempDir()
-	log := slog.New(slog.NewTextHandler(logWriter{t}, nil))
-	var l *lab.Lab
-	t.Cleanup(func() {
-		if t.Failed() && l != nil {
-			for _, n := range l.Nodes {
-				t.Logf("--- netd log of %s:\n%s", n.Name, l.LogTail(n.Name, 40))
-			}
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if err := lab.Down(ctx, name, dir, log); err != nil {
-			t.Errorf("lab down: %v", err)
-		}
-		if left, _ := filepath.Glob("/run/netns/" + name + "-*"); len(left) > 0 {
-			t.Errorf("namespaces left after lab down: %v", left)
-		}
-	})
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
-	defer cancel()
-	l, err = lab.Up(ctx, lab.Config{Name: name, State: st, Policy: data, Netd: netdBin, StateDir: dir,
-		Hold: hold, ConvergeTimeout: 90 * time.Second, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l
+	return upLabWith(t, data, hold...)
 }
 
 // poll calls cond every 50ms until it returns true or d passes.

@@ -4,49 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"syscall"
 	"time"
 
 	"github.com/vishvananda/netlink"
 )
-
-// StartNetdArgs starts a node's netd like StartNetd, with extra arguments
-// appended (for example "--stop-mode", "graceful" or "--bfd=false").
-func (l *Lab) StartNetdArgs(ctx context.Context, node string, extra ...string) error {
-	n, err := l.Node(node)
-	if err != nil {
-		return err
-	}
-	if n.Netd != nil && alive(n.Netd) {
-		return fmt.Errorf("netd of %s already runs as pid %d", node, n.Netd.PID)
-	}
-	logf, err := os.OpenFile(n.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return fmt.Errorf("opening log: %w", err)
-	}
-	defer logf.Close()
-	_ = os.Remove(n.Socket)
-	args := append([]string{"netns", "exec", n.NS, l.Netd, "run",
-		"--policy", l.PolicyPath, "--node", n.Name, "--socket", n.Socket,
-		"--state-dir", filepath.Join(l.StateDir, n.Name),
-		"--metrics-addr", DefaultMetricsAddr, "--log-format", "json"}, extra...)
-	cmd := exec.Command("ip", args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting netd for %s: %w", node, err)
-	}
-	p := &proc{cmd: cmd, done: make(chan struct{})}
-	go func() { p.err = cmd.Wait(); close(p.done) }()
-	l.procs[node] = p
-	ticks, _ := startTicks(cmd.Process.Pid)
-	n.Netd = &Process{PID: cmd.Process.Pid, StartTicks: ticks, Started: time.Now()}
-	l.log.Info("started netd", "node", node, "pid", n.Netd.PID, "ns", n.NS, "extra", extra)
-	return l.save()
-}
 
 // KillNetd ends a node's netd with SIGKILL (a crash: nothing is withdrawn,
 // no marker is written) and waits until it is gone.

@@ -22,8 +22,15 @@ type proc struct {
 }
 
 // StartNetd starts the netd of a node: ip netns exec execs netd, so the
-// recorded pid is netd's.
+// recorded pid is netd's. The node's NetdArgs are appended.
 func (l *Lab) StartNetd(ctx context.Context, node string) error {
+	return l.StartNetdArgs(ctx, node)
+}
+
+// StartNetdArgs starts a node's netd like StartNetd, with extra arguments
+// appended after the node's NetdArgs (for example "--stop-mode",
+// "graceful" or "--bfd=false").
+func (l *Lab) StartNetdArgs(_ context.Context, node string, extra ...string) error {
 	n, err := l.Node(node)
 	if err != nil {
 		return err
@@ -37,11 +44,12 @@ func (l *Lab) StartNetd(ctx context.Context, node string) error {
 	}
 	defer logf.Close()
 	_ = os.Remove(n.Socket)
-	// Not CommandContext: netd outlives the command that starts the lab.
-	args := append([]string{"netns", "exec", n.NS, l.Netd, "run",
+	args := []string{"netns", "exec", n.NS, l.Netd, "run",
 		"--policy", l.PolicyPath, "--node", n.Name, "--socket", n.Socket,
 		"--state-dir", filepath.Join(l.StateDir, n.Name),
-		"--metrics-addr", DefaultMetricsAddr, "--log-format", "json"}, l.NetdArgs[n.Name]...)
+		"--metrics-addr", DefaultMetricsAddr, "--log-format", "json"}
+	args = append(append(args, l.NetdArgs[n.Name]...), extra...)
+	// Not CommandContext: netd outlives the command that starts the lab.
 	cmd := exec.Command("ip", args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -53,7 +61,7 @@ func (l *Lab) StartNetd(ctx context.Context, node string) error {
 	l.procs[node] = p
 	ticks, _ := startTicks(cmd.Process.Pid)
 	n.Netd = &Process{PID: cmd.Process.Pid, StartTicks: ticks, Started: time.Now()}
-	l.log.Info("started netd", "node", node, "pid", n.Netd.PID, "ns", n.NS)
+	l.log.Info("started netd", "node", node, "pid", n.Netd.PID, "ns", n.NS, "extra", extra)
 	return l.save()
 }
 
