@@ -175,14 +175,18 @@ func (l *Lab) Down(ctx context.Context) error {
 		}
 	}
 	if len(errs) == 0 {
-		for _, f := range []string{stateFileName, policyFileName} {
+		// The state file, the policy, the copy of netd, each node's netd
+		// state dir (the graceful-stop marker), sockets and logs.
+		for _, f := range []string{stateFileName, policyFileName, "netd"} {
 			_ = os.Remove(filepath.Join(l.StateDir, f))
 		}
-		if ents, _ := filepath.Glob(filepath.Join(l.StateDir, "*")); true {
-			for _, e := range ents {
-				if strings.HasSuffix(e, ".sock") || strings.HasSuffix(e, ".log") {
-					_ = os.Remove(e)
-				}
+		for _, n := range l.Nodes {
+			_ = os.RemoveAll(filepath.Join(l.StateDir, n.Name))
+		}
+		ents, _ := filepath.Glob(filepath.Join(l.StateDir, "*"))
+		for _, e := range ents {
+			if strings.HasSuffix(e, ".sock") || strings.HasSuffix(e, ".log") {
+				_ = os.Remove(e)
 			}
 		}
 		_ = os.Remove(l.StateDir) // only if empty
