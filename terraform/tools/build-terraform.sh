@@ -24,11 +24,19 @@ trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
 export GOFLAGS=-mod=mod GOWORK=off GO111MODULE=on
 
 src=$(cd "$work" && go mod download -json "$mod@$version" | jq -r .Dir)
-commit=$(cd "$work" && go list -m -json "$mod@$version" | jq -r .Origin.Hash)
-if [ -z "$commit" ] || [ "$commit" = null ]; then
-  echo "no commit for $mod@$version" >&2
-  exit 1
-fi
+# The internal modules are fetched at the release commit. The proxy names
+# that commit in .Origin when it knows it; otherwise (a proxy or mirror that
+# serves no origin, and refuses queries by commit hash) each internal module's
+# pseudo-version of the release commit carries the release's commit time.
+commit=$(cd "$work" && go list -m -json "$mod@$version" | jq -r '.Origin.Hash // empty')
+released=$(cd "$work" && go list -m -json "$mod@$version" | jq -r .Time)
+stamp=$(date -u -d "$released" +%Y%m%d%H%M%S)
+proxy=$(go env GOPROXY | tr ',|' '\n\n' | grep -E '^https?://' | head -1)
+# at_release PATH: the version of internal module PATH at the release commit.
+at_release() {
+  if [ -n "$commit" ]; then echo "$commit"; return; fi
+  [ -n "$proxy" ] && curl -fsS "$proxy/$1/@v/list" | grep -E -- "-$stamp-[0-9a-f]{12}\$" | head -1
+}
 
 cp -r "$src" "$work/src"
 chmod -R u+w "$work/src"
@@ -37,8 +45,10 @@ cd "$work/src"
 
 # Every `replace X => ./internal/...`: fetch X at the release commit into place.
 grep -E '^replace .* => \./' go.mod | while read -r _ path _ dir; do
-  d=$(cd "$work" && go mod download -json "$path@$commit" | jq -r .Dir)
-  [ -d "$d" ] || { echo "cannot download $path@$commit" >&2; exit 1; }
+  v=$(at_release "$path")
+  [ -n "$v" ] || { echo "no version of $path at the $version release ($released)" >&2; exit 1; }
+  d=$(cd "$work" && go mod download -json "$path@$v" | jq -r .Dir)
+  [ -d "$d" ] || { echo "cannot download $path@$v" >&2; exit 1; }
   mkdir -p "$dir"
   cp -r "$d/." "$dir/"
   chmod -R u+w "$dir"
