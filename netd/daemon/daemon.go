@@ -90,9 +90,9 @@ type Daemon struct {
 	reg     *prometheus.Registry
 	speaker *bgp.Speaker
 	routes  *routes.Reconciler
+	install *routes.Installer
 	prober  *probe.Prober
 	bfd     *bfd.Server // nil if BFD is off
-	links   *linkFinder
 	notify  *notifier
 	cluster *cluster     // nil without a kubeconfig
 	ts      *tailnetPart // nil without a tailscaled socket
@@ -102,18 +102,12 @@ type Daemon struct {
 
 	policyErrors prometheus.Counter
 
-	mu         sync.Mutex
-	state      *desired.State
-	self       *desired.Node
-	loadedAt   time.Time
-	policyErr  string
-	planned    []PlannedRoute
-	unroutable []Unroutable
-	ready      atomic.Bool
-
-	// Owned by the route loop.
-	leftovers     map[netip.Prefix]routes.Route
-	leftoversDone bool
+	mu        sync.Mutex
+	state     *desired.State
+	self      *desired.Node
+	loadedAt  time.Time
+	policyErr string
+	ready     atomic.Bool
 }
 
 // New builds the daemon from its config: everything is wired here, by hand.
@@ -156,7 +150,7 @@ func New(cfg Config) (*Daemon, error) {
 	if err != nil {
 		return nil, fmt.Errorf("registering metrics: %w", err)
 	}
-	rt, err := routes.New(k, routesConfig(st), cfg.Log.With("component", "routes"), reg)
+	rt, err := routes.New(k, routes.ConfigFor(st.Routing), cfg.Log.With("component", "routes"), reg)
 	if err != nil {
 		return nil, fmt.Errorf("route reconciler: %w", err)
 	}
@@ -171,7 +165,6 @@ func New(cfg Config) (*Daemon, error) {
 		speaker: bgp.New(cfg.Log.With("component", "bgp"), reg, speakerOptions(cfg)...),
 		routes:  rt,
 		prober:  pr,
-		links:   newLinkFinder(),
 		notify:  newNotifier(),
 		policyErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "netd_policy_reload_errors_total",
@@ -200,13 +193,12 @@ func New(cfg Config) (*Daemon, error) {
 	}
 	d.bgpLoop = &reconcile.Loop{Name: "bgp", Fn: d.reconcileBGP, Trigger: d.bgpTrig, Resync: cfg.Resync,
 		Log: cfg.Log, Metrics: rm}
-	d.routeLoop = &reconcile.Loop{Name: "routes", Fn: d.reconcileRoutes, Trigger: d.routeTrig, Resync: cfg.Resync,
+	d.install = routes.NewInstaller(rt, routes.Sources{
+		State: d.current, Learned: d.learned, Synced: d.speaker.Synced, LANUp: d.prober.Up, Check: d.ts.check,
+	}, cfg.Log.With("component", "routes"))
+	d.routeLoop = &reconcile.Loop{Name: "routes", Fn: d.install.Sync, Trigger: d.routeTrig, Resync: cfg.Resync,
 		Log: cfg.Log, Metrics: rm}
 	return d, nil
-}
-
-func routesConfig(st *desired.State) routes.Config {
-	return routes.Config{Protocol: st.Routing.Protocol, Table: st.Routing.Table, RulePriority: st.Routing.RulePriority}
 }
 
 // current returns the last good state and this node in it.
@@ -334,79 +326,14 @@ func ownBlocks(self *desired.Node) []netip.Prefix {
 	return append([]netip.Prefix(nil), self.PodCIDRs...)
 }
 
-// reconcileRoutes installs the learned best paths and removes withdrawn
-// ones, keeping routes adopted from a previous run until BGP is synced.
-func (d *Daemon) reconcileRoutes(ctx context.Context) error {
-	st, self := d.current()
-	lanDev := ""
-	if self.LANAddr.IsValid() {
-		dev, err := d.links.byAddr(self.LANAddr)
-		if err != nil {
-			d.log.Debug("lan device not found", "addr", self.LANAddr, "err", err)
-		}
-		lanDev = dev
-	}
+// learned returns BGP's best paths as the route planner takes them.
+func (d *Daemon) learned() []routes.Learned {
 	learned := d.speaker.Learned()
-	in := planInput{State: st, Self: self, LANDev: lanDev, LANUp: d.prober.Up, Learned: make([]Learned, 0, len(learned)),
-		Check: d.ts.check(st.Networks.Overlay)}
+	out := make([]routes.Learned, 0, len(learned))
 	for _, l := range learned {
-		in.Learned = append(in.Learned, Learned{Prefix: l.Prefix, NextHops: l.NextHops})
+		out = append(out, routes.Learned{Prefix: l.Prefix, NextHops: l.NextHops})
 	}
-	planned, bad := Plan(in)
-	want := make([]routes.Route, len(planned))
-	for i := range planned {
-		want[i] = planned[i].Route
-	}
-	d.mu.Lock()
-	d.planned, d.unroutable = planned, bad
-	d.mu.Unlock()
-	want, err := d.withLeftovers(ctx, want)
-	if err != nil {
-		return err
-	}
-	_, err = d.routes.Reconcile(ctx, want, true)
-	return err
-}
-
-// withLeftovers keeps, until BGP is synced, the routes a previous netd left
-// in the kernel that no peer has re-announced yet: a restart must not drop
-// pod traffic before the peers have sent End-of-RIB (or the bound passed).
-// Routes this process installed itself and that are withdrawn later are
-// removed at once.
-func (d *Daemon) withLeftovers(ctx context.Context, want []routes.Route) ([]routes.Route, error) {
-	if d.leftoversDone {
-		return want, nil
-	}
-	if d.leftovers == nil {
-		have, err := d.routes.Installed(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("reading leftover routes: %w", err)
-		}
-		d.leftovers = map[netip.Prefix]routes.Route{}
-		for _, r := range have {
-			d.leftovers[r.Dst] = r
-		}
-		if len(have) > 0 {
-			d.log.Info("adopted routes from a previous run; kept until bgp is synced", "routes", len(have))
-		}
-	}
-	if d.speaker.Synced() {
-		d.leftoversDone, d.leftovers = true, nil
-		return want, nil
-	}
-	wanted := make(map[netip.Prefix]bool, len(want))
-	for _, r := range want {
-		wanted[r.Dst] = true
-	}
-	for p, r := range d.leftovers {
-		if wanted[p] {
-			// Re-announced: from now on it lives and dies with BGP.
-			delete(d.leftovers, p)
-			continue
-		}
-		want = append(want, r)
-	}
-	return want, nil
+	return out
 }
 
 // reloadLoop reloads on SIGHUP.

@@ -21,17 +21,17 @@ import (
 
 // Status is what `netd status` shows: readable by a person, and as JSON.
 type Status struct {
-	Node       string               `json:"node"`
-	Ready      bool                 `json:"ready"`
-	Synced     bool                 `json:"synced"`
-	Policy     PolicyStatus         `json:"policy"`
-	BGP        bgp.Status           `json:"bgp"`
-	Advertised []netip.Prefix       `json:"advertised"`
-	Desired    []PlannedRoute       `json:"desiredRoutes"`
-	Unroutable []Unroutable         `json:"unroutable,omitempty"`
-	Installed  []routes.Route       `json:"installedRoutes"`
-	Drift      routes.Drift         `json:"drift"`
-	LANPaths   []probe.TargetStatus `json:"lanPaths,omitempty"`
+	Node       string                `json:"node"`
+	Ready      bool                  `json:"ready"`
+	Synced     bool                  `json:"synced"`
+	Policy     PolicyStatus          `json:"policy"`
+	BGP        bgp.Status            `json:"bgp"`
+	Advertised []netip.Prefix        `json:"advertised"`
+	Desired    []routes.PlannedRoute `json:"desiredRoutes"`
+	Unroutable []routes.Unroutable   `json:"unroutable,omitempty"`
+	Installed  []routes.Route        `json:"installedRoutes"`
+	Drift      routes.Drift          `json:"drift"`
+	LANPaths   []probe.TargetStatus  `json:"lanPaths,omitempty"`
 	// PodSource says where the advertised blocks come from: the policy,
 	// or Calico IPAM.
 	PodSource   string             `json:"podSource"`
@@ -57,11 +57,9 @@ func (d *Daemon) Status(ctx context.Context) (Status, error) {
 		Node:   self.Name,
 		Ready:  d.ready.Load(),
 		Policy: PolicyStatus{Path: d.cfg.PolicyPath, Digest: st.Digest, LoadedAt: d.loadedAt, LastError: d.policyErr},
-
-		Desired:    d.planned,
-		Unroutable: d.unroutable,
 	}
 	d.mu.Unlock()
+	s.Desired, s.Unroutable = d.install.Planned()
 	s.Advertised, _, s.PodSource = d.cluster.blocks(self)
 	s.Cluster, s.Tailnet = d.cluster.status(), d.ts.statusCopy()
 	s.Synced = d.speaker.Synced()
