@@ -8,8 +8,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/ducksnest/netd/netd/localapi"
 	"github.com/ducksnest/netd/netd/reconcile"
-	"github.com/ducksnest/netd/netd/tailnet"
 	"github.com/ducksnest/netd/policy/desired"
 )
 
@@ -20,17 +20,17 @@ import (
 // would drop is reported instead of installed, and optionally discovers the
 // BGP peers as the tailnet peers carrying the node tag.
 type tailnetPart struct {
-	client   tailnet.LocalAPI
-	adv      *tailnet.Advertiser
-	metrics  *tailnet.Metrics
+	client   localapi.LocalAPI
+	adv      *localapi.Advertiser
+	metrics  *localapi.Metrics
 	discover bool
 	trig     *reconcile.Trigger
 	loop     *reconcile.Loop
 
 	mu     sync.Mutex
-	status tailnet.Status
+	status localapi.Status
 	routes map[netip.Addr][]netip.Prefix // nil until first read
-	peers  []tailnet.Peer
+	peers  []localapi.Peer
 	err    string
 }
 
@@ -38,14 +38,14 @@ func newTailnetPart(cfg Config, reg prometheus.Registerer, rm *reconcile.Metrics
 	if cfg.TailscaleSocket == "" {
 		return nil, nil
 	}
-	m, err := tailnet.NewMetrics(reg)
+	m, err := localapi.NewMetrics(reg)
 	if err != nil {
 		return nil, err
 	}
-	c := tailnet.NewLocalClient(cfg.TailscaleSocket)
+	c := localapi.NewLocalClient(cfg.TailscaleSocket)
 	t := &tailnetPart{
 		client: c, metrics: m, discover: cfg.DiscoverPeers, trig: reconcile.NewTrigger(),
-		adv: &tailnet.Advertiser{Client: c, Log: cfg.Log.With("component", "tailnet"), Metrics: m},
+		adv: &localapi.Advertiser{Client: c, Log: cfg.Log.With("component", "tailnet"), Metrics: m},
 	}
 	// Peers' routes change when the control server approves them: poll
 	// them more often than the full resync.
@@ -62,14 +62,14 @@ func (t *tailnetPart) reconcile(ctx context.Context, d *Daemon) error {
 		t.setErr(err)
 		return err
 	}
-	routes, err := tailnet.PeerRoutes(ctx, t.client)
+	routes, err := localapi.PeerRoutes(ctx, t.client)
 	if err != nil {
 		t.setErr(err)
 		return err
 	}
-	var peers []tailnet.Peer
+	var peers []localapi.Peer
 	if t.discover {
-		if peers, err = tailnet.DiscoverPeers(ctx, t.client, st.Tailnet.NodeTag); err != nil {
+		if peers, err = localapi.DiscoverPeers(ctx, t.client, st.Tailnet.NodeTag); err != nil {
 			t.setErr(err)
 			return err
 		}
@@ -106,7 +106,7 @@ func (t *tailnetPart) check(overlay netip.Prefix) func(p netip.Prefix, nh netip.
 	if routes == nil {
 		return nil
 	}
-	c := tailnet.Checker{Overlay: overlay, Routes: routes}
+	c := localapi.Checker{Overlay: overlay, Routes: routes}
 	return func(p netip.Prefix, nh netip.Addr) string {
 		if in := c.Check(p, nh); in != nil {
 			return "tailscale would drop it: " + in.Reason
@@ -129,15 +129,15 @@ func (t *tailnetPart) speaker(self *desired.Node, sp desired.Speaker) desired.Sp
 	}
 	n := *self
 	n.BGP = sp
-	sp.Peers = tailnet.BGPPeers(&n, peers)
+	sp.Peers = localapi.BGPPeers(&n, peers)
 	return sp
 }
 
 // TailnetStatus is the Tailscale side of `netd status`.
 type TailnetStatus struct {
-	tailnet.Status
-	Discovered []tailnet.Peer `json:"discovered,omitempty"`
-	Error      string         `json:"error,omitempty"`
+	localapi.Status
+	Discovered []localapi.Peer `json:"discovered,omitempty"`
+	Error      string          `json:"error,omitempty"`
 }
 
 func (t *tailnetPart) statusCopy() *TailnetStatus {
@@ -167,7 +167,7 @@ func sameRoutes(a, b map[netip.Addr][]netip.Prefix) bool {
 	return true
 }
 
-func samePeers(a, b []tailnet.Peer) bool {
+func samePeers(a, b []localapi.Peer) bool {
 	if len(a) != len(b) {
 		return false
 	}
