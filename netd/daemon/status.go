@@ -51,17 +51,17 @@ type PolicyStatus struct {
 
 // Status collects the daemon's status.
 func (d *Daemon) Status(ctx context.Context) (Status, error) {
-	st, self := d.current()
-	d.mu.Lock()
+	_, self := d.policy.current()
 	s := Status{
 		Node:   self.Name,
 		Ready:  d.ready.Load(),
-		Policy: PolicyStatus{Path: d.cfg.PolicyPath, Digest: st.Digest, LoadedAt: d.loadedAt, LastError: d.policyErr},
+		Policy: d.policy.status(d.cfg.PolicyPath),
 	}
-	d.mu.Unlock()
 	s.Desired, s.Unroutable = d.install.Planned()
-	s.Advertised, _, s.PodSource = d.cluster.blocks(self)
-	s.Cluster, s.Tailnet = d.cluster.status(), d.ts.statusCopy()
+	s.Advertised, _, s.PodSource = d.blocks.blocks(self)
+	for _, report := range d.reports {
+		report(&s)
+	}
 	s.Synced = d.speaker.Synced()
 	s.LANPaths = d.prober.Status()
 	s.Reconcilers = []reconcile.Status{d.bgpLoop.Status(), d.routeLoop.Status()}

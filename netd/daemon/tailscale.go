@@ -13,19 +13,27 @@ import (
 	"github.com/ducksnest/netd/policy/desired"
 )
 
-// tailnetPart is what netd does with the local tailscaled: it keeps the
-// node's advertised subnet routes equal to its pod blocks (Tailscale only
-// forwards a destination inside an approved subnet route of some peer),
-// reads which routes each peer carries so that a learned route Tailscale
-// would drop is reported instead of installed, and optionally discovers the
-// BGP peers as the tailnet peers carrying the node tag.
-type tailnetPart struct {
+// tailscalePart is the optional part that works with the local tailscaled
+// (through package localapi): it keeps the node's advertised subnet routes
+// equal to its pod blocks (Tailscale only forwards a destination inside an
+// approved subnet route of some peer), reads which routes each peer
+// carries so that a learned route Tailscale would drop is reported instead
+// of installed (it is the daemon's overlayCheck), and optionally discovers
+// the BGP peers as the tailnet peers carrying the node tag (its
+// peerSource).
+type tailscalePart struct {
 	client   localapi.LocalAPI
 	adv      *localapi.Advertiser
 	metrics  *localapi.Metrics
 	discover bool
-	trig     *reconcile.Trigger
+	trig     *reconcile.Trigger // poked when the policy or the own blocks may have changed
 	loop     *reconcile.Loop
+
+	// Inputs, and the triggers it pokes.
+	current   func() (*desired.State, *desired.Node)
+	blocks    blockSource
+	routeTrig *reconcile.Trigger // the peers' routes changed
+	bgpTrig   *reconcile.Trigger // the discovered peers changed
 
 	mu     sync.Mutex
 	status localapi.Status
@@ -34,29 +42,35 @@ type tailnetPart struct {
 	err    string
 }
 
-func newTailnetPart(cfg Config, reg prometheus.Registerer, rm *reconcile.Metrics, d *Daemon) (*tailnetPart, error) {
-	if cfg.TailscaleSocket == "" {
-		return nil, nil
-	}
+// newTailscalePart connects to tailscaled's socket cfg.TailscaleSocket.
+// current returns the policy and blocks the node's own blocks; routeTrig is
+// poked when the peers' routes change, bgpTrig when the discovered peers do.
+func newTailscalePart(cfg Config, reg prometheus.Registerer, rm *reconcile.Metrics, current func() (*desired.State, *desired.Node),
+	blocks blockSource, routeTrig, bgpTrig *reconcile.Trigger,
+) (*tailscalePart, error) {
 	m, err := localapi.NewMetrics(reg)
 	if err != nil {
 		return nil, err
 	}
 	c := localapi.NewLocalClient(cfg.TailscaleSocket)
-	t := &tailnetPart{
+	t := &tailscalePart{
 		client: c, metrics: m, discover: cfg.DiscoverPeers, trig: reconcile.NewTrigger(),
-		adv: &localapi.Advertiser{Client: c, Log: cfg.Log.With("component", "tailnet"), Metrics: m},
+		adv:     &localapi.Advertiser{Client: c, Log: cfg.Log.With("component", "tailnet"), Metrics: m},
+		current: current, blocks: blocks, routeTrig: routeTrig, bgpTrig: bgpTrig,
 	}
 	// Peers' routes change when the control server approves them: poll
 	// them more often than the full resync.
 	t.loop = &reconcile.Loop{Name: "tailnet", Trigger: t.trig, Resync: 2 * time.Second, MaxBackoff: 10 * time.Second,
-		Log: cfg.Log, Metrics: rm, Fn: func(ctx context.Context) error { return t.reconcile(ctx, d) }}
+		Log: cfg.Log, Metrics: rm, Fn: t.reconcile}
 	return t, nil
 }
 
-func (t *tailnetPart) reconcile(ctx context.Context, d *Daemon) error {
-	st, self := d.current()
-	own, _, _ := d.cluster.blocks(self)
+// Run runs the tailnet loop until ctx is done.
+func (t *tailscalePart) Run(ctx context.Context) error { return t.loop.Run(ctx) }
+
+func (t *tailscalePart) reconcile(ctx context.Context) error {
+	st, self := t.current()
+	own, _, _ := t.blocks.blocks(self)
 	s, err := t.adv.Reconcile(ctx, own, st)
 	if err != nil {
 		t.setErr(err)
@@ -80,15 +94,15 @@ func (t *tailnetPart) reconcile(ctx context.Context, d *Daemon) error {
 	t.status, t.routes, t.peers, t.err = s, routes, peers, ""
 	t.mu.Unlock()
 	if routesChanged {
-		d.routeTrig.Poke()
+		t.routeTrig.Poke()
 	}
 	if peersChanged {
-		d.bgpTrig.Poke()
+		t.bgpTrig.Poke()
 	}
 	return nil
 }
 
-func (t *tailnetPart) setErr(err error) {
+func (t *tailscalePart) setErr(err error) {
 	t.mu.Lock()
 	t.err = err.Error()
 	t.mu.Unlock()
@@ -96,10 +110,7 @@ func (t *tailnetPart) setErr(err error) {
 
 // check returns why Tailscale would not forward p to nextHop ("" if it
 // would, or if the peers' routes are not known yet).
-func (t *tailnetPart) check(overlay netip.Prefix) func(p netip.Prefix, nh netip.Addr) string {
-	if t == nil {
-		return nil
-	}
+func (t *tailscalePart) check(overlay netip.Prefix) func(p netip.Prefix, nh netip.Addr) string {
 	t.mu.Lock()
 	routes := t.routes
 	t.mu.Unlock()
@@ -116,11 +127,9 @@ func (t *tailnetPart) check(overlay netip.Prefix) func(p netip.Prefix, nh netip.
 }
 
 // speaker returns self's speaker config with the node peers replaced by
-// the discovered tailnet peers, when discovery is on and has run.
-func (t *tailnetPart) speaker(self *desired.Node, sp desired.Speaker) desired.Speaker {
-	if t == nil || !t.discover {
-		return sp
-	}
+// the discovered tailnet peers, once discovery has run (the daemon uses it
+// only when discovery is on).
+func (t *tailscalePart) speaker(self *desired.Node, sp desired.Speaker) desired.Speaker {
 	t.mu.Lock()
 	peers := t.peers
 	t.mu.Unlock()
@@ -140,13 +149,11 @@ type TailnetStatus struct {
 	Error      string          `json:"error,omitempty"`
 }
 
-func (t *tailnetPart) statusCopy() *TailnetStatus {
-	if t == nil {
-		return nil
-	}
+// report adds the tailnet section to the status.
+func (t *tailscalePart) report(s *Status) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return &TailnetStatus{Status: t.status, Discovered: t.peers, Error: t.err}
+	s.Tailnet = &TailnetStatus{Status: t.status, Discovered: t.peers, Error: t.err}
 }
 
 func sameRoutes(a, b map[netip.Addr][]netip.Prefix) bool {
