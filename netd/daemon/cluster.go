@@ -9,33 +9,36 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/ducksnest/netd/netd/calico"
 	"github.com/ducksnest/netd/netd/reconcile"
 	"github.com/ducksnest/netd/policy/desired"
 )
 
-// cluster is what netd does with the Kubernetes API: on every node, the
-// node's pod blocks and every peer's block ownership come from Calico IPAM
-// (BlockAffinity objects); on the node holding the Lease only, the Calico
-// objects are kept equal to the policy.
+// cluster is the optional part that talks to the Kubernetes API: on every
+// node, the node's pod blocks and every peer's block ownership come from
+// Calico IPAM (BlockAffinity objects; it is the daemon's blockSource); on
+// the node holding the Lease only, the Calico objects are kept equal to the
+// policy.
 type cluster struct {
 	log      *slog.Logger
 	clients  *calico.Clients
 	affinity *calico.AffinitySource
 	rec      *calico.Reconciler // nil: this node never writes Calico objects
-	trig     *reconcile.Trigger
+	trig     *reconcile.Trigger // poked when the policy changes
 	loop     *reconcile.Loop
+	bgpTrig  *reconcile.Trigger // poked when the block affinities change
+	identity string             // this node's name, its Lease identity
 	leading  atomic.Bool
 	lease    time.Duration
 }
 
-// newCluster connects to the API server named by cfg.Kubeconfig; nil
-// without one (the static pod block source of the policy is used).
-func newCluster(cfg Config, reg prometheus.Registerer, rm *reconcile.Metrics, current func() (*desired.State, *desired.Node)) (*cluster, error) {
-	if cfg.Kubeconfig == "" {
-		return nil, nil
-	}
+// newCluster connects to the API server named by cfg.Kubeconfig. current
+// returns the policy; bgpTrig is poked when the block affinities change.
+func newCluster(cfg Config, reg prometheus.Registerer, rm *reconcile.Metrics, current func() (*desired.State, *desired.Node),
+	bgpTrig *reconcile.Trigger,
+) (*cluster, error) {
 	rc, err := calico.LoadConfig(cfg.Kubeconfig)
 	if err != nil {
 		return nil, fmt.Errorf("kubeconfig: %w", err)
@@ -49,7 +52,8 @@ func newCluster(cfg Config, reg prometheus.Registerer, rm *reconcile.Metrics, cu
 	if err != nil {
 		return nil, err
 	}
-	c := &cluster{log: log, clients: cs, affinity: aff, trig: reconcile.NewTrigger(), lease: 15 * time.Second}
+	c := &cluster{log: log, clients: cs, affinity: aff, trig: reconcile.NewTrigger(), bgpTrig: bgpTrig, identity: cfg.Node,
+		lease: 15 * time.Second}
 	if cfg.SyncCalico {
 		c.rec = calico.NewReconciler(cs, log, cfg.Node)
 		c.loop = &reconcile.Loop{Name: "calico", Trigger: c.trig, Resync: cfg.Resync, MaxBackoff: 30 * time.Second,
@@ -62,16 +66,35 @@ func newCluster(cfg Config, reg prometheus.Registerer, rm *reconcile.Metrics, cu
 	return c, nil
 }
 
+// Run watches the block affinities (poking the BGP loop on every change)
+// and competes for the Lease, until ctx is done.
+func (c *cluster) Run(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return c.affinity.Run(ctx) })
+	g.Go(func() error { return c.runLeader(ctx) })
+	g.Go(func() error {
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-c.affinity.Changes():
+				c.bgpTrig.Poke()
+			}
+		}
+	})
+	return g.Wait()
+}
+
 // runLeader competes for the Lease and runs the Calico loop while holding
 // it, until ctx is done. Losing the API server is not fatal: the election
 // is tried again.
-func (c *cluster) runLeader(ctx context.Context, identity string) error {
+func (c *cluster) runLeader(ctx context.Context) error {
 	if c.loop == nil {
 		<-ctx.Done()
 		return nil
 	}
 	for ctx.Err() == nil {
-		err := calico.RunLeaderLog(ctx, c.clients.Kube, "netd-calico", identity, c.lease, c.log, func(ctx context.Context) {
+		err := calico.RunLeaderLog(ctx, c.clients.Kube, "netd-calico", c.identity, c.lease, c.log, func(ctx context.Context) {
 			c.leading.Store(true)
 			defer c.leading.Store(false)
 			c.trig.Poke()
@@ -90,14 +113,10 @@ func (c *cluster) runLeader(ctx context.Context, identity string) error {
 
 // blocks returns the node's pod blocks and its speaker config with peer
 // ownership from Calico IPAM once the BlockAffinity watch has synced;
-// before that (and without a cluster) the policy's static blocks.
+// before that the policy's static blocks.
 func (c *cluster) blocks(self *desired.Node) ([]netip.Prefix, desired.Speaker, string) {
-	if c == nil || !c.affinity.Synced() {
-		src := "policy"
-		if c != nil {
-			src = "policy (calico ipam not synced yet)"
-		}
-		return ownBlocks(self), self.BGP, src
+	if !c.affinity.Synced() {
+		return ownBlocks(self), self.BGP, "policy (calico ipam not synced yet)"
 	}
 	return c.affinity.Blocks(self.Name), calico.WithIPAMOwners(self.BGP, c.affinity.Owners()), "calico-ipam"
 }
@@ -110,14 +129,12 @@ type ClusterStatus struct {
 	Calico         *calico.Status `json:"calico,omitempty"`
 }
 
-func (c *cluster) status() *ClusterStatus {
-	if c == nil {
-		return nil
-	}
-	s := &ClusterStatus{AffinitySynced: c.affinity.Synced(), Leader: c.leading.Load(), SyncCalico: c.rec != nil}
+// report adds the cluster section to the status.
+func (c *cluster) report(s *Status) {
+	cs := &ClusterStatus{AffinitySynced: c.affinity.Synced(), Leader: c.leading.Load(), SyncCalico: c.rec != nil}
 	if c.rec != nil {
-		cs := c.rec.Status()
-		s.Calico = &cs
+		st := c.rec.Status()
+		cs.Calico = &st
 	}
-	return s
+	s.Cluster = cs
 }

@@ -1,9 +1,12 @@
 // Package daemon wires netd's per-node daemon by hand: it loads the policy,
 // runs the BGP reconciler (embedded speaker, own pod blocks), the route
-// reconciler (learned best paths to kernel routes with MTU), the LAN path
-// prober and the status and metrics servers in one context tree, reloads the
+// loop (routes.Installer: learned best paths to kernel routes), the LAN
+// path prober, the optional parts (Calico, Tailscale, BFD; see parts.go)
+// and the status and metrics servers in one context tree, reloads the
 // policy on SIGHUP or file change (keeping the last good state when the new
-// file is broken), and stops within a bound on SIGTERM.
+// file is broken), and stops within a bound on SIGTERM. It holds no
+// routing or Tailscale logic of its own: each part gets its inputs and the
+// triggers it pokes when it is built.
 package daemon
 
 import (
@@ -11,8 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/netip"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -22,7 +23,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ducksnest/netd/bgp"
-	"github.com/ducksnest/netd/netd/bfd"
 	"github.com/ducksnest/netd/netd/probe"
 	"github.com/ducksnest/netd/netd/reconcile"
 	"github.com/ducksnest/netd/netd/routes"
@@ -88,32 +88,32 @@ type Daemon struct {
 	cfg     Config
 	log     *slog.Logger
 	reg     *prometheus.Registry
+	policy  *policyState
 	speaker *bgp.Speaker
 	routes  *routes.Reconciler
+	install *routes.Installer
 	prober  *probe.Prober
-	bfd     *bfd.Server // nil if BFD is off
-	links   *linkFinder
 	notify  *notifier
-	cluster *cluster     // nil without a kubeconfig
-	ts      *tailnetPart // nil without a tailscaled socket
 
 	bgpTrig, routeTrig *reconcile.Trigger
 	bgpLoop, routeLoop *reconcile.Loop
 
+	// The optional parts (see parts.go): those configured, and what they
+	// add to the core, each a default that does nothing until a part
+	// replaces it.
+	parts   []part
+	blocks  blockSource
+	peers   peerSource
+	overlay overlayCheck
+	bfd     peerWatcher
+	// onReload are poked after a reload is taken, afterBGP after every
+	// BGP run (the advertised routes follow the own blocks).
+	onReload, afterBGP []*reconcile.Trigger
+	// reports add the optional parts' sections to the status.
+	reports []func(*Status)
+
 	policyErrors prometheus.Counter
-
-	mu         sync.Mutex
-	state      *desired.State
-	self       *desired.Node
-	loadedAt   time.Time
-	policyErr  string
-	planned    []PlannedRoute
-	unroutable []Unroutable
-	ready      atomic.Bool
-
-	// Owned by the route loop.
-	leftovers     map[netip.Prefix]routes.Route
-	leftoversDone bool
+	ready        atomic.Bool
 }
 
 // New builds the daemon from its config: everything is wired here, by hand.
@@ -156,7 +156,7 @@ func New(cfg Config) (*Daemon, error) {
 	if err != nil {
 		return nil, fmt.Errorf("registering metrics: %w", err)
 	}
-	rt, err := routes.New(k, routesConfig(st), cfg.Log.With("component", "routes"), reg)
+	rt, err := routes.New(k, routes.ConfigFor(st.Routing), cfg.Log.With("component", "routes"), reg)
 	if err != nil {
 		return nil, fmt.Errorf("route reconciler: %w", err)
 	}
@@ -168,10 +168,10 @@ func New(cfg Config) (*Daemon, error) {
 		cfg:     cfg,
 		log:     cfg.Log,
 		reg:     reg,
+		policy:  newPolicyState(st, self),
 		speaker: bgp.New(cfg.Log.With("component", "bgp"), reg, speakerOptions(cfg)...),
 		routes:  rt,
 		prober:  pr,
-		links:   newLinkFinder(),
 		notify:  newNotifier(),
 		policyErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "netd_policy_reload_errors_total",
@@ -179,46 +179,88 @@ func New(cfg Config) (*Daemon, error) {
 		}),
 		bgpTrig:   reconcile.NewTrigger(),
 		routeTrig: reconcile.NewTrigger(),
-		state:     st,
-		self:      self,
-		loadedAt:  time.Now(),
+		blocks:    policyBlocks{},
+		peers:     policyPeers{},
+		overlay:   noOverlayCheck{},
+		bfd:       noPeerWatcher{},
 	}
+	d.onReload = []*reconcile.Trigger{d.bgpTrig, d.routeTrig}
+	d.afterBGP = []*reconcile.Trigger{d.routeTrig}
 	if err := reg.Register(d.policyErrors); err != nil {
 		return nil, err
 	}
 	if d.restarting(rt, self) {
 		d.speaker.MarkRestarting()
 	}
-	if d.bfd, err = newBFD(cfg, self, d.speaker, reg); err != nil {
-		return nil, err
-	}
-	if d.cluster, err = newCluster(cfg, reg, rm, d.current); err != nil {
-		return nil, err
-	}
-	if d.ts, err = newTailnetPart(cfg, reg, rm, d); err != nil {
+	if err := d.addOptionalParts(cfg, self, reg, rm); err != nil {
 		return nil, err
 	}
 	d.bgpLoop = &reconcile.Loop{Name: "bgp", Fn: d.reconcileBGP, Trigger: d.bgpTrig, Resync: cfg.Resync,
 		Log: cfg.Log, Metrics: rm}
-	d.routeLoop = &reconcile.Loop{Name: "routes", Fn: d.reconcileRoutes, Trigger: d.routeTrig, Resync: cfg.Resync,
+	d.install = routes.NewInstaller(rt, routes.Sources{
+		State: d.policy.current, Learned: learnedPaths(d.speaker), Synced: d.speaker.Synced,
+		LANUp: d.prober.Up, Check: d.overlay.check,
+	}, cfg.Log.With("component", "routes"))
+	d.routeLoop = &reconcile.Loop{Name: "routes", Fn: d.install.Sync, Trigger: d.routeTrig, Resync: cfg.Resync,
 		Log: cfg.Log, Metrics: rm}
 	return d, nil
 }
 
-func routesConfig(st *desired.State) routes.Config {
-	return routes.Config{Protocol: st.Routing.Protocol, Table: st.Routing.Table, RulePriority: st.Routing.RulePriority}
+// addOptionalParts builds the parts the config asks for, in the order of
+// their inputs (the Tailscale part advertises the blocks the cluster part
+// gives), and wires what each adds to the core.
+func (d *Daemon) addOptionalParts(cfg Config, self *desired.Node, reg *prometheus.Registry, rm *reconcile.Metrics) error {
+	if cfg.BFD.Enabled {
+		b, err := newBFD(cfg, self, d.speaker, reg)
+		if err != nil {
+			return err
+		}
+		d.parts = append(d.parts, b)
+		d.bfd = b
+	}
+	if cfg.Kubeconfig != "" {
+		c, err := newCluster(cfg, reg, rm, d.policy.current, d.bgpTrig)
+		if err != nil {
+			return err
+		}
+		d.parts = append(d.parts, c)
+		d.blocks = c
+		d.onReload = append(d.onReload, c.trig)
+		d.reports = append(d.reports, c.report)
+	}
+	if cfg.TailscaleSocket != "" {
+		t, err := newTailscalePart(cfg, reg, rm, d.policy.current, d.blocks, d.routeTrig, d.bgpTrig)
+		if err != nil {
+			return err
+		}
+		d.parts = append(d.parts, t)
+		d.overlay = t
+		if cfg.DiscoverPeers {
+			d.peers = t
+		}
+		d.onReload = append(d.onReload, t.trig)
+		d.afterBGP = append(d.afterBGP, t.trig)
+		d.reports = append(d.reports, t.report)
+	}
+	return nil
 }
 
-// current returns the last good state and this node in it.
-func (d *Daemon) current() (*desired.State, *desired.Node) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.state, d.self
+// learnedPaths returns a func giving the speaker's best paths as the
+// route planner takes them.
+func learnedPaths(sp *bgp.Speaker) func() []routes.Learned {
+	return func() []routes.Learned {
+		learned := sp.Learned()
+		out := make([]routes.Learned, 0, len(learned))
+		for _, l := range learned {
+			out = append(out, routes.Learned{Prefix: l.Prefix, NextHops: l.NextHops})
+		}
+		return out
+	}
 }
 
 // Run runs the daemon until ctx is done, then stops within StopTimeout.
 func (d *Daemon) Run(ctx context.Context) error {
-	st, self := d.current()
+	st, self := d.policy.current()
 	d.log.Info("netd starting", "node", self.Name, "policy", d.cfg.PolicyPath, "digest", st.Digest,
 		"overlay", st.Overlay.Interface, "listen", self.BGP.ListenAddr)
 	srv, err := d.listen()
@@ -231,15 +273,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	g.Go(func() error { return d.bgpLoop.Run(gctx) })
 	g.Go(func() error { return d.routeLoop.Run(gctx) })
 	g.Go(func() error { return d.prober.Run(gctx) })
-	if d.bfd != nil {
-		g.Go(func() error { return d.bfd.Run(gctx) })
-	}
-	if d.cluster != nil {
-		g.Go(func() error { return d.cluster.affinity.Run(gctx) })
-		g.Go(func() error { return d.cluster.runLeader(gctx, self.Name) })
-	}
-	if d.ts != nil {
-		g.Go(func() error { return d.ts.loop.Run(gctx) })
+	for _, p := range d.parts {
+		g.Go(func() error { return p.Run(gctx) })
 	}
 	g.Go(func() error { return d.forwardChanges(gctx) })
 	g.Go(func() error { return d.reloadLoop(gctx) })
@@ -283,18 +318,12 @@ func (d *Daemon) stop() error {
 
 // forwardChanges turns speaker and prober events into route runs.
 func (d *Daemon) forwardChanges(ctx context.Context) error {
-	var affinityChanges <-chan struct{} // nil: never ready
-	if d.cluster != nil {
-		affinityChanges = d.cluster.affinity.Changes()
-	}
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-d.speaker.Changes():
 			d.routeTrig.Poke()
-		case <-affinityChanges:
-			d.bgpTrig.Poke()
 		case <-d.prober.Changes():
 			d.routeTrig.Poke()
 		}
@@ -304,9 +333,9 @@ func (d *Daemon) forwardChanges(ctx context.Context) error {
 // reconcileBGP makes the speaker match this node's desired state and its
 // own pod blocks, and points the prober at the LAN peers.
 func (d *Daemon) reconcileBGP(ctx context.Context) error {
-	_, self := d.current()
-	own, spk, _ := d.cluster.blocks(self)
-	spk = d.ts.speaker(self, spk)
+	_, self := d.policy.current()
+	own, spk, _ := d.blocks.blocks(self)
+	spk = d.peers.speaker(self, spk)
 	var targets []probe.Target
 	if self.LANAddr.IsValid() {
 		for _, p := range self.BGP.Peers {
@@ -316,97 +345,14 @@ func (d *Daemon) reconcileBGP(ctx context.Context) error {
 		}
 	}
 	d.prober.SetTargets(self.LANAddr, targets)
-	if d.bfd != nil {
-		n := *self
-		n.BGP = spk
-		d.bfd.SetPeers(bfdPeers(&n))
-	}
+	n := *self
+	n.BGP = spk
+	d.bfd.SetPeers(bfdPeers(&n))
 	err := d.speaker.Reconcile(ctx, spk, own)
-	d.routeTrig.Poke()
-	if d.ts != nil {
-		d.ts.trig.Poke() // the advertised routes follow the own blocks
+	for _, t := range d.afterBGP {
+		t.Poke()
 	}
 	return err
-}
-
-// ownBlocks is the static pod CIDR source: the node's blocks from the policy.
-func ownBlocks(self *desired.Node) []netip.Prefix {
-	return append([]netip.Prefix(nil), self.PodCIDRs...)
-}
-
-// reconcileRoutes installs the learned best paths and removes withdrawn
-// ones, keeping routes adopted from a previous run until BGP is synced.
-func (d *Daemon) reconcileRoutes(ctx context.Context) error {
-	st, self := d.current()
-	lanDev := ""
-	if self.LANAddr.IsValid() {
-		dev, err := d.links.byAddr(self.LANAddr)
-		if err != nil {
-			d.log.Debug("lan device not found", "addr", self.LANAddr, "err", err)
-		}
-		lanDev = dev
-	}
-	learned := d.speaker.Learned()
-	in := planInput{State: st, Self: self, LANDev: lanDev, LANUp: d.prober.Up, Learned: make([]Learned, 0, len(learned)),
-		Check: d.ts.check(st.Networks.Overlay)}
-	for _, l := range learned {
-		in.Learned = append(in.Learned, Learned{Prefix: l.Prefix, NextHops: l.NextHops})
-	}
-	planned, bad := Plan(in)
-	want := make([]routes.Route, len(planned))
-	for i := range planned {
-		want[i] = planned[i].Route
-	}
-	d.mu.Lock()
-	d.planned, d.unroutable = planned, bad
-	d.mu.Unlock()
-	want, err := d.withLeftovers(ctx, want)
-	if err != nil {
-		return err
-	}
-	_, err = d.routes.Reconcile(ctx, want, true)
-	return err
-}
-
-// withLeftovers keeps, until BGP is synced, the routes a previous netd left
-// in the kernel that no peer has re-announced yet: a restart must not drop
-// pod traffic before the peers have sent End-of-RIB (or the bound passed).
-// Routes this process installed itself and that are withdrawn later are
-// removed at once.
-func (d *Daemon) withLeftovers(ctx context.Context, want []routes.Route) ([]routes.Route, error) {
-	if d.leftoversDone {
-		return want, nil
-	}
-	if d.leftovers == nil {
-		have, err := d.routes.Installed(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("reading leftover routes: %w", err)
-		}
-		d.leftovers = map[netip.Prefix]routes.Route{}
-		for _, r := range have {
-			d.leftovers[r.Dst] = r
-		}
-		if len(have) > 0 {
-			d.log.Info("adopted routes from a previous run; kept until bgp is synced", "routes", len(have))
-		}
-	}
-	if d.speaker.Synced() {
-		d.leftoversDone, d.leftovers = true, nil
-		return want, nil
-	}
-	wanted := make(map[netip.Prefix]bool, len(want))
-	for _, r := range want {
-		wanted[r.Dst] = true
-	}
-	for p, r := range d.leftovers {
-		if wanted[p] {
-			// Re-announced: from now on it lives and dies with BGP.
-			delete(d.leftovers, p)
-			continue
-		}
-		want = append(want, r)
-	}
-	return want, nil
 }
 
 // reloadLoop reloads on SIGHUP.
@@ -432,32 +378,22 @@ func (d *Daemon) reloadPolicy() {
 		self, err = st.Node(d.cfg.Node)
 	}
 	if err == nil {
-		old, _ := d.current()
+		old, _ := d.policy.current()
 		if old.Routing != st.Routing {
 			err = fmt.Errorf("routing protocol/table/rule changed (%+v -> %+v): restart netd to apply", old.Routing, st.Routing)
 		}
 	}
-	d.mu.Lock()
 	if err != nil {
-		d.policyErr = err.Error()
-		d.mu.Unlock()
+		d.policy.reject(err)
 		d.policyErrors.Inc()
 		d.log.Error("policy reload rejected; keeping the last good policy", "policy", d.cfg.PolicyPath, "err", err)
 		return
 	}
-	changed := st.Digest != d.state.Digest
-	d.state, d.self, d.policyErr, d.loadedAt = st, self, "", time.Now()
-	d.mu.Unlock()
-	if changed {
+	if d.policy.set(st, self) {
 		d.log.Info("policy reloaded", "digest", st.Digest)
 	}
-	d.bgpTrig.Poke()
-	d.routeTrig.Poke()
-	if d.cluster != nil {
-		d.cluster.trig.Poke()
-	}
-	if d.ts != nil {
-		d.ts.trig.Poke()
+	for _, t := range d.onReload {
+		t.Poke()
 	}
 }
 

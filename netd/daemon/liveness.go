@@ -30,14 +30,11 @@ func speakerOptions(cfg Config) []bgp.Option {
 	return opts
 }
 
-// newBFD builds the BFD server of the node's overlay address (nil if BFD
-// is off). A peer found down while its BGP session is up is cut off (its
-// routes leave the kernel at once); a peer back up past the hold-down is
-// re-admitted.
+// newBFD builds the BFD server of the node's overlay address, the optional
+// part that is the daemon's peerWatcher when BFD is on. A peer found down
+// while its BGP session is up is cut off (its routes leave the kernel at
+// once); a peer back up past the hold-down is re-admitted.
 func newBFD(cfg Config, self *desired.Node, sp *bgp.Speaker, reg prometheus.Registerer) (*bfd.Server, error) {
-	if !cfg.BFD.Enabled {
-		return nil, nil
-	}
 	if cfg.BFD.Multiplier < 0 || cfg.BFD.Multiplier > 255 {
 		return nil, fmt.Errorf("bfd multiplier %d out of range 1-255", cfg.BFD.Multiplier)
 	}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -13,6 +14,51 @@ import (
 	"github.com/ducksnest/netd/policy"
 	"github.com/ducksnest/netd/policy/desired"
 )
+
+// policyState is the last good policy and this node in it. A reload
+// replaces both at once, or is rejected and only recorded.
+type policyState struct {
+	mu        sync.Mutex
+	state     *desired.State
+	self      *desired.Node
+	loadedAt  time.Time
+	lastError string
+}
+
+func newPolicyState(st *desired.State, self *desired.Node) *policyState {
+	return &policyState{state: st, self: self, loadedAt: time.Now()}
+}
+
+// current returns the last good state and this node in it.
+func (p *policyState) current() (*desired.State, *desired.Node) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.state, p.self
+}
+
+// set takes a new good state and clears the last error; it reports
+// whether the policy changed.
+func (p *policyState) set(st *desired.State, self *desired.Node) (changed bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	changed = st.Digest != p.state.Digest
+	p.state, p.self, p.lastError, p.loadedAt = st, self, "", time.Now()
+	return changed
+}
+
+// reject records a rejected reload; the last good state stays.
+func (p *policyState) reject(err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.lastError = err.Error()
+}
+
+// status returns what `netd status` shows of the policy.
+func (p *policyState) status(path string) PolicyStatus {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return PolicyStatus{Path: path, Digest: p.state.Digest, LoadedAt: p.loadedAt, LastError: p.lastError}
+}
 
 // loadPolicy reads, validates and compiles the policy file.
 func loadPolicy(path string) (*desired.State, error) {

@@ -15,17 +15,22 @@ import (
 )
 
 // newTestDaemon builds a daemon for node firebat on a copy of the example
-// policy, with the kernel behind the text fake. It is not started.
-func newTestDaemon(t *testing.T) (*Daemon, string) {
+// policy, with the kernel behind the text fake; opts change its config. It
+// is not started.
+func newTestDaemon(t *testing.T, opts ...func(*Config)) (*Daemon, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "policy.yaml")
 	if err := os.WriteFile(path, examples.Ducksnest, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	d, err := New(Config{
+	cfg := Config{
 		PolicyPath: path, Node: "firebat", Log: slog.New(slog.DiscardHandler),
 		Registry: prometheus.NewRegistry(), Kernel: nl.NewFake("tailscale0", "eth0"),
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	d, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +42,7 @@ func newTestDaemon(t *testing.T) (*Daemon, string) {
 // a valid change is taken.
 func TestReloadKeepsLastGoodPolicy(t *testing.T) {
 	d, path := newTestDaemon(t)
-	good, _ := d.current()
+	good, _ := d.policy.current()
 	write := func(s string) {
 		t.Helper()
 		if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
@@ -53,11 +58,11 @@ func TestReloadKeepsLastGoodPolicy(t *testing.T) {
 	} {
 		write(broken)
 		d.reloadPolicy()
-		st, self := d.current()
+		st, self := d.policy.current()
 		if st != good || self.Name != "firebat" {
 			t.Fatalf("a broken policy replaced the last good state")
 		}
-		if d.policyErr == "" {
+		if d.policy.lastError == "" {
 			t.Fatal("a rejected reload must be visible in the status")
 		}
 	}
@@ -68,25 +73,25 @@ func TestReloadKeepsLastGoodPolicy(t *testing.T) {
 	// Valid, but this node is gone.
 	write(strings.Replace(example, "name: firebat ", "name: firebat2 ", 1))
 	d.reloadPolicy()
-	if st, _ := d.current(); st != good {
+	if st, _ := d.policy.current(); st != good {
 		t.Fatal("a policy without this node replaced the last good state")
 	}
-	if !strings.Contains(d.policyErr, "firebat") {
-		t.Errorf("policy error %q does not name the node", d.policyErr)
+	if !strings.Contains(d.policy.lastError, "firebat") {
+		t.Errorf("policy error %q does not name the node", d.policy.lastError)
 	}
 
 	// Valid change: taken, error cleared.
 	write(strings.Replace(example, "holdTime: 9s", "holdTime: 6s", 1))
 	d.reloadPolicy()
-	st, self := d.current()
+	st, self := d.policy.current()
 	if st.Digest == good.Digest {
 		t.Fatal("a valid change was not applied")
 	}
 	if self.BGP.Timers.HoldTime.Seconds() != 6 {
 		t.Errorf("hold time = %v, want 6s", self.BGP.Timers.HoldTime)
 	}
-	if d.policyErr != "" {
-		t.Errorf("policy error not cleared after a good reload: %q", d.policyErr)
+	if d.policy.lastError != "" {
+		t.Errorf("policy error not cleared after a good reload: %q", d.policy.lastError)
 	}
 }
 

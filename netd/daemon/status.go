@@ -21,17 +21,17 @@ import (
 
 // Status is what `netd status` shows: readable by a person, and as JSON.
 type Status struct {
-	Node       string               `json:"node"`
-	Ready      bool                 `json:"ready"`
-	Synced     bool                 `json:"synced"`
-	Policy     PolicyStatus         `json:"policy"`
-	BGP        bgp.Status           `json:"bgp"`
-	Advertised []netip.Prefix       `json:"advertised"`
-	Desired    []PlannedRoute       `json:"desiredRoutes"`
-	Unroutable []Unroutable         `json:"unroutable,omitempty"`
-	Installed  []routes.Route       `json:"installedRoutes"`
-	Drift      routes.Drift         `json:"drift"`
-	LANPaths   []probe.TargetStatus `json:"lanPaths,omitempty"`
+	Node       string                `json:"node"`
+	Ready      bool                  `json:"ready"`
+	Synced     bool                  `json:"synced"`
+	Policy     PolicyStatus          `json:"policy"`
+	BGP        bgp.Status            `json:"bgp"`
+	Advertised []netip.Prefix        `json:"advertised"`
+	Desired    []routes.PlannedRoute `json:"desiredRoutes"`
+	Unroutable []routes.Unroutable   `json:"unroutable,omitempty"`
+	Installed  []routes.Route        `json:"installedRoutes"`
+	Drift      routes.Drift          `json:"drift"`
+	LANPaths   []probe.TargetStatus  `json:"lanPaths,omitempty"`
 	// PodSource says where the advertised blocks come from: the policy,
 	// or Calico IPAM.
 	PodSource   string             `json:"podSource"`
@@ -51,19 +51,17 @@ type PolicyStatus struct {
 
 // Status collects the daemon's status.
 func (d *Daemon) Status(ctx context.Context) (Status, error) {
-	st, self := d.current()
-	d.mu.Lock()
+	_, self := d.policy.current()
 	s := Status{
 		Node:   self.Name,
 		Ready:  d.ready.Load(),
-		Policy: PolicyStatus{Path: d.cfg.PolicyPath, Digest: st.Digest, LoadedAt: d.loadedAt, LastError: d.policyErr},
-
-		Desired:    d.planned,
-		Unroutable: d.unroutable,
+		Policy: d.policy.status(d.cfg.PolicyPath),
 	}
-	d.mu.Unlock()
-	s.Advertised, _, s.PodSource = d.cluster.blocks(self)
-	s.Cluster, s.Tailnet = d.cluster.status(), d.ts.statusCopy()
+	s.Desired, s.Unroutable = d.install.Planned()
+	s.Advertised, _, s.PodSource = d.blocks.blocks(self)
+	for _, report := range d.reports {
+		report(&s)
+	}
 	s.Synced = d.speaker.Synced()
 	s.LANPaths = d.prober.Status()
 	s.Reconcilers = []reconcile.Status{d.bgpLoop.Status(), d.routeLoop.Status()}

@@ -18,7 +18,7 @@ import (
 	"tailscale.com/client/local"
 
 	"github.com/ducksnest/netd/acl"
-	"github.com/ducksnest/netd/netd/tailnet"
+	"github.com/ducksnest/netd/netd/localapi"
 )
 
 // The tailscale overlay ("netd lab up --overlay tailscale") replaces the
@@ -256,7 +256,7 @@ func (tn *Tailnet) dialWAN(ctx context.Context, network, addr string) (net.Conn,
 
 // Client is the LocalAPI client of a node's tailscaled.
 func (tn *Tailnet) Client(node string) *local.Client {
-	return tailnet.NewLocalClient(tn.Socket[node])
+	return localapi.NewLocalClient(tn.Socket[node])
 }
 
 // WaitRoutes polls until every node sees every other node's pod blocks as
@@ -297,11 +297,11 @@ func (tn *Tailnet) WaitRoutes(ctx context.Context, timeout time.Duration) error 
 func (tn *Tailnet) missingRoutes(ctx context.Context) (map[string][]string, error) {
 	missing := map[string][]string{}
 	for _, viewer := range tn.lab.Nodes {
-		routes, err := tailnet.PeerRoutes(ctx, tn.Client(viewer.Name))
+		routes, err := localapi.PeerRoutes(ctx, tn.Client(viewer.Name))
 		if err != nil {
 			return nil, err
 		}
-		c := tailnet.Checker{Overlay: netip.MustParsePrefix("100.64.0.0/10"), Routes: routes}
+		c := localapi.Checker{Overlay: netip.MustParsePrefix("100.64.0.0/10"), Routes: routes}
 		for _, owner := range tn.lab.Nodes {
 			if owner == viewer {
 				continue

@@ -1,8 +1,18 @@
-// Package routes is netd's route reconciler: it makes the routes of netd's
-// own protocol in netd's own table, and the one "from all lookup <table>"
-// rule, equal to the desired ones. It never touches a route of another
-// protocol or in another table, nor another rule. The kernel sits behind the
-// small nl.Kernel interface.
+// Package routes is netd's routing: it decides which kernel route each BGP
+// best path becomes, and installs it.
+//
+//   - Plan (plan.go) chooses each learned prefix's path (the site LAN, the
+//     overlay, or an external peer's network), its MTU and its ECMP set, and
+//     says why a prefix cannot be routed.
+//   - Installer (install.go) runs that each time: it finds the LAN device,
+//     plans, keeps the routes a previous netd left until BGP is synced, and
+//     hands the result to the Reconciler.
+//   - Reconciler makes the routes of netd's own protocol in netd's own
+//     table, and the one "from all lookup <table>" rule, equal to the
+//     desired ones. It never touches a route of another protocol or in
+//     another table, nor another rule.
+//
+// Every kernel read and write goes through the small nl.Kernel interface.
 package routes
 
 import (

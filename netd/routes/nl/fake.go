@@ -20,6 +20,7 @@ type Fake struct {
 	routes map[fakeKey]Route
 	rules  []Rule
 	links  map[string]int
+	addrs  map[netip.Addr]string // address -> device
 	writes int
 	// Fail, if set, is called for every route op before it is applied; a
 	// non-nil error fails that op.
@@ -36,7 +37,7 @@ var _ Kernel = (*Fake)(nil)
 
 // NewFake returns a Fake with the given devices (indexes 2, 3, ...; 1 is lo).
 func NewFake(links ...string) *Fake {
-	f := &Fake{routes: map[fakeKey]Route{}, links: map[string]int{"lo": 1}}
+	f := &Fake{routes: map[fakeKey]Route{}, links: map[string]int{"lo": 1}, addrs: map[netip.Addr]string{}}
 	for _, l := range links {
 		f.AddLink(l)
 	}
@@ -53,6 +54,22 @@ func (f *Fake) AddLink(name string) int {
 	i := len(f.links) + 1
 	f.links[name] = i
 	return i
+}
+
+// AddAddr gives device dev (added if new) the address a, as a test's
+// setup; an address moved to another device leaves the old one.
+func (f *Fake) AddAddr(dev string, a netip.Addr) {
+	f.AddLink(dev)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.addrs[a.Unmap()] = dev
+}
+
+// DelAddr removes the address a from whichever device holds it.
+func (f *Fake) DelAddr(a netip.Addr) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.addrs, a.Unmap())
 }
 
 // SetRoute puts r in the state as a test's setup; it is not counted as a
@@ -224,6 +241,17 @@ func (f *Fake) LinkName(ctx context.Context, index int) (string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.linkName(index)
+}
+
+// AddrDevice implements Kernel: like Netlink, it looks at IPv4 addresses
+// only.
+func (f *Fake) AddrDevice(ctx context.Context, a netip.Addr) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if dev, ok := f.addrs[a.Unmap()]; ok && a.Unmap().Is4() {
+		return dev, nil
+	}
+	return "", fmt.Errorf("no device has address %s", a)
 }
 
 func (f *Fake) linkName(index int) (string, error) {

@@ -1,6 +1,9 @@
-// Package nl is the narrow kernel interface of the route reconciler: list the
+// Package nl is the narrow kernel interface of netd's routing: list the
 // routes of one table, list/add/delete policy rules, apply a batch of route
-// replace/delete operations, and resolve device names. Netlink implements it
+// replace/delete operations, resolve device names, and find the device that
+// holds an address (the LAN device). Every read netd's routing makes of the
+// kernel goes through it, so the fake sees it and the real implementation
+// retries interrupted dumps. Netlink implements it
 // on a *netlink.Handle plus a raw NETLINK_ROUTE socket that sends many route
 // messages per sendmsg; Fake keeps the state in memory and prints it as
 // `ip route`/`ip rule`-like text for tests.
@@ -16,7 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Kernel is everything the route reconciler needs from the kernel.
+// Kernel is everything netd's routing needs from the kernel.
 type Kernel interface {
 	// ListRoutes returns every IPv4 route in table, of any protocol.
 	ListRoutes(ctx context.Context, table int) ([]Route, error)
@@ -33,6 +36,9 @@ type Kernel interface {
 	LinkIndex(ctx context.Context, name string) (int, error)
 	// LinkName returns the name of the device with the given index.
 	LinkName(ctx context.Context, index int) (string, error)
+	// AddrDevice returns the name of the device that holds the IPv4
+	// address a.
+	AddrDevice(ctx context.Context, a netip.Addr) (string, error)
 }
 
 // Route is one kernel route (IPv4).

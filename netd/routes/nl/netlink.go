@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -185,4 +186,25 @@ func (n *Netlink) LinkName(ctx context.Context, index int) (string, error) {
 		return "", fmt.Errorf("finding device %d: %w", index, err)
 	}
 	return l.Attrs().Name, nil
+}
+
+// AddrDevice implements Kernel. It reads the addresses each time (they are
+// few), so a device renamed or re-addressed while netd runs is found on the
+// next call.
+func (n *Netlink) AddrDevice(ctx context.Context, a netip.Addr) (string, error) {
+	var addrs []netlink.Addr
+	err := retryDump(ctx, "addresses", func() error {
+		var err error
+		addrs, err = n.h.AddrList(nil, netlink.FAMILY_V4)
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	for _, ad := range addrs {
+		if ip, ok := netip.AddrFromSlice(ad.IP); ok && ip.Unmap() == a {
+			return n.LinkName(ctx, ad.LinkIndex)
+		}
+	}
+	return "", fmt.Errorf("no device has address %s", a)
 }

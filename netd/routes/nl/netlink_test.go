@@ -189,3 +189,52 @@ func TestMultipathAndRules(t *testing.T) {
 		t.Errorf("rule still there: %q", out)
 	}
 }
+
+// TestAddrDevice finds the device that holds an address, on the fake and
+// on a real kernel alike: the device is read again on every call, so an
+// address moved to another device (or a device renamed, on the kernel) is
+// found where it is now, and an address nobody holds is a clear error.
+func TestAddrDevice(t *testing.T) {
+	lan := netip.MustParseAddr("192.168.0.11")
+	type step struct {
+		name   string
+		want   string // "" : not found
+		kernel string // ip commands before the step
+		fake   func(f *nl.Fake)
+	}
+	steps := []step{
+		{name: "on eth0", want: "eth0",
+			kernel: "link add eth0 type veth peer name eth0p\naddr add 192.168.0.11/24 dev eth0\nlink add eth1 type veth peer name eth1p",
+			fake:   func(f *nl.Fake) { f.AddAddr("eth0", lan); f.AddLink("eth1") }},
+		{name: "moved to eth1", want: "eth1",
+			kernel: "addr del 192.168.0.11/24 dev eth0\naddr add 192.168.0.11/24 dev eth1",
+			fake:   func(f *nl.Fake) { f.AddAddr("eth1", lan) }},
+		{name: "gone", kernel: "addr del 192.168.0.11/24 dev eth1",
+			fake: func(f *nl.Fake) { f.DelAddr(lan) }},
+	}
+	run := func(t *testing.T, k nl.Kernel, setup func(step)) {
+		for _, s := range steps {
+			setup(s)
+			dev, err := k.AddrDevice(context.Background(), lan)
+			switch {
+			case s.want == "" && (err == nil || !strings.Contains(err.Error(), "no device has address 192.168.0.11")):
+				t.Errorf("%s: got %q, %v; want the error that no device has the address", s.name, dev, err)
+			case s.want != "" && (err != nil || dev != s.want):
+				t.Errorf("%s: got %q, %v; want %s", s.name, dev, err, s.want)
+			}
+		}
+	}
+	t.Run("fake", func(t *testing.T) {
+		f := nl.NewFake()
+		run(t, f, func(s step) { s.fake(f) })
+	})
+	t.Run("kernel", func(t *testing.T) {
+		ns, k, _ := open(t, nl.Options{})
+		run(t, k, func(s step) { ns.Script(t, s.kernel) })
+		// A renamed device is found under its new name.
+		ns.Script(t, "addr add 192.168.0.11/24 dev eth0\nlink set eth0 name lan0")
+		if dev, err := k.AddrDevice(context.Background(), lan); err != nil || dev != "lan0" {
+			t.Errorf("after rename: got %q, %v; want lan0", dev, err)
+		}
+	})
+}

@@ -1,10 +1,9 @@
-package daemon
+package routes
 
 import (
 	"net/netip"
 	"slices"
 
-	"github.com/ducksnest/netd/netd/routes"
 	"github.com/ducksnest/netd/policy/desired"
 )
 
@@ -27,7 +26,7 @@ const (
 
 // PlannedRoute is one kernel route with the reasons for it.
 type PlannedRoute struct {
-	routes.Route
+	Route
 	Paths []PathKind `json:"paths"`
 	Peers []string   `json:"peers"`
 }
@@ -38,8 +37,8 @@ type Unroutable struct {
 	Reason string       `json:"reason"`
 }
 
-// planInput is everything Plan needs; it does no I/O.
-type planInput struct {
+// PlanInput is everything Plan needs; Plan does no I/O.
+type PlanInput struct {
 	State   *desired.State
 	Self    *desired.Node
 	LANDev  string // device holding Self.LANAddr ("" if none found)
@@ -57,73 +56,95 @@ type planInput struct {
 // overlay device with `onlink` (Tailscale gives /32 addresses) and the
 // overlay MTU; an external peer through the LAN it sits on. Several next
 // hops make an ECMP route whose MTU is the smallest of its paths.
-func Plan(in planInput) ([]PlannedRoute, []Unroutable) {
+func Plan(in PlanInput) ([]PlannedRoute, []Unroutable) {
+	pl := newPlanner(in)
 	var out []PlannedRoute
 	var bad []Unroutable
-	lanMTU := 0
-	var lanPrefix netip.Prefix
-	for _, l := range in.State.Networks.LANs {
-		if l.Name == in.Self.LAN {
-			lanMTU, lanPrefix = l.MTU, l.Prefix
-		}
-	}
-	ov := in.State.Overlay
 	for _, l := range in.Learned {
-		pr := PlannedRoute{Route: routes.Route{Dst: l.Prefix}}
-		mtu := 0
+		pr := PlannedRoute{Route: Route{Dst: l.Prefix}}
 		reason := ""
 		for _, nh := range l.NextHops {
-			hop, kind, hopMTU, name, why := planHop(in, l.Prefix, nh, ov, lanMTU, lanPrefix)
-			if why != "" {
-				reason = why
+			h := pl.hop(l.Prefix, nh)
+			if h.unroutable != "" {
+				reason = h.unroutable
 				continue
 			}
-			pr.NextHops = append(pr.NextHops, hop)
-			pr.Paths = append(pr.Paths, kind)
-			pr.Peers = append(pr.Peers, name)
-			if mtu == 0 || hopMTU < mtu {
-				mtu = hopMTU
+			pr.NextHops = append(pr.NextHops, h.NextHop)
+			pr.Paths = append(pr.Paths, h.kind)
+			pr.Peers = append(pr.Peers, h.peer)
+			if pr.MTU == 0 || h.mtu < pr.MTU {
+				pr.MTU = h.mtu
 			}
 		}
 		if len(pr.NextHops) == 0 {
 			bad = append(bad, Unroutable{Prefix: l.Prefix, Reason: reason})
 			continue
 		}
-		pr.MTU, pr.AdvMSS = mtu, desired.AdvMSS(mtu)
+		pr.AdvMSS = desired.AdvMSS(pr.MTU)
 		out = append(out, pr)
 	}
 	slices.SortFunc(out, func(a, b PlannedRoute) int { return comparePrefix(a.Dst, b.Dst) })
 	return out, bad
 }
 
-func planHop(in planInput, p netip.Prefix, nh netip.Addr, ov desired.Link, lanMTU int, lanPrefix netip.Prefix) (routes.NextHop, PathKind, int, string, string) {
+// planner holds what every next hop of one Plan is checked against.
+type planner struct {
+	in        PlanInput
+	lanMTU    int
+	lanPrefix netip.Prefix // invalid if this node is on no LAN
+	overlay   desired.Link
+}
+
+func newPlanner(in PlanInput) planner {
+	p := planner{in: in, overlay: in.State.Overlay}
+	for _, l := range in.State.Networks.LANs {
+		if l.Name == in.Self.LAN {
+			p.lanMTU, p.lanPrefix = l.MTU, l.Prefix
+		}
+	}
+	return p
+}
+
+// plannedHop is how one next hop is reached, or why it cannot be.
+type plannedHop struct {
+	NextHop
+	kind PathKind
+	mtu  int
+	peer string // the node's name, or the external peer's address
+	// unroutable, if not empty, says why the next hop cannot be used; the
+	// other fields are then zero.
+	unroutable string
+}
+
+func unroutable(why string) plannedHop { return plannedHop{unroutable: why} }
+
+// hop chooses the path to next hop nh for prefix p.
+func (pl planner) hop(p netip.Prefix, nh netip.Addr) plannedHop {
+	in := pl.in
+	overlayHop := func(kind PathKind, peer string) plannedHop {
+		return plannedHop{NextHop: NextHop{Gateway: nh, Device: pl.overlay.Interface, Onlink: true},
+			kind: kind, mtu: pl.overlay.MTU, peer: peer}
+	}
 	if n, ok := in.State.NodeByOverlay(nh); ok {
 		if n.Name == in.Self.Name {
-			return routes.NextHop{}, "", 0, "", "next hop is this node"
+			return unroutable("next hop is this node")
 		}
 		if n.Site == in.Self.Site && n.LANAddr.IsValid() && in.Self.LANAddr.IsValid() &&
-			in.LANDev != "" && lanMTU > 0 && lanPrefix.Contains(n.LANAddr) && in.LANUp(n.LANAddr) {
-			return routes.NextHop{Gateway: n.LANAddr, Device: in.LANDev}, PathLAN, lanMTU, n.Name, ""
+			in.LANDev != "" && pl.lanMTU > 0 && pl.lanPrefix.Contains(n.LANAddr) && in.LANUp(n.LANAddr) {
+			return plannedHop{NextHop: NextHop{Gateway: n.LANAddr, Device: in.LANDev}, kind: PathLAN, mtu: pl.lanMTU, peer: n.Name}
 		}
 		if in.Check != nil {
 			if why := in.Check(p, nh); why != "" {
-				return routes.NextHop{}, "", 0, "", why
+				return unroutable(why)
 			}
 		}
-		return routes.NextHop{Gateway: nh, Device: ov.Interface, Onlink: true}, PathOverlay, ov.MTU, n.Name, ""
+		return overlayHop(PathOverlay, n.Name)
 	}
-	if lanPrefix.IsValid() && lanPrefix.Contains(nh) && in.LANDev != "" {
-		return routes.NextHop{Gateway: nh, Device: in.LANDev}, PathExternal, lanMTU, nh.String(), ""
+	if pl.lanPrefix.IsValid() && pl.lanPrefix.Contains(nh) && in.LANDev != "" {
+		return plannedHop{NextHop: NextHop{Gateway: nh, Device: in.LANDev}, kind: PathExternal, mtu: pl.lanMTU, peer: nh.String()}
 	}
 	if in.State.Networks.Overlay.Contains(nh) {
-		return routes.NextHop{Gateway: nh, Device: ov.Interface, Onlink: true}, PathExternal, ov.MTU, nh.String(), ""
+		return overlayHop(PathExternal, nh.String())
 	}
-	return routes.NextHop{}, "", 0, "", "next hop " + nh.String() + " is neither a node nor on a connected network"
-}
-
-func comparePrefix(a, b netip.Prefix) int {
-	if c := a.Addr().Compare(b.Addr()); c != 0 {
-		return c
-	}
-	return a.Bits() - b.Bits()
+	return unroutable("next hop " + nh.String() + " is neither a node nor on a connected network")
 }

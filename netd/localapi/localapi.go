@@ -1,5 +1,5 @@
-// Package tailnet is netd's every-node part of Tailscale, through the
-// tailscaled LocalAPI (tailscale.com/client/local):
+// Package localapi is netd's client of the local tailscaled, through its
+// LocalAPI (tailscale.com/client/local), on every node:
 //
 //   - Advertiser keeps this node's advertised subnet routes (prefs
 //     AdvertiseRoutes) equal to its own pod blocks plus every route the user
@@ -16,7 +16,7 @@
 // Nodes must run tailscaled with --accept-routes (peers' pod blocks enter
 // the WireGuard allowed IPs only then) and --snat-subnet-routes=false
 // (the default rewrites pod source addresses to the node's).
-package tailnet
+package localapi
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package tailnet
+package localapi
 
 import (
 	"context"

@@ -1,14 +1,12 @@
-package daemon
+package routes
 
 import (
 	"net/netip"
 	"slices"
-	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/ducksnest/netd/netd/routes"
 	"github.com/ducksnest/netd/policy/desired"
 )
 
@@ -50,7 +48,7 @@ func TestPlanTailnetCheck(t *testing.T) {
 	}
 	for _, lanUp := range []bool{true, false} {
 		self, _ := st.Node("firebat")
-		got, bad := Plan(planInput{State: st, Self: self, LANDev: "eth0", LANUp: func(netip.Addr) bool { return lanUp },
+		got, bad := Plan(PlanInput{State: st, Self: self, LANDev: "eth0", LANUp: func(netip.Addr) bool { return lanUp },
 			Learned: learned, Check: check})
 		var dsts []string
 		for _, r := range got {
@@ -63,19 +61,31 @@ func TestPlanTailnetCheck(t *testing.T) {
 		if !slices.Equal(dsts, want) {
 			t.Errorf("lanUp=%v: installed %v, want %v", lanUp, dsts, want)
 		}
-		if len(bad) != len(learned)-len(want) || bad[0].Prefix != p("10.244.8.0/24") || !strings.Contains(bad[0].Reason, "does not carry") {
-			t.Errorf("lanUp=%v: unroutable = %+v", lanUp, bad)
+		wantBad := []Unroutable{{Prefix: p("10.244.8.0/24"), Reason: "peer 100.64.0.1 does not carry 10.244.8.0/24"}}
+		if !lanUp {
+			wantBad = append(wantBad, Unroutable{Prefix: p("10.244.2.0/24"), Reason: "peer 100.64.0.3 does not carry 10.244.2.0/24"})
+		}
+		if diff := cmp.Diff(wantBad, bad, cmpAddrs); diff != "" {
+			t.Errorf("lanUp=%v: unroutable (-want +got):\n%s", lanUp, diff)
 		}
 	}
 }
 
+// cmpAddrs compares netip values by value.
+var cmpAddrs = cmp.Options{
+	cmp.Comparer(func(x, y netip.Addr) bool { return x == y }),
+	cmp.Comparer(func(x, y netip.Prefix) bool { return x == y }),
+}
+
+// TestPlan checks every row whole: the routes, and each unroutable prefix
+// with its reason.
 func TestPlan(t *testing.T) {
 	a := netip.MustParseAddr
 	p := netip.MustParsePrefix
-	overlay := func(gw string) routes.NextHop {
-		return routes.NextHop{Gateway: a(gw), Device: "tailscale0", Onlink: true}
+	overlay := func(gw string) NextHop {
+		return NextHop{Gateway: a(gw), Device: "tailscale0", Onlink: true}
 	}
-	lan := func(gw string) routes.NextHop { return routes.NextHop{Gateway: a(gw), Device: "eth0"} }
+	lan := func(gw string) NextHop { return NextHop{Gateway: a(gw), Device: "eth0"} }
 	learned := []Learned{
 		{Prefix: p("10.244.2.0/24"), NextHops: []netip.Addr{a("100.64.0.3")}}, // ultra, same site
 		{Prefix: p("10.244.0.0/24"), NextHops: []netip.Addr{a("100.64.0.1")}}, // control-plane, aws
@@ -95,13 +105,13 @@ func TestPlan(t *testing.T) {
 		{
 			name: "home node, lan up", self: "firebat", lanDev: "eth0", lanUp: true,
 			want: []PlannedRoute{
-				{Route: routes.Route{Dst: p("10.244.0.0/24"), NextHops: []routes.NextHop{overlay("100.64.0.1")}, MTU: 1280, AdvMSS: 1240},
+				{Route: Route{Dst: p("10.244.0.0/24"), NextHops: []NextHop{overlay("100.64.0.1")}, MTU: 1280, AdvMSS: 1240},
 					Paths: []PathKind{PathOverlay}, Peers: []string{"control-plane"}},
-				{Route: routes.Route{Dst: p("10.244.2.0/24"), NextHops: []routes.NextHop{lan("192.168.0.12")}, MTU: 1500, AdvMSS: 1460},
+				{Route: Route{Dst: p("10.244.2.0/24"), NextHops: []NextHop{lan("192.168.0.12")}, MTU: 1500, AdvMSS: 1460},
 					Paths: []PathKind{PathLAN}, Peers: []string{"ultra"}},
-				{Route: routes.Route{Dst: p("10.244.9.0/24"), NextHops: []routes.NextHop{overlay("100.64.0.1"), lan("192.168.0.12")}, MTU: 1280, AdvMSS: 1240},
+				{Route: Route{Dst: p("10.244.9.0/24"), NextHops: []NextHop{overlay("100.64.0.1"), lan("192.168.0.12")}, MTU: 1280, AdvMSS: 1240},
 					Paths: []PathKind{PathOverlay, PathLAN}, Peers: []string{"control-plane", "ultra"}},
-				{Route: routes.Route{Dst: p("172.16.0.0/24"), NextHops: []routes.NextHop{lan("192.168.0.1")}, MTU: 1500, AdvMSS: 1460},
+				{Route: Route{Dst: p("172.16.0.0/24"), NextHops: []NextHop{lan("192.168.0.1")}, MTU: 1500, AdvMSS: 1460},
 					Paths: []PathKind{PathExternal}, Peers: []string{"192.168.0.1"}},
 			},
 			bad: []Unroutable{
@@ -112,25 +122,34 @@ func TestPlan(t *testing.T) {
 		{
 			name: "home node, lan path down falls back to overlay", self: "firebat", lanDev: "eth0", lanUp: false,
 			want: []PlannedRoute{
-				{Route: routes.Route{Dst: p("10.244.0.0/24"), NextHops: []routes.NextHop{overlay("100.64.0.1")}, MTU: 1280, AdvMSS: 1240},
+				{Route: Route{Dst: p("10.244.0.0/24"), NextHops: []NextHop{overlay("100.64.0.1")}, MTU: 1280, AdvMSS: 1240},
 					Paths: []PathKind{PathOverlay}, Peers: []string{"control-plane"}},
-				{Route: routes.Route{Dst: p("10.244.2.0/24"), NextHops: []routes.NextHop{overlay("100.64.0.3")}, MTU: 1280, AdvMSS: 1240},
+				{Route: Route{Dst: p("10.244.2.0/24"), NextHops: []NextHop{overlay("100.64.0.3")}, MTU: 1280, AdvMSS: 1240},
 					Paths: []PathKind{PathOverlay}, Peers: []string{"ultra"}},
-				{Route: routes.Route{Dst: p("10.244.9.0/24"), NextHops: []routes.NextHop{overlay("100.64.0.1"), overlay("100.64.0.3")}, MTU: 1280, AdvMSS: 1240},
+				{Route: Route{Dst: p("10.244.9.0/24"), NextHops: []NextHop{overlay("100.64.0.1"), overlay("100.64.0.3")}, MTU: 1280, AdvMSS: 1240},
 					Paths: []PathKind{PathOverlay, PathOverlay}, Peers: []string{"control-plane", "ultra"}},
-				{Route: routes.Route{Dst: p("172.16.0.0/24"), NextHops: []routes.NextHop{lan("192.168.0.1")}, MTU: 1500, AdvMSS: 1460},
+				{Route: Route{Dst: p("172.16.0.0/24"), NextHops: []NextHop{lan("192.168.0.1")}, MTU: 1500, AdvMSS: 1460},
 					Paths: []PathKind{PathExternal}, Peers: []string{"192.168.0.1"}},
+			},
+			bad: []Unroutable{
+				{Prefix: p("10.244.7.0/24"), Reason: "next hop is this node"},
+				{Prefix: p("172.17.0.0/24"), Reason: "next hop 8.8.8.8 is neither a node nor on a connected network"},
 			},
 		},
 		{
 			name: "aws node has no lan: everything over the overlay", self: "control-plane", lanUp: true,
 			want: []PlannedRoute{
-				{Route: routes.Route{Dst: p("10.244.2.0/24"), NextHops: []routes.NextHop{overlay("100.64.0.3")}, MTU: 1280, AdvMSS: 1240},
+				{Route: Route{Dst: p("10.244.2.0/24"), NextHops: []NextHop{overlay("100.64.0.3")}, MTU: 1280, AdvMSS: 1240},
 					Paths: []PathKind{PathOverlay}, Peers: []string{"ultra"}},
-				{Route: routes.Route{Dst: p("10.244.7.0/24"), NextHops: []routes.NextHop{overlay("100.64.0.2")}, MTU: 1280, AdvMSS: 1240},
+				{Route: Route{Dst: p("10.244.7.0/24"), NextHops: []NextHop{overlay("100.64.0.2")}, MTU: 1280, AdvMSS: 1240},
 					Paths: []PathKind{PathOverlay}, Peers: []string{"firebat"}},
-				{Route: routes.Route{Dst: p("10.244.9.0/24"), NextHops: []routes.NextHop{overlay("100.64.0.3")}, MTU: 1280, AdvMSS: 1240},
+				{Route: Route{Dst: p("10.244.9.0/24"), NextHops: []NextHop{overlay("100.64.0.3")}, MTU: 1280, AdvMSS: 1240},
 					Paths: []PathKind{PathOverlay}, Peers: []string{"ultra"}},
+			},
+			bad: []Unroutable{
+				{Prefix: p("10.244.0.0/24"), Reason: "next hop is this node"},
+				{Prefix: p("172.16.0.0/24"), Reason: "next hop 192.168.0.1 is neither a node nor on a connected network"},
+				{Prefix: p("172.17.0.0/24"), Reason: "next hop 8.8.8.8 is neither a node nor on a connected network"},
 			},
 		},
 	}
@@ -141,16 +160,13 @@ func TestPlan(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, bad := Plan(planInput{State: st, Self: self, LANDev: tt.lanDev,
+			got, bad := Plan(PlanInput{State: st, Self: self, LANDev: tt.lanDev,
 				LANUp: func(netip.Addr) bool { return tt.lanUp }, Learned: learned})
-			if diff := cmp.Diff(tt.want, got, cmp.Comparer(func(x, y netip.Addr) bool { return x == y }),
-				cmp.Comparer(func(x, y netip.Prefix) bool { return x == y })); diff != "" {
+			if diff := cmp.Diff(tt.want, got, cmpAddrs); diff != "" {
 				t.Errorf("routes (-want +got):\n%s", diff)
 			}
-			if tt.bad != nil {
-				if diff := cmp.Diff(tt.bad, bad, cmp.Comparer(func(x, y netip.Prefix) bool { return x == y })); diff != "" {
-					t.Errorf("unroutable (-want +got):\n%s", diff)
-				}
+			if diff := cmp.Diff(tt.bad, bad, cmpAddrs); diff != "" {
+				t.Errorf("unroutable (-want +got):\n%s", diff)
 			}
 		})
 	}
