@@ -1,8 +1,9 @@
-# The option combinations the netd module is evaluated with: offline
-# against the stub (cases.nix, run by nixos/check.sh) and with the real
-# nixpkgs (module-eval.nix, a flake check). Every `good` case must
-# evaluate and match its golden file ../golden/<case>.json; every `bad`
-# case must fail with an error containing `error`.
+# The option combinations the netd module is evaluated with: offline with
+# the real nixpkgs lib and the NixOS stand-ins (cases.nix, run by
+# nixos/check.sh) and with the whole real nixpkgs (module-eval.nix, a
+# flake check). Every `good` case must evaluate and match its golden file
+# ../golden/<case>.json; every `bad` case must fail with an error
+# containing `error` (the real module system's messages).
 {
   good = {
     # The defaults: only what a host must say.
@@ -58,12 +59,12 @@
       base = { enable = true; policyFile = "/p.yaml"; };
     in
     {
-      logLevel = { settings.services.netd = base // { logLevel = "verbose"; }; error = "services.netd.logLevel' has a wrong type"; };
-      stopMode = { settings.services.netd = base // { stopMode = "kill"; }; error = "services.netd.stopMode' has a wrong type"; };
-      port = { settings.services.netd = base // { bgpPort = 70000; }; error = "services.netd.bgpPort' has a wrong type"; };
-      relativePolicy = { settings.services.netd = base // { policyFile = "policy.yaml"; }; error = "services.netd.policyFile' has a wrong type"; };
-      noPolicy = { settings.services.netd.enable = true; error = "services.netd.policyFile' is used but not defined"; };
-      emptyNode = { settings.services.netd = base // { nodeName = ""; }; error = "services.netd.nodeName' has a wrong type"; };
+      logLevel = { settings.services.netd = base // { logLevel = "verbose"; }; error = "services.netd.logLevel' is not of type"; };
+      stopMode = { settings.services.netd = base // { stopMode = "kill"; }; error = "services.netd.stopMode' is not of type"; };
+      port = { settings.services.netd = base // { bgpPort = 70000; }; error = "services.netd.bgpPort' is not of type"; };
+      relativePolicy = { settings.services.netd = base // { policyFile = "policy.yaml"; }; error = "services.netd.policyFile' is not of type"; };
+      noPolicy = { settings.services.netd.enable = true; error = "services.netd.policyFile' was accessed but has no value defined"; };
+      emptyNode = { settings.services.netd = base // { nodeName = ""; }; error = "services.netd.nodeName' is not of type"; };
       policyInExtraArgs = { settings.services.netd = base // { extraArgs = [ "--policy=/tmp/x" ]; }; error = "must not set --policy"; };
       typo = { settings.services.netd = base // { openFirewal = true; }; error = "services.netd.openFirewal' does not exist"; };
     };
