@@ -284,6 +284,16 @@ for c in $enabled_cases; do
     notok "unit renders: $c" "$(cat "$tmp/unit-$c.err")"
   fi
 done
+# The flag check is not vacuous: a misspelt flag in the module is caught.
+m="$tmp/mut-flag.nix"
+sed -e 's/"--bfd-multiplier=/"--bfd-multiplyer=/' "$nixdir/modules/netd.nix" >"$m"
+if ! cmp -s "$m" "$nixdir/modules/netd.nix" &&
+  eval_raw "$cases" "${libarg[@]}" --arg module "$m" -A units.defaults >"$tmp/unit-flag" 2>/dev/null &&
+  out=$(flags_known "mutated" "$tmp/unit-flag") && grep -q '^not ok.*unknown: bfd-multiplyer' <<<"$out"; then
+  ok "a flag netd does not know (--bfd-multiplyer) is caught"
+else
+  notok "a flag netd does not know (--bfd-multiplyer) is caught" "${out:-}"
+fi
 # The threshold is tight enough to matter: dropping the filesystem and
 # kernel protections pushes the unit over it.
 m="$tmp/mut-weak.nix"

@@ -51,6 +51,8 @@ let
       (check (hardening svc == [ ]) "netd unit hardening holds (${toString (hardening svc)})")
       (check (b.elem lab.bgpPort overlayPorts) "BGP ${toString lab.bgpPort} open on ${lab.overlayInterface}")
       (check (!(b.elem lab.bgpPort fw.allowedTCPPorts)) "BGP not open on every interface")
+      (check (netd.bfd.enable && b.elem 3784 fw.interfaces.${lab.overlayInterface}.allowedUDPPorts && !(b.elem 3784 fw.allowedUDPPorts))
+        "BFD on, UDP 3784 open on ${lab.overlayInterface} only")
       (check (!(b.elem 22 fw.allowedTCPPorts) && b.elem 22 overlayPorts) "SSH open on ${lab.overlayInterface} only")
       (check (fw.checkReversePath == "loose") "firewall reverse-path filter loose")
       (check (sysctl."net.ipv4.ip_forward" == 1) "ip_forward=1")

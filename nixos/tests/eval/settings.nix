@@ -31,7 +31,41 @@
         logFormat = "json";
         stopMode = "withdraw";
         flushOnExit = true;
+        bfd = { interval = "250ms"; multiplier = 3; };
+        syncCalico = false;
+        tailscaleSocket = "/run/tailscale/tailscaled.sock";
+        discoverPeers = true;
+        grpcAddress = "127.0.0.1:50051";
+        tailnet = {
+          headscaleUrl = "https://headscale.example.com";
+          apiKeyFile = "/var/lib/secrets/netd/headscale-api-key";
+        };
         extraArgs = [ "--resync=1m" "--stop-timeout=3s" ];
+      };
+    };
+
+    # BFD off: no BFD flags, no UDP 3784 in the firewall.
+    noBfd = {
+      networking.hostName = "ultra";
+      services.netd = {
+        enable = true;
+        policyFile = "/srv/netd/policy.yaml";
+        openFirewall = true;
+        bfd.enable = false;
+      };
+    };
+
+    # Tailscale's API through an OAuth client, for the tailnet policy.
+    tailscaleOAuth = {
+      networking.hostName = "firebat";
+      services.netd = {
+        enable = true;
+        policyFile = "/srv/netd/policy.yaml";
+        tailnet = {
+          tailnetName = "example.com";
+          oauthClientId = "kXXXXXXCNTRL";
+          oauthClientSecretFile = "/var/lib/secrets/netd/tailnet-oauth-client-secret";
+        };
       };
     };
 
@@ -67,5 +101,16 @@
       emptyNode = { settings.services.netd = base // { nodeName = ""; }; error = "services.netd.nodeName' is not of type"; };
       policyInExtraArgs = { settings.services.netd = base // { extraArgs = [ "--policy=/tmp/x" ]; }; error = "must not set --policy"; };
       typo = { settings.services.netd = base // { openFirewal = true; }; error = "services.netd.openFirewal' does not exist"; };
+      bfdMultiplier = { settings.services.netd = base // { bfd.multiplier = 0; }; error = "services.netd.bfd.multiplier' is not of type"; };
+      bfdInterval = { settings.services.netd = base // { bfd.interval = "100"; }; error = "services.netd.bfd.interval' is not of type"; };
+      bfdIntervalZero = { settings.services.netd = base // { bfd.interval = "0ms"; }; error = "services.netd.bfd.interval' is not of type"; };
+      grpcNotLoopback = { settings.services.netd = base // { grpcAddress = "0.0.0.0:50051"; }; error = "services.netd.grpcAddress' is not of type"; };
+      discoverWithoutSocket = { settings.services.netd = base // { discoverPeers = true; }; error = "discoverPeers needs services.netd.tailscaleSocket"; };
+      headscaleWithoutKey = { settings.services.netd = base // { tailnet.headscaleUrl = "https://hs"; }; error = "headscaleUrl takes a headscale API key"; };
+      oauthHalf = { settings.services.netd = base // { tailnet.oauthClientId = "id"; }; error = "oauthClientId and oauthClientSecretFile go together"; };
+      keyAndOAuth = { settings.services.netd = base // { tailnet = { apiKeyFile = "/k"; oauthClientId = "id"; oauthClientSecretFile = "/s"; }; }; error = "set apiKeyFile or the OAuth client"; };
+      credentialNixPath = { settings.services.netd = base // { tailnet.apiKeyFile = ./settings.nix; }; error = "services.netd.tailnet.apiKeyFile must not be in the Nix store"; };
+      kubeconfigInStore = { settings.services.netd = base // { kubeconfig = "/nix/store/00000000000000000000000000000000-kubeconfig"; }; error = "services.netd.kubeconfig must not be in the Nix store"; };
+      bfdInExtraArgs = { settings.services.netd = base // { extraArgs = [ "--bfd=false" ]; }; error = "must not set --bfd=false: use services.netd.bfd.enable"; };
     };
 }
