@@ -246,16 +246,20 @@ sed -n 's/^  -\([a-z-]*\).*/\1/p' "$tmp/run-help.txt" | sort -u >"$tmp/run-flags
 flags_known() {
   local unknown
   if [ "$netd_real" != 1 ] || [ ! -s "$tmp/run-flags.txt" ]; then notok "flags of $1 checked against netd run -h (netd did not build)"; return; fi
-  unknown=$(python3 - "$2" "$tmp/run-flags.txt" <<'EOF'
+  if ! unknown=$(python3 - "$2" "$tmp/run-flags.txt" 2>&1 <<'EOF'
 import shlex, sys
 unit, known = open(sys.argv[1]).read(), set(open(sys.argv[2]).read().split())
-line = next(l for l in unit.splitlines() if l.startswith("ExecStart="))
-argv = shlex.split(line[len("ExecStart="):])
-assert argv[1] == "run", argv
+execs = [l for l in unit.splitlines() if l.startswith("ExecStart=")]
+if len(execs) != 1:
+    sys.exit(f"{len(execs)} ExecStart lines")
+argv = shlex.split(execs[0][len("ExecStart="):])
+if len(argv) < 2 or argv[1] != "run":
+    sys.exit(f"ExecStart is not netd run: {argv}")
 print(" ".join(a for a in (x.lstrip("-").split("=")[0] for x in argv[2:]) if a not in known))
 EOF
-  )
-  if [ -z "$unknown" ]; then ok "every flag of ExecStart is one of netd run -h: $1"; else notok "every flag of ExecStart is one of netd run -h: $1 (unknown: $unknown)"; fi
+  ); then
+    notok "every flag of ExecStart is one of netd run -h: $1 (ExecStart not found)" "$unknown"
+  elif [ -z "$unknown" ]; then ok "every flag of ExecStart is one of netd run -h: $1"; else notok "every flag of ExecStart is one of netd run -h: $1 (unknown: $unknown)"; fi
 }
 
 # --- 8. systemd-analyze verify and security ------------------------------------
@@ -452,7 +456,63 @@ else
   notok "host mutation caught (easycerts-default)" "$out"
 fi
 
-# --- 13. lab.nix agrees with the compiled policy; the VM test policy is valid ---
+# --- 13. the lab runs what the module deploys --------------------------------------
+# Each lab node's netd unit, as NixOS renders it for that node's host with
+# the lab's differences (nixos/lab-nodes.nix), written to
+# netd/lab/nixos_units.json, which netd/lab embeds and runs (argv = the
+# unit's ExecStart). The committed file must be current.
+labunits="$root/netd/lab/nixos_units.json"
+if out=$(eval_json "$nixdir/tests/eval/lab.nix" "${libarg[@]}" 2>&1); then
+  printf '%s' "$out" >"$tmp/lab-units.json"
+  if python3 "$nixdir/tests/lab-units.py" "$tmp/lab-units.json" "$tmp/nixos_units.json" >"$tmp/lab-gen.err" 2>&1; then
+    if [ "$update" = 1 ]; then
+      cp "$tmp/nixos_units.json" "$labunits"
+      ok "netd/lab/nixos_units.json updated"
+    elif d=$(diff -u "$labunits" "$tmp/nixos_units.json" 2>&1); then
+      ok "netd/lab/nixos_units.json is current: the lab runs the units NixOS renders for its nodes"
+    else
+      notok "netd/lab/nixos_units.json is current (nixos/check.sh --update)" "$d"
+    fi
+    # The file follows the module: a changed ExecStart makes it stale.
+    m="$tmp/hmut-labstale"
+    rm -rf "$m" && cp -r "$mroot" "$m"
+    sed -i 's/"--log-level=${cfg.logLevel}"/"--log-level=${cfg.logLevel}" "--resync=1m"/' "$m/nixos/modules/netd.nix"
+    if eval_json "$nixdir/tests/eval/lab.nix" "${libarg[@]}" --arg root "$m" >"$tmp/lab-units-mut.json" 2>/dev/null &&
+      python3 "$nixdir/tests/lab-units.py" "$tmp/lab-units-mut.json" "$tmp/nixos_units-mut.json" &&
+      ! cmp -s "$tmp/nixos_units-mut.json" "$tmp/nixos_units.json" && grep -q -- '"--resync=1m"' "$tmp/nixos_units-mut.json"; then
+      ok "a change to the module's ExecStart makes netd/lab/nixos_units.json stale"
+    else
+      notok "a change to the module's ExecStart makes netd/lab/nixos_units.json stale"
+    fi
+    # A lab node whose unit passes the kubeconfig in Environment= (which the
+    # lab, without systemd, would not apply) is refused.
+    m="$tmp/hmut-labenv"
+    rm -rf "$m" && cp -r "$mroot" "$m"
+    sed -i '/services.netd.kubeconfig = lib.mkForce null;/d' "$m/nixos/lab-nodes.nix"
+    if eval_json "$nixdir/tests/eval/lab.nix" "${libarg[@]}" --arg root "$m" >"$tmp/lab-units-env.json" 2>/dev/null &&
+      ! out=$(python3 "$nixdir/tests/lab-units.py" "$tmp/lab-units-env.json" "$tmp/nixos_units-env.json" 2>&1) &&
+      grep -q 'Environment=KUBECONFIG would not reach' <<<"$out"; then
+      ok "a lab unit with an Environment= the lab would not apply (KUBECONFIG) is refused"
+    else
+      notok "a lab unit with an Environment= the lab would not apply (KUBECONFIG) is refused" "${out:-}"
+    fi
+    # Every lab unit: its flags are the ones netd run takes.
+    # (Node names are read line by line: the template's name is "*".)
+    i=0
+    while IFS=$'\t' read -r o n; do
+      i=$((i + 1))
+      python3 -c 'import json,sys; sys.stdout.write(json.load(open(sys.argv[1]))["nodes"][sys.argv[2]][sys.argv[3]]["unit"])' \
+        "$tmp/nixos_units.json" "$o" "$n" >"$tmp/unit-lab-$i"
+      flags_known "lab $o $n" "$tmp/unit-lab-$i"
+    done < <(python3 -c 'import json,sys; [print(o + "\t" + n) for o, ns in json.load(open(sys.argv[1]))["nodes"].items() for n in ns]' "$tmp/nixos_units.json")
+  else
+    notok "lab units are usable by netd/lab" "$(cat "$tmp/lab-gen.err")"
+  fi
+else
+  notok "lab nodes evaluate (nixos/lab-nodes.nix)" "$out"
+fi
+
+# --- 14. lab.nix agrees with the compiled policy; the VM test policy is valid ---
 # The policy compiler is the authority (`netd policy render --state`, the
 # desired state every reconciler uses): lab.nix must carry the same node
 # names, roles, sites, addresses, BGP port and pod MTU.
@@ -510,7 +570,7 @@ else
   notok "VM test policies checked with netd policy check (netd did not build)"
 fi
 
-# --- 14. vendorHash is current ------------------------------------------------
+# --- 15. vendorHash is current ------------------------------------------------
 if out=$(cd "$root" && GOFLAGS=-mod=mod go mod vendor -o "$tmp/vendor" 2>&1) &&
   h=$(nix hash path "$tmp/vendor" 2>&1); then
   cur=$(sed -n 's/^ *vendorHash = "\(.*\)";/\1/p' "$nixdir/package.nix")
@@ -526,10 +586,10 @@ else
   notok "go mod vendor + nix hash path" "$out"
 fi
 
-# --- 15. the cluster PKI --------------------------------------------------------
+# --- 16. the cluster PKI --------------------------------------------------------
 pki_check
 
-# --- 16. this script counts every failure ---------------------------------------
+# --- 17. this script counts every failure ---------------------------------------
 # Runs itself on the PKI section with planted sub-checks: a "not ok" line,
 # a non-zero exit with only "ok" lines, and silence must each make it exit
 # non-zero and report a failure; a passing sub-check must not.
