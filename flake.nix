@@ -60,9 +60,10 @@
           # The multi-node VM test: headscale + three nodes with tailscaled
           # and netd from the module (nixos/tests/vm-netd.nix).
           vm-netd = pkgs.testers.runNixOSTest (import ./nixos/tests/vm-netd.nix { inherit self; });
-          # The module evaluated by the real module system for every case
-          # of nixos/tests/eval/settings.nix, compared with the golden files
-          # of the offline stub evaluation, plus systemd-analyze security.
+          # The module evaluated in a whole real NixOS for every case of
+          # nixos/tests/eval/settings.nix: the unit NixOS renders must equal
+          # the golden files that nixos/check.sh renders offline with the
+          # stand-ins (nixos/tests/standin), plus systemd-analyze security.
           module-eval = import ./nixos/tests/module-eval.nix { inherit self nixpkgs pkgs; };
         }
         # Every host must evaluate to a system (the toplevel build).

@@ -39,9 +39,12 @@
 //
 // # Processes and state
 //
-// Up starts "ip netns exec <lab>-<node> netd run --policy P --node N
-// --socket <statedir>/<node>.sock --metrics-addr 127.0.0.1:9180" per node in
-// its own session, logs to <statedir>/<node>.log, and records pid and start
+// Up starts "ip netns exec <lab>-<node> netd run ..." per node, with the
+// ExecStart that the NixOS module renders for that node
+// (nixos/lab-nodes.nix, embedded as nixos_units.json by nixos/check.sh)
+// and its deployed paths mapped to the lab's (policy, status socket
+// <statedir>/<node>.sock, state dir <statedir>/<node>, tailscaled socket),
+// in its own session, logs to <statedir>/<node>.log, and records pid and start
 // time in <statedir>/lab.json (default statedir /run/netd-lab/<lab>). Down
 // ends the recorded processes after checking /proc/PID/cmdline and the start
 // time still match, ends every other process found in a lab namespace (ip

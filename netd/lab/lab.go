@@ -68,9 +68,13 @@ type Lab struct {
 	Protocol   int          `json:"protocol"`
 	Priority   int          `json:"rulePriority"`
 	Nodes      []*Node      `json:"nodes"`
-	// NetdArgs are extra `netd run` arguments per node (the tailnet lab
-	// points netd at its node's tailscaled).
+	// NetdArgs are extra `netd run` arguments per node, after the ones the
+	// NixOS module renders for it.
 	NetdArgs map[string][]string `json:"netdArgs,omitempty"`
+	// TailscaleSockets are the LocalAPI sockets of the nodes' tailscaled in
+	// the tailnet lab: netd runs as the module renders it for a node with
+	// tailscaled, pointed at this socket.
+	TailscaleSockets map[string]string `json:"tailscaleSockets,omitempty"`
 
 	log *slog.Logger
 	// procs are the netd processes this Lab value started (to reap them).

@@ -22,14 +22,16 @@ type proc struct {
 }
 
 // StartNetd starts the netd of a node: ip netns exec execs netd, so the
-// recorded pid is netd's. The node's NetdArgs are appended.
+// recorded pid is netd's. Its command line is the ExecStart that the NixOS
+// module renders for the node (nodeArgv, nixos_units.json), then the
+// node's NetdArgs.
 func (l *Lab) StartNetd(ctx context.Context, node string) error {
 	return l.StartNetdArgs(ctx, node)
 }
 
 // StartNetdArgs starts a node's netd like StartNetd, with extra arguments
 // appended after the node's NetdArgs (for example "--stop-mode",
-// "graceful" or "--bfd=false").
+// "graceful" or "--bfd=false"; a later flag wins).
 func (l *Lab) StartNetdArgs(_ context.Context, node string, extra ...string) error {
 	n, err := l.Node(node)
 	if err != nil {
@@ -38,19 +40,16 @@ func (l *Lab) StartNetdArgs(_ context.Context, node string, extra ...string) err
 	if n.Netd != nil && alive(n.Netd) {
 		return fmt.Errorf("netd of %s already runs as pid %d", node, n.Netd.PID)
 	}
+	cmd, err := l.netdCommand(n, extra)
+	if err != nil {
+		return err
+	}
 	logf, err := os.OpenFile(n.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("opening log: %w", err)
 	}
 	defer logf.Close()
 	_ = os.Remove(n.Socket)
-	args := []string{"netns", "exec", n.NS, l.Netd, "run",
-		"--policy", l.PolicyPath, "--node", n.Name, "--socket", n.Socket,
-		"--state-dir", filepath.Join(l.StateDir, n.Name),
-		"--metrics-addr", DefaultMetricsAddr, "--log-format", "json"}
-	args = append(append(args, l.NetdArgs[n.Name]...), extra...)
-	// Not CommandContext: netd outlives the command that starts the lab.
-	cmd := exec.Command("ip", args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
@@ -63,6 +62,17 @@ func (l *Lab) StartNetdArgs(_ context.Context, node string, extra ...string) err
 	n.Netd = &Process{PID: cmd.Process.Pid, StartTicks: ticks, Started: time.Now()}
 	l.log.Info("started netd", "node", node, "pid", n.Netd.PID, "ns", n.NS, "extra", extra)
 	return l.save()
+}
+
+// netdCommand is the command that starts a node's netd in its namespace:
+// ip netns exec, then the node's command line (nodeArgv). Not
+// CommandContext: netd outlives the command that starts the lab.
+func (l *Lab) netdCommand(n *Node, extra []string) (*exec.Cmd, error) {
+	argv, err := l.nodeArgv(n, extra)
+	if err != nil {
+		return nil, err
+	}
+	return exec.Command("ip", append([]string{"netns", "exec", n.NS}, argv...)...), nil
 }
 
 // StopNetd sends SIGTERM to a node's netd and waits until it is gone
@@ -185,21 +195,27 @@ func startTicks(pid int) (uint64, error) {
 	return strconv.ParseUint(f[19], 10, 64) // field 22
 }
 
-// ourNetd reports whether pid runs "<netd> run ... --node node".
+// ourNetd reports whether pid runs "<netd> run ... --node node" (or
+// --node=node, as the module renders it).
 func ourNetd(pid int, netd, node string) bool {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 	if err != nil {
 		return false
 	}
-	args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+	return isNetdOf(strings.Split(strings.TrimRight(string(b), "\x00"), "\x00"), netd, node)
+}
+
+// isNetdOf reports whether args (a command line) is "<netd> run ... --node
+// node".
+func isNetdOf(args []string, netd, node string) bool {
 	if len(args) < 2 || args[1] != "run" {
 		return false
 	}
 	if filepath.Clean(args[0]) != filepath.Clean(netd) && filepath.Base(args[0]) != filepath.Base(netd) {
 		return false
 	}
-	for i := 0; i+1 < len(args); i++ {
-		if args[i] == "--node" && args[i+1] == node {
+	for i, a := range args {
+		if a == "--node="+node || (a == "--node" && i+1 < len(args) && args[i+1] == node) {
 			return true
 		}
 	}

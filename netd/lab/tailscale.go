@@ -104,10 +104,11 @@ func UpTailscale(ctx context.Context, cfg Config, tc TailnetConfig) (*Lab, *Tail
 		return l, tn, err
 	}
 	// netd itself advertises each node's pod blocks as subnet routes and
-	// checks learned routes against what Tailscale forwards.
-	l.NetdArgs = map[string][]string{}
+	// checks learned routes against what Tailscale forwards: the module's
+	// unit for a node with tailscaled, at this node's socket.
+	l.TailscaleSockets = map[string]string{}
 	for _, n := range l.Nodes {
-		l.NetdArgs[n.Name] = []string{"--tailscale-socket", tn.Socket[n.Name]}
+		l.TailscaleSockets[n.Name] = tn.Socket[n.Name]
 	}
 	if err := l.save(); err != nil {
 		return l, tn, err

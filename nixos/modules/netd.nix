@@ -26,6 +26,38 @@ let
   policyPath = "/etc/netd/policy.yaml";
   socketPath = "/run/netd/netd.sock";
 
+  # Credentials reach the service through LoadCredential= (read from
+  # $CREDENTIALS_DIRECTORY, %d in the unit): never through the store.
+  tn = cfg.tailnet;
+  credentials =
+    optional (cfg.kubeconfig != null) "kubeconfig:${cfg.kubeconfig}"
+    ++ optional (tn.apiKeyFile != null) "tailnet-api-key:${tn.apiKeyFile}"
+    ++ optional (tn.oauthClientSecretFile != null) "tailnet-oauth-client-secret:${tn.oauthClientSecretFile}";
+  credentialPaths = lib.filterAttrs (_: v: v != null) {
+    "services.netd.kubeconfig" = cfg.kubeconfig;
+    "services.netd.tailnet.apiKeyFile" = tn.apiKeyFile;
+    "services.netd.tailnet.oauthClientSecretFile" = tn.oauthClientSecretFile;
+  };
+  inStore = p: builtins.isPath p || lib.hasPrefix builtins.storeDir (toString p);
+
+  # The tailnet credentials, in the environment variables netd's tailnet
+  # writer reads (acl.TargetFromEnv: HEADSCALE_URL + HEADSCALE_API_KEY_FILE,
+  # or TS_API_KEY_FILE, or TS_OAUTH_CLIENT_ID + TS_OAUTH_CLIENT_SECRET_FILE,
+  # and TS_TAILNET).
+  tailnetEnvironment =
+    lib.optionalAttrs (tn.headscaleUrl != null) {
+      HEADSCALE_URL = tn.headscaleUrl;
+      HEADSCALE_API_KEY_FILE = "%d/tailnet-api-key";
+    }
+    // lib.optionalAttrs (tn.headscaleUrl == null && tn.apiKeyFile != null) {
+      TS_API_KEY_FILE = "%d/tailnet-api-key";
+    }
+    // lib.optionalAttrs (tn.oauthClientId != null) {
+      TS_OAUTH_CLIENT_ID = tn.oauthClientId;
+      TS_OAUTH_CLIENT_SECRET_FILE = "%d/tailnet-oauth-client-secret";
+    }
+    // lib.optionalAttrs (tn.tailnetName != null) { TS_TAILNET = tn.tailnetName; };
+
   args =
     [
       "run"
@@ -37,11 +69,51 @@ let
       "--log-level=${cfg.logLevel}"
       "--log-format=${cfg.logFormat}"
       "--stop-mode=${cfg.stopMode}"
+      "--bfd=${lib.boolToString cfg.bfd.enable}"
+    ]
+    ++ optionals cfg.bfd.enable [
+      "--bfd-interval=${cfg.bfd.interval}"
+      "--bfd-multiplier=${toString cfg.bfd.multiplier}"
     ]
     ++ optional cfg.flushOnExit "--flush-on-exit"
     ++ optional (cfg.tailscaleSocket != null) "--tailscale-socket=${cfg.tailscaleSocket}"
-    ++ optional (cfg.kubeconfig != null) "--kubeconfig=%d/kubeconfig"
+    ++ optional cfg.discoverPeers "--discover-peers"
+    ++ optionals (cfg.kubeconfig != null) [
+      "--kubeconfig=%d/kubeconfig"
+      "--sync-calico=${lib.boolToString cfg.syncCalico}"
+    ]
+    ++ optional (cfg.grpcAddress != null) "--grpc-addr=${cfg.grpcAddress}"
     ++ cfg.extraArgs;
+
+  # The flags the typed options own: extraArgs must not repeat them.
+  ownedFlags = {
+    policy = "policyFile";
+    node = "nodeName";
+    socket = "(fixed: /run/netd/netd.sock)";
+    state-dir = "(fixed: /run/netd)";
+    metrics-addr = "metricsAddress";
+    log-level = "logLevel";
+    log-format = "logFormat";
+    stop-mode = "stopMode";
+    bfd = "bfd.enable";
+    bfd-interval = "bfd.interval";
+    bfd-multiplier = "bfd.multiplier";
+    flush-on-exit = "flushOnExit";
+    tailscale-socket = "tailscaleSocket";
+    discover-peers = "discoverPeers";
+    kubeconfig = "kubeconfig";
+    sync-calico = "syncCalico";
+    grpc-addr = "grpcAddress";
+  };
+  flagName = a: lib.head (lib.splitString "=" (lib.removePrefix "-" (lib.removePrefix "-" a)));
+  ownedInExtraArgs = lib.filter (a: lib.hasPrefix "-" a && ownedFlags ? ${flagName a}) cfg.extraArgs;
+
+  # A positive Go duration such as 100ms, 1.5s or 1m30s.
+  goDuration =
+    types.addCheck (types.strMatching "([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+") (d: builtins.match "[0.]+[a-z]+" d == null)
+    // {
+      description = "positive Go duration (100ms, 1.5s, 1m30s)";
+    };
 in
 {
   options.services.netd = {
@@ -155,6 +227,107 @@ in
       '';
     };
 
+    bfd = {
+      enable = mkOption {
+        type = types.bool;
+        default = true;
+        description = ''
+          Whether netd runs BFD (RFC 5880, UDP 3784) with every BGP peer, so
+          that a silent peer's routes leave the kernel within a second
+          instead of the BGP hold time. `openFirewall` opens UDP 3784 on the
+          overlay interface; the tailnet policy must allow it between the
+          nodes (netd's generated policy does).
+        '';
+      };
+      interval = mkOption {
+        type = goDuration;
+        default = "100ms";
+        description = "BFD transmit and receive interval once a session is up (`--bfd-interval`).";
+      };
+      multiplier = mkOption {
+        type = types.ints.between 1 255;
+        default = 5;
+        description = "BFD detect multiplier: a peer is down after this many intervals without a packet (`--bfd-multiplier`).";
+      };
+    };
+
+    syncCalico = mkOption {
+      type = types.bool;
+      default = true;
+      description = ''
+        With `kubeconfig`: whether this node competes for the
+        kube-system/netd-calico Lease and, while holding it, keeps the
+        Calico objects (IPPools, IPAM and Felix configuration) equal to the
+        policy (`--sync-calico`).
+      '';
+    };
+
+    discoverPeers = mkOption {
+      type = types.bool;
+      default = false;
+      description = ''
+        Whether the BGP node peers are the tailnet peers that carry the
+        policy's node tag, as tailscaled reports them, instead of the
+        policy's node list (`--discover-peers`; needs `tailscaleSocket`).
+      '';
+    };
+
+    grpcAddress = mkOption {
+      type = types.nullOr (types.strMatching "(127[.][0-9]{1,3}[.][0-9]{1,3}[.][0-9]{1,3}|\\[::1])(:[0-9]{1,5})");
+      default = null;
+      example = "127.0.0.1:50051";
+      description = ''
+        Loopback address and port on which netd serves GoBGP's gRPC API,
+        for the `gobgp` CLI (`--grpc-addr`). `null`: off.
+      '';
+    };
+
+    tailnet = {
+      headscaleUrl = mkOption {
+        type = types.nullOr types.nonEmptyStr;
+        default = null;
+        example = "https://headscale.example.com";
+        description = ''
+          With it, the tailnet whose policy netd keeps is headscale's at this
+          URL, and `apiKeyFile` holds a headscale API key (`HEADSCALE_URL`).
+          Without it, the tailnet is Tailscale's.
+        '';
+      };
+      tailnetName = mkOption {
+        type = types.nullOr types.nonEmptyStr;
+        default = null;
+        example = "example.com";
+        description = "Tailscale tailnet name (`TS_TAILNET`); `null`: the credential's own tailnet.";
+      };
+      apiKeyFile = mkOption {
+        type = types.nullOr types.path;
+        default = null;
+        example = "/var/lib/secrets/netd/tailnet-api-key";
+        description = ''
+          File holding a headscale API key (with `headscaleUrl`) or a
+          Tailscale API key. It is passed with `LoadCredential=` and netd
+          reads it from `$CREDENTIALS_DIRECTORY` (`HEADSCALE_API_KEY_FILE`
+          or `TS_API_KEY_FILE`). Give the path as a string: a Nix path
+          would copy the secret into the world-readable store.
+        '';
+      };
+      oauthClientId = mkOption {
+        type = types.nullOr types.nonEmptyStr;
+        default = null;
+        description = "Tailscale OAuth client ID (scope `policy_file`), instead of an API key (`TS_OAUTH_CLIENT_ID`).";
+      };
+      oauthClientSecretFile = mkOption {
+        type = types.nullOr types.path;
+        default = null;
+        example = "/var/lib/secrets/netd/tailnet-oauth-client-secret";
+        description = ''
+          File holding the Tailscale OAuth client's secret, passed with
+          `LoadCredential=` (`TS_OAUTH_CLIENT_SECRET_FILE`). A string path,
+          as for `apiKeyFile`.
+        '';
+      };
+    };
+
     flushOnExit = mkOption {
       type = types.bool;
       default = false;
@@ -165,23 +338,52 @@ in
       type = types.listOf types.str;
       default = [ ];
       example = [ "--resync=1m" ];
-      description = "Extra arguments appended to `netd run`.";
+      description = "Extra arguments appended to `netd run`; not the flags the options above set (an assertion refuses them).";
     };
   };
 
   config = mkIf cfg.enable {
-    assertions = [
-      {
-        assertion = !(lib.hasInfix "--policy" (toString cfg.extraArgs));
-        message = "services.netd.extraArgs must not set --policy: use services.netd.policyFile.";
-      }
-    ];
+    assertions =
+      map (a: {
+        assertion = false;
+        message = "services.netd.extraArgs must not set ${a}: use services.netd.${ownedFlags.${flagName a}}.";
+      }) ownedInExtraArgs
+      ++ lib.mapAttrsToList (name: p: {
+        assertion = !(inStore p);
+        message = "${name} must not be in the Nix store (it holds a credential; give the path as a string): ${toString p}";
+      }) credentialPaths
+      ++ [
+        {
+          assertion = cfg.discoverPeers -> cfg.tailscaleSocket != null;
+          message = "services.netd.discoverPeers needs services.netd.tailscaleSocket (the peers come from tailscaled).";
+        }
+        {
+          assertion = tn.headscaleUrl != null -> (tn.apiKeyFile != null && tn.oauthClientId == null && tn.tailnetName == null);
+          message = "services.netd.tailnet.headscaleUrl takes a headscale API key in services.netd.tailnet.apiKeyFile (no OAuth client, no tailnetName).";
+        }
+        {
+          assertion = (tn.oauthClientId == null) == (tn.oauthClientSecretFile == null);
+          message = "services.netd.tailnet.oauthClientId and oauthClientSecretFile go together.";
+        }
+        {
+          assertion = !(tn.apiKeyFile != null && tn.oauthClientId != null);
+          message = "services.netd.tailnet: set apiKeyFile or the OAuth client (oauthClientId, oauthClientSecretFile), not both.";
+        }
+        {
+          assertion = tn.tailnetName != null -> (tn.apiKeyFile != null || tn.oauthClientId != null);
+          message = "services.netd.tailnet.tailnetName needs a credential (apiKeyFile or the OAuth client).";
+        }
+      ];
 
     environment.systemPackages = [ cfg.package ];
 
     environment.etc."netd/policy.yaml".source = cfg.policyFile;
 
-    networking.firewall.interfaces.${cfg.overlayInterface}.allowedTCPPorts = optionals cfg.openFirewall [ cfg.bgpPort ];
+    networking.firewall.interfaces.${cfg.overlayInterface} = {
+      allowedTCPPorts = optionals cfg.openFirewall [ cfg.bgpPort ];
+      # BFD control packets (single hop, RFC 5881).
+      allowedUDPPorts = optionals (cfg.openFirewall && cfg.bfd.enable) [ 3784 ];
+    };
 
     systemd.services.netd = {
       description = "ducksnest netd node network daemon";
@@ -194,9 +396,11 @@ in
       # A new policy is applied by a reload (SIGHUP), not a restart.
       reloadTriggers = [ cfg.policyFile ];
 
-      environment = lib.optionalAttrs (cfg.kubeconfig != null) {
-        KUBECONFIG = "%d/kubeconfig";
-      };
+      environment =
+        lib.optionalAttrs (cfg.kubeconfig != null) {
+          KUBECONFIG = "%d/kubeconfig";
+        }
+        // tailnetEnvironment;
 
       serviceConfig = {
         # netd sends READY=1 once the policy is loaded and the speaker runs,
@@ -210,7 +414,7 @@ in
         RestartSec = "2s";
         # netd bounds its own shutdown (BGP withdrawal) at 5 s.
         TimeoutStopSec = "15s";
-        LoadCredential = optional (cfg.kubeconfig != null) "kubeconfig:${cfg.kubeconfig}";
+        LoadCredential = credentials;
 
         # netd keeps no state on disk: the kernel routes it owns are found
         # again by their protocol number and table, and BGP state is

@@ -10,7 +10,9 @@
   # covers tailscale0 even though it does not exist yet when systemd-sysctl
   # runs at boot; default=2 makes interfaces created later start loose too.
   boot.kernel.sysctl = {
-    "net.ipv4.ip_forward" = 1;
+    # mkDefault: nixpkgs' kubelet module sets ip_forward = 1 itself, and a
+    # second definition at the same priority is an error for a sysctl.
+    "net.ipv4.ip_forward" = lib.mkDefault 1;
     "net.ipv4.conf.all.rp_filter" = 2;
     "net.ipv4.conf.default.rp_filter" = 2;
     "net.ipv4.conf.all.forwarding" = 1;

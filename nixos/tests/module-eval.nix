@@ -1,24 +1,24 @@
-# The module evaluation checks with the REAL nixpkgs (flake check
+# The module evaluation checks with the WHOLE real nixpkgs (flake check
 # `module-eval`; not runnable offline). For every case of eval/settings.nix:
-#   - the good cases evaluate in a real NixOS system, and what the module
-#     set (serviceConfig, ordering, firewall, /etc) equals the golden file
-#     that the offline stub evaluation produces, so the stub cannot drift
-#     from nixpkgs' module system unnoticed;
+#   - the good cases evaluate in a real NixOS system, and the netd unit
+#     that NixOS renders, with store paths written @name@, equals the
+#     `unit` of the golden file that nixos/check.sh produces offline with
+#     the stand-ins (nixos/tests/standin): so the stand-in rendering
+#     cannot drift from nixpkgs' unnoticed;
 #   - the hardening requirements (eval/hardening.nix) hold;
 #   - the bad cases fail to evaluate;
-#   - the unit file that NixOS itself renders passes
-#     `systemd-analyze security --offline=yes` under the same threshold as
-#     nixos/check.sh.
+#   - the unit file NixOS renders passes `systemd-analyze security
+#     --offline=yes` under the same threshold as nixos/check.sh.
 { self, nixpkgs, pkgs }:
 let
   inherit (nixpkgs) lib;
   settings = import ./eval/settings.nix;
   hardening = import ./eval/hardening.nix;
+  normalize = import ./eval/normalize.nix { inherit lib; };
   threshold = lib.toInt (lib.fileContents ./eval/security-threshold);
-  fakeNetd = "/nix/store/00000000000000000000000000000000-netd-0.0.0";
-  fakeCoreutils = "/nix/store/00000000000000000000000000000000-coreutils-9.5";
 
-  evalCase = s:
+  evalCase =
+    s:
     nixpkgs.lib.nixosSystem {
       inherit (pkgs.stdenv.hostPlatform) system;
       modules = [
@@ -31,40 +31,32 @@ let
       ];
     };
 
-  check = name: s:
+  check =
+    name: s:
     let
-      sys = evalCase s;
-      c = sys.config;
+      c = (evalCase s).config;
       golden = lib.importJSON ./golden/${name}.json;
-      real = c.systemd.services.netd;
-      pathsFixed = v:
-        if builtins.isString v then
-          builtins.replaceStrings [ "${c.services.netd.package}" "${pkgs.coreutils}" ] [ fakeNetd fakeCoreutils ] v
-        else v;
-      gsvc = golden.systemdServices.netd or null;
-      pick = g: r: lib.mapAttrs (k: _: pathsFixed (r.${k} or null)) g;
-      mismatch =
-        if gsvc == null then (if c.services.netd.enable then [ "unit present but not in golden" ] else [ ])
-        else
-          lib.filter (x: x != null) (
-            lib.mapAttrsToList (k: v: if (pick gsvc.serviceConfig real.serviceConfig).${k} == v then null else "serviceConfig.${k}") gsvc.serviceConfig
-            ++ map (k: if (real.${k} or [ ]) == gsvc.${k} then null else k) [ "after" "wants" "wantedBy" ]
-            ++ [ (if map toString real.reloadTriggers == gsvc.reloadTriggers then null else "reloadTriggers") ]
-          );
-      violations = if gsvc == null then [ ] else hardening real;
+      unit = if c.services.netd.enable then lib.splitString "\n" (normalize c.systemd.units."netd.service".text) else null;
+      violations = if c.services.netd.enable then hardening c.systemd.services.netd else [ ];
     in
-    if mismatch != [ ] then throw "case ${name}: the real module system differs from golden/${name}.json in ${toString mismatch}"
-    else if violations != [ ] then throw "case ${name}: ${toString violations}"
-    else if gsvc == null then [ ]
-    else [ c.systemd.units."netd.service".unit ];
+    if unit != golden.unit then
+      throw "case ${name}: the unit NixOS renders differs from golden/${name}.json:\n${lib.concatStringsSep "\n" (if unit == null then [ "(none)" ] else unit)}"
+    else if violations != [ ] then
+      throw "case ${name}: ${toString violations}"
+    else if unit == null then
+      [ ]
+    else
+      [ c.systemd.units."netd.service".unit ];
 
   units = lib.concatLists (lib.mapAttrsToList check settings.good);
 
-  badOk = lib.mapAttrsToList
-    (name: b:
-      let r = builtins.tryEval (builtins.deepSeq (evalCase b.settings).config.system.build.toplevel.drvPath true);
-      in if r.success then throw "bad case ${name} evaluated, it must fail (${b.error})" else name)
-    settings.bad;
+  badOk = lib.mapAttrsToList (
+    name: b:
+    let
+      r = builtins.tryEval (builtins.deepSeq (evalCase b.settings).config.system.build.toplevel.drvPath true);
+    in
+    if r.success then throw "bad case ${name} evaluated, it must fail (${b.error})" else name
+  ) settings.bad;
 in
 pkgs.runCommand "netd-module-eval" { nativeBuildInputs = [ pkgs.systemd ]; } ''
   echo "bad cases rejected: ${toString badOk}"

@@ -42,7 +42,11 @@ let
   policyPath = "/var/lib/netd-test/policy.yaml";
 
   node = { ... }: {
-    imports = [ self.nixosModules.netd ];
+    # The module itself, not nixosModules.netd: runNixOSTest gives every
+    # node the test's pkgs read-only (node.pkgs), so a module that adds an
+    # overlay (as nixosModules.netd does for pkgs.netd) is an error there.
+    imports = [ ../modules/netd.nix ];
+    services.netd.package = self.packages.${pkgs.stdenv.hostPlatform.system}.netd;
     virtualisation.vlans = [ 1 ];
     security.pki.certificateFiles = [ "${tls-cert}/cert.pem" ];
     services.tailscale.enable = true;

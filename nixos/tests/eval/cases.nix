@@ -1,57 +1,71 @@
-# Offline evaluation of the netd module (nixos/modules/netd.nix) against the
-# stub lib and module evaluator in nixos/stub/, for several option
-# combinations. Used by nixos/check.sh:
+# The netd module (nixos/modules/netd.nix) evaluated by the real nixpkgs
+# module system (lib.evalModules) with the NixOS stand-ins of ../standin,
+# for each option combination of ./settings.nix. Used by nixos/check.sh:
 #
-#   nix-instantiate --eval --strict --json nixos/tests/eval/cases.nix -A <case>.result
-#   nix eval --raw -f nixos/tests/eval/cases.nix <case>.unitText
+#   nix-instantiate --eval --strict --json nixos/tests/eval/cases.nix \
+#     --arg nixpkgsLib <nixpkgs-lib>/lib -A good.<case>      (= ../golden/<case>.json)
+#   ... -A units.<case>            the unit file, normalized (@netd@/bin/netd ...)
+#   ... -A hardening.<case>        unmet hardening requirements ([] when fine)
+#   ... -A bad.<case>              must fail with settings.bad.<case>.error
 #
 # Arguments:
-#   module   the module file to evaluate (check.sh passes mutated copies to
-#            prove that the checks catch a dropped hardening setting)
-#   netdOut  where the "netd package" is: a fixed fake store path for the
-#            golden files, or a directory holding a real `go build` of netd
-#            for `systemd-analyze verify`
-#   coreutilsOut  likewise for pkgs.coreutils (needs bin/kill)
+#   module   the module file (check.sh passes mutated copies to prove
+#            that the checks catch a dropped hardening setting)
 {
+  nixpkgsLib,
   module ? ../../modules/netd.nix,
-  netdOut ? "/nix/store/00000000000000000000000000000000-netd-0.0.0",
-  coreutilsOut ? "/nix/store/00000000000000000000000000000000-coreutils-9.5",
 }:
 let
-  lib = import ../../stub/lib.nix;
+  c = import ./common.nix { inherit nixpkgsLib; };
+  inherit (c) lib;
   hardening = import ./hardening.nix;
-  fakePkg = name: outPath: { type = "derivation"; inherit name outPath; meta.mainProgram = name; };
-  pkgs = {
-    netd = fakePkg "netd" netdOut;
-    coreutils = fakePkg "coreutils" coreutilsOut;
+  settings = import ./settings.nix;
+  base = c.standin.pkgsFor { system = "x86_64-linux"; };
+  # A netd package with a version, as the flake's overlay builds it.
+  pkgs = base // {
+    netd = base.standinPackage "netd-0.1.0";
   };
 
-  eval = settings:
+  eval =
+    s:
+    (c.standin.nixosSystem {
+      inherit pkgs;
+      modules = [
+        module
+        s
+      ];
+    }).config;
+
+  result =
+    s:
     let
-      r = lib.evalModules {
-        modules = [ ../../stub/nixos-base.nix module settings ];
-        specialArgs = { inherit pkgs; };
-      };
-      c = r.config;
-      failed = map (a: a.message) (builtins.filter (a: !a.assertion) c.assertions);
-      svc = c.systemd.services.netd or null;
+      cfg = eval s;
+      failed = c.failedAssertions cfg;
+      enabled = cfg.services.netd.enable;
     in
-    {
-      # What the golden files hold: everything the module sets.
-      result =
-        if failed != [ ] then throw "failed assertions: ${builtins.concatStringsSep "; " failed}"
-        else builtins.deepSeq c {
-          settings = c.services.netd;
-          systemdServices = c.systemd.services;
-          firewallInterfaces = c.networking.firewall.interfaces;
-          etc = c.environment.etc;
-          systemPackages = map (p: p.name) c.environment.systemPackages;
-        };
-      unitText = if svc == null then throw "netd is not enabled in this case" else import ../../stub/systemd-unit.nix { inherit lib; } svc;
-      # The list of hardening requirements this unit misses ([] when fine).
-      hardeningViolations = if svc == null then [ "no netd unit" ] else hardening svc;
-    };
-  settings = import ./settings.nix;
+    if failed != [ ] then
+      throw "failed assertions: ${lib.concatStringsSep "; " failed}"
+    else
+      c.normalizeValue {
+        # The unit file as NixOS writes it, line by line.
+        unit = if enabled then lib.splitString "\n" (c.unitText cfg "netd") else null;
+        settings = builtins.removeAttrs cfg.services.netd [ "package" ];
+        package = cfg.services.netd.package;
+        firewallInterfaces = cfg.networking.firewall.interfaces;
+        etc = lib.mapAttrs (_: e: { inherit (e) source target; }) cfg.environment.etc;
+        systemPackages = cfg.environment.systemPackages;
+      };
 in
-builtins.mapAttrs (_: eval) settings.good
-// { bad = builtins.mapAttrs (_: c: eval c.settings) settings.bad; }
+{
+  good = builtins.mapAttrs (_: result) settings.good;
+  units = builtins.mapAttrs (_: s: c.unitText (eval s) "netd") settings.good;
+  hardening = builtins.mapAttrs (
+    _: s:
+    let
+      cfg = eval s;
+    in
+    if cfg.services.netd.enable then hardening cfg.systemd.services.netd else [ "no netd unit" ]
+  ) settings.good;
+  enabled = builtins.mapAttrs (_: s: (eval s).services.netd.enable) settings.good;
+  bad = builtins.mapAttrs (_: b: result b.settings) settings.bad;
+}

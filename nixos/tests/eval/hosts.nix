@@ -1,14 +1,13 @@
-# Assertions on the four host configurations, evaluated offline through the
-# flake with nixpkgs replaced by nixos/stub (nixos/check.sh):
+# Assertions on the four host configurations, evaluated offline by the real
+# nixpkgs module system with the NixOS stand-ins (../standin), through the
+# flake's own outputs (./outputs.nix):
 #
-#   nix eval --json --impure path:<tree>#nixosConfigurations \
-#     --override-input nixpkgs path:<tree>/nixos/stub \
-#     --apply 'import <tree>/nixos/tests/eval/hosts.nix'
+#   nix-instantiate --eval --strict --json -E \
+#     'import nixos/tests/eval/hosts.nix (import nixos/tests/eval/outputs.nix { ... }).nixosConfigurations'
 #
-# Returns { <host> = [ "ok - ..." or "not ok - ..." lines ]; }. Option
-# values of nixpkgs' own modules (services.kubernetes, services.tailscale,
-# ...) are checked as the data the hosts define; that nixpkgs accepts them
-# is only checked by the real `nix flake check` (host-* checks).
+# Returns { <host> = [ "ok - ..." or "not ok - ..." lines ]; }. That each
+# configuration evaluates at all (every defined option, with its type) is
+# checked by nixos/check.sh on system.build.toplevel first.
 configurations:
 let
   b = builtins;
@@ -18,10 +17,13 @@ let
   hasPrefix = pre: s: b.substring 0 (b.stringLength pre) s == pre;
 
   # Every string anywhere under a value (to find store paths of secrets).
+  # Options declared without a default and not set (an apiserver option on
+  # a worker) throw when read: skipped.
   strings = v:
     if b.isString v then [ v ]
     else if b.isList v then b.concatMap strings v
-    else if b.isAttrs v && !(v ? outPath) then b.concatMap (n: strings v.${n}) (b.attrNames v)
+    else if b.isAttrs v && !(v ? outPath) then
+      b.concatMap (n: let r = b.tryEval v.${n}; in if r.success then strings r.value else [ ]) (b.attrNames v)
     else [ ];
 
   hostChecks = name: cfg:
@@ -35,7 +37,7 @@ let
       svc = c.systemd.services.netd;
       fw = c.networking.firewall;
       sysctl = c.boot.kernel.sysctl;
-      overlayPorts = fw.interfaces.${lab.overlayInterface}.allowedTCPPorts or [ ];
+      overlayPorts = fw.interfaces.${lab.overlayInterface}.allowedTCPPorts;
       cni = b.head (b.head k.kubelet.cni.config).plugins;
       secretPaths = b.filter (s: hasSuffix "-key.pem" s || hasSuffix ".kubeconfig" s || hasSuffix "authkey" s)
         (strings k ++ strings (c.services.etcd or { }) ++ strings ts ++ strings netd);
@@ -48,7 +50,10 @@ let
       (check (hasSuffix "examples/ducksnest/policy.yaml" (toString netd.policyFile)) "netd runs the repository's policy file")
       (check (hardening svc == [ ]) "netd unit hardening holds (${toString (hardening svc)})")
       (check (b.elem lab.bgpPort overlayPorts) "BGP ${toString lab.bgpPort} open on ${lab.overlayInterface}")
-      (check (!(b.elem lab.bgpPort (fw.allowedTCPPorts or [ ]))) "BGP not open on every interface")
+      (check (!(b.elem lab.bgpPort fw.allowedTCPPorts)) "BGP not open on every interface")
+      (check (netd.bfd.enable && b.elem 3784 fw.interfaces.${lab.overlayInterface}.allowedUDPPorts && !(b.elem 3784 fw.allowedUDPPorts))
+        "BFD on, UDP 3784 open on ${lab.overlayInterface} only")
+      (check (!(b.elem 22 fw.allowedTCPPorts) && b.elem 22 overlayPorts) "SSH open on ${lab.overlayInterface} only")
       (check (fw.checkReversePath == "loose") "firewall reverse-path filter loose")
       (check (sysctl."net.ipv4.ip_forward" == 1) "ip_forward=1")
       (check (sysctl."net.ipv4.conf.all.rp_filter" == 2 && sysctl."net.ipv4.conf.default.rp_filter" == 2) "rp_filter loose (2) on all/default")
@@ -71,13 +76,14 @@ let
       (check (k.apiserverAddress == "https://${lab.nodes.${lab.controlPlane}.overlayAddress}:6443") "API server over the tailnet")
       (check (isCP == b.elem "master" k.roles) "master role only on the control plane")
       (check (b.elem "node" k.roles) "kubelet role")
-      (check (isCP == (c.ducksnestStub.importedAmazonImage or false)) "amazon-image imported only on the control plane")
+      (check (isCP == (c.networking.timeServers == [ "169.254.169.123" ])) "amazon-image (EC2's NTP server) only on the control plane")
+      (check (isCP == c.services.etcd.enable) "etcd only on the control plane")
     ]
     ++ (if isCP then [
       (check (k.apiserver.advertiseAddress == node.overlayAddress) "API server advertises the overlay address")
       (check (k.apiserver.serviceClusterIpRange == lab.serviceCidr) "service CIDR ${lab.serviceCidr}")
       (check (!k.controllerManager.allocateNodeCIDRs) "no node.spec.podCIDR allocation (Calico IPAM)")
-      (check (b.elem 6443 overlayPorts && !(b.elem 6443 (fw.allowedTCPPorts or [ ]))) "6443 only on the overlay")
+      (check (b.elem 6443 overlayPorts && !(b.elem 6443 fw.allowedTCPPorts)) "6443 only on the overlay")
       (check (c.services.etcd.clientCertAuth && c.services.etcd.peerClientCertAuth) "etcd requires client certificates")
       (check (b.all (u: hasPrefix "https://127.0.0.1" u) c.services.etcd.listenClientUrls) "etcd listens on loopback only")
       (check (k.kubelet.taints.control-plane.effect == "NoSchedule") "control plane tainted")
