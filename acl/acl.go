@@ -31,7 +31,7 @@ import (
 	"fmt"
 	"log/slog"
 
-	"github.com/ducksnest/netd/policy/tailnet"
+	"github.com/ducksnest/netd/policy/acldoc"
 )
 
 // Errors callers may test with errors.Is.
@@ -191,11 +191,11 @@ func driftOf(live, body []byte, stamp string) string {
 // checkOffline parses body and runs its tests with the offline evaluator:
 // a policy whose own tests fail is never sent.
 func checkOffline(body []byte) error {
-	p, err := tailnet.Parse(body)
+	p, err := acldoc.Parse(body)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	if issues := tailnet.Validate(&p); len(issues) > 0 {
+	if issues := acldoc.Validate(&p); len(issues) > 0 {
 		errs := make([]error, 0, len(issues))
 		for _, is := range issues {
 			errs = append(errs, errors.New(is.String()))
@@ -203,7 +203,7 @@ func checkOffline(body []byte) error {
 		return fmt.Errorf("%w: %w", ErrInvalid, errors.Join(errs...))
 	}
 	var errs []error
-	for _, r := range tailnet.RunTests(&p) {
+	for _, r := range acldoc.RunTests(&p) {
 		if !r.OK {
 			errs = append(errs, fmt.Errorf("%s: %s -> %s (%s): want %s, got %s: %s", r.Path, r.Src, r.Dst, r.Proto, r.Want, r.Got, r.Reason))
 		}

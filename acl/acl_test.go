@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/ducksnest/netd/policy"
-	"github.com/ducksnest/netd/policy/tailnet"
+	"github.com/ducksnest/netd/policy/acldoc"
 )
 
 // compiled returns the compiled tailnet policy of the ducksnest example.
@@ -30,11 +30,11 @@ func compiled(t *testing.T) []byte {
 // that depend on it) from a compiled policy.
 func withoutPodGrant(t *testing.T, doc []byte) []byte {
 	t.Helper()
-	p, err := tailnet.Parse(doc)
+	p, err := acldoc.Parse(doc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var gs []tailnet.Grant
+	var gs []acldoc.Grant
 	for _, g := range p.Grants {
 		if len(g.IP) == 1 && g.IP[0] == "*" && len(g.Dst) == 1 && g.Dst[0] == "pods" {
 			continue
@@ -45,7 +45,7 @@ func withoutPodGrant(t *testing.T, doc []byte) []byte {
 		t.Fatal("no pod grant in the compiled policy")
 	}
 	p.Grants, p.Tests, p.Generated = gs, nil, nil
-	out, err := tailnet.Render(p, []string{"test policy without the pod grant"})
+	out, err := acldoc.Render(p, []string{"test policy without the pod grant"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,9 +176,9 @@ func TestTailscaleValidateRejects(t *testing.T) {
 		t.Fatal("wrote a policy the server rejected on validate")
 	}
 	// A policy whose own tests fail is stopped offline.
-	p, _ := tailnet.Parse(want)
+	p, _ := acldoc.Parse(want)
 	p.Grants = p.Grants[:len(p.Grants)-1] // drop the pod grant, keep its tests
-	broken, _ := tailnet.Render(p, nil)
+	broken, _ := acldoc.Render(p, nil)
 	f.set(func() { f.rejectValidate = "" })
 	if _, err := Apply(ctx, tsTarget(f), broken, Options{}); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "want accept, got deny") {
 		t.Fatalf("failing tests: %v", err)
@@ -247,14 +247,14 @@ func TestForHeadscaleKeepsSemantics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := tailnet.Parse(out)
+	p, err := acldoc.Parse(out)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(p.Grants) != 0 || len(p.ACLs) < 9 || len(p.Tests) == 0 {
 		t.Fatalf("grants %d acls %d tests %d", len(p.Grants), len(p.ACLs), len(p.Tests))
 	}
-	for _, r := range tailnet.RunTests(&p) {
+	for _, r := range acldoc.RunTests(&p) {
 		if !r.OK {
 			t.Errorf("test fails after rewriting for headscale: %+v", r)
 		}

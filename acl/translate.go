@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/ducksnest/netd/policy/tailnet"
+	"github.com/ducksnest/netd/policy/acldoc"
 )
 
 // ForHeadscale rewrites a compiled tailnet policy for headscale 0.26, which
@@ -17,7 +17,7 @@ import (
 // stay (headscale ignores them; Apply runs them offline against this form).
 // A grant with "via" or "app" cannot be expressed and is an error.
 func ForHeadscale(body []byte) ([]byte, error) {
-	p, err := tailnet.Parse(body)
+	p, err := acldoc.Parse(body)
 	if err != nil {
 		return nil, err
 	}
@@ -47,12 +47,12 @@ func ForHeadscale(body []byte) ([]byte, error) {
 	p.Generated = gen
 	header := append(leadingComments(body),
 		"For headscale 0.26 (no grants): netd rewrote every grant as acls with the same effect.")
-	return tailnet.Render(p, header)
+	return acldoc.Render(p, header)
 }
 
 // grantToACLs turns a grant into accept rules: one per protocol, each
 // destination with the ports of that protocol.
-func grantToACLs(g tailnet.Grant) ([]tailnet.ACL, error) {
+func grantToACLs(g acldoc.Grant) ([]acldoc.ACL, error) {
 	specs := g.IP
 	if len(specs) == 0 {
 		specs = []string{"*"}
@@ -76,9 +76,9 @@ func grantToACLs(g tailnet.Grant) ([]tailnet.ACL, error) {
 			ports[proto] = append(ports[proto], pts)
 		}
 	}
-	out := make([]tailnet.ACL, 0, len(order))
+	out := make([]acldoc.ACL, 0, len(order))
 	for _, proto := range order {
-		a := tailnet.ACL{Action: "accept", Src: slices.Clone(g.Src), Proto: proto}
+		a := acldoc.ACL{Action: "accept", Src: slices.Clone(g.Src), Proto: proto}
 		for _, d := range g.Dst {
 			for _, pt := range ports[proto] {
 				a.Dst = append(a.Dst, d+":"+pt)

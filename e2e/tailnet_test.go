@@ -25,7 +25,7 @@ import (
 	"github.com/ducksnest/netd/netd/lab"
 	"github.com/ducksnest/netd/netd/tailnet"
 	"github.com/ducksnest/netd/policy"
-	ptailnet "github.com/ducksnest/netd/policy/tailnet"
+	"github.com/ducksnest/netd/policy/acldoc"
 )
 
 // tailscaleTools returns the pinned tailscaled, tailscale and headscale
@@ -316,12 +316,12 @@ func TestTailnet(t *testing.T) {
 	t.Run("headscale rejects, nothing written", func(t *testing.T) {
 		// autogroup:member is valid Tailscale but unknown to headscale
 		// 0.26.1: `headscale policy check` must stop the write.
-		p, err := ptailnet.Parse(st.Tailnet.HuJSON)
+		p, err := acldoc.Parse(st.Tailnet.HuJSON)
 		if err != nil {
 			t.Fatal(err)
 		}
-		p.Grants = append(p.Grants, ptailnet.Grant{Src: []string{"autogroup:member"}, Dst: []string{"tag:k8s-node"}, IP: []string{"tcp:443"}})
-		bad, err := ptailnet.Render(p, []string{"e2e: a grant headscale 0.26.1 cannot take"})
+		p.Grants = append(p.Grants, acldoc.Grant{Src: []string{"autogroup:member"}, Dst: []string{"tag:k8s-node"}, IP: []string{"tcp:443"}})
+		bad, err := acldoc.Render(p, []string{"e2e: a grant headscale 0.26.1 cannot take"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -407,18 +407,18 @@ func TestTailnet(t *testing.T) {
 // need it.
 func withoutPodGrant(t *testing.T, doc []byte) []byte {
 	t.Helper()
-	p, err := ptailnet.Parse(doc)
+	p, err := acldoc.Parse(doc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var gs []ptailnet.Grant
+	var gs []acldoc.Grant
 	for _, g := range p.Grants {
 		if len(g.Dst) == 1 && g.Dst[0] == "pods" && len(g.IP) == 1 && g.IP[0] == "*" {
 			continue
 		}
 		gs = append(gs, g)
 	}
-	var ts []ptailnet.Test
+	var ts []acldoc.Test
 	for _, x := range p.Tests {
 		if !strings.Contains(strings.Join(x.Accept, " "), "10.244.") {
 			ts = append(ts, x)
@@ -428,7 +428,7 @@ func withoutPodGrant(t *testing.T, doc []byte) []byte {
 		t.Fatal("no pod grant")
 	}
 	p.Grants, p.Tests, p.Generated = gs, ts, nil
-	out, err := ptailnet.Render(p, []string{"e2e: the compiled policy without the pod-traffic grant"})
+	out, err := acldoc.Render(p, []string{"e2e: the compiled policy without the pod-traffic grant"})
 	if err != nil {
 		t.Fatal(err)
 	}

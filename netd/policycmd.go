@@ -14,8 +14,8 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/ducksnest/netd/policy"
+	"github.com/ducksnest/netd/policy/acldoc"
 	"github.com/ducksnest/netd/policy/desired"
-	"github.com/ducksnest/netd/policy/tailnet"
 )
 
 func init() {
@@ -269,11 +269,11 @@ func policyTest(args []string, stdout, stderr io.Writer) error {
 		return exitError{1}
 	}
 	// Test exactly what would be pushed: the rendered document.
-	pol, err := tailnet.Parse(s.Tailnet.HuJSON)
+	pol, err := acldoc.Parse(s.Tailnet.HuJSON)
 	if err != nil {
 		return fmt.Errorf("reading back the rendered tailnet policy: %w", err)
 	}
-	results := tailnet.RunTests(&pol)
+	results := acldoc.RunTests(&pol)
 	failed := 0
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "RESULT\tWHERE\tSRC\tPROTO\tDST\tWANT\tGOT\tREASON")
@@ -292,7 +292,7 @@ func policyTest(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "%d assertions, %d passed, %d failed\n", len(results), len(results)-failed, failed)
 	if *verbose {
-		fmt.Fprintf(stdout, "\n%s\n", tailnet.Semantics())
+		fmt.Fprintf(stdout, "\n%s\n", acldoc.Semantics())
 	}
 	if failed > 0 {
 		return exitError{1}
@@ -302,7 +302,7 @@ func policyTest(args []string, stdout, stderr io.Writer) error {
 
 // where names the file position of a test assertion, or says that netd
 // generated the test.
-func where(f *policy.File, pol *tailnet.Policy, path string) string {
+func where(f *policy.File, pol *acldoc.Policy, path string) string {
 	if policy.GeneratedReason(pol, path) != "" {
 		top := path
 		if i := strings.Index(top, "]"); i >= 0 {

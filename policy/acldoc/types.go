@@ -1,4 +1,4 @@
-// Package tailnet models a Tailscale policy file (the "ACL" document) in
+// Package acldoc models the tailnet policy document (Tailscale's "ACL" file) in
 // Tailscale's own vocabulary. Validate reports every malformed entry and
 // dangling reference with a path and a hint; Generate adds what a
 // Tailscale-connected Kubernetes cluster needs (tag owners, pod route
@@ -8,7 +8,7 @@
 // evaluates the policy's tests and sshTests offline with the subset of
 // Tailscale's semantics described by Semantics. It does no I/O and imports
 // only the standard library and hujson.
-package tailnet
+package acldoc
 
 // Policy is a Tailscale policy document. JSON keys are Tailscale's, so the
 // YAML form accepts what Tailscale's documentation shows.
