@@ -13,6 +13,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/ducksnest/netd/netd/calico"
 	"github.com/ducksnest/netd/policy"
 	"github.com/ducksnest/netd/policy/acldoc"
 	"github.com/ducksnest/netd/policy/desired"
@@ -160,7 +161,7 @@ func policyCheck(args []string, stdout, stderr io.Writer) error {
 
 func policyRender(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("render", stderr)
-	calico := fs.Bool("calico", false, "Calico manifests (IPPools, IPAMConfig, FelixConfiguration, BGPConfiguration)")
+	cal := fs.Bool("calico", false, "Calico manifests (IPPools, IPAMConfig, FelixConfiguration, BGPConfiguration)")
 	tn := fs.Bool("tailnet", false, "the tailnet policy as HuJSON")
 	node := fs.String("node", "", "the desired state of one node")
 	state := fs.Bool("state", false, "the whole desired state as JSON")
@@ -168,7 +169,7 @@ func policyRender(args []string, stdout, stderr io.Writer) error {
 	pos, err := parseArgs(fs, args, 1)
 	if err == nil {
 		n := 0
-		for _, b := range []bool{*calico, *tn, *node != "", *state} {
+		for _, b := range []bool{*cal, *tn, *node != "", *state} {
 			if b {
 				n++
 			}
@@ -190,8 +191,8 @@ func policyRender(args []string, stdout, stderr io.Writer) error {
 	}
 	var out []byte
 	switch {
-	case *calico:
-		out, err = policy.RenderCalico(s)
+	case *cal:
+		out, err = calico.Render(s)
 	case *tn:
 		out = s.Tailnet.HuJSON
 	case *state:

@@ -9,8 +9,7 @@
 // "file:line:col: what is wrong (how to fix it)". Compile is pure (no I/O):
 // it validates, applies the defaults and returns a *desired.State for the
 // reconcilers, with a digest that depends only on the content.
-// CalicoManifests and RenderCalico turn a state into Calico objects as
-// plain data; Schema emits the JSON Schema of the file from the Go types.
+// Schema emits the JSON Schema of the file from the Go types.
 //
 // Node selectors of IP pools use a subset of Calico's selector language
 // (see ParseSelector); every node carries the implicit label

@@ -61,11 +61,6 @@ func TestGoldenExample(t *testing.T) {
 		t.Fatal(err)
 	}
 	golden(t, "ducksnest/state.json.golden", append(state, '\n'))
-	calico, err := RenderCalico(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	golden(t, "ducksnest/calico.yaml.golden", calico)
 	golden(t, "ducksnest/tailnet.hujson.golden", s.Tailnet.HuJSON)
 	n, err := s.Node("old")
 	if err != nil {
