@@ -194,7 +194,7 @@ func policyRender(args []string, stdout, stderr io.Writer) error {
 	case *cal:
 		out, err = calico.Render(s)
 	case *tn:
-		out = s.Tailnet.HuJSON
+		out = s.Tailnet.Tailscale.HuJSON
 	case *state:
 		out, err = json.MarshalIndent(s, "", "  ")
 		out = append(out, '\n')
@@ -269,12 +269,9 @@ func policyTest(args []string, stdout, stderr io.Writer) error {
 		printProblems(stderr, problems(pos[0], err))
 		return exitError{1}
 	}
-	// Test exactly what would be pushed: the rendered document.
-	pol, err := acldoc.Parse(s.Tailnet.HuJSON)
-	if err != nil {
-		return fmt.Errorf("reading back the rendered tailnet policy: %w", err)
-	}
-	results := acldoc.RunTests(&pol)
+	// The compiler evaluated exactly what would be pushed: the rendered
+	// document.
+	results := s.Tailnet.Tailscale.Tests
 	failed := 0
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "RESULT\tWHERE\tSRC\tPROTO\tDST\tWANT\tGOT\tREASON")
@@ -286,7 +283,7 @@ func policyTest(args []string, stdout, stderr io.Writer) error {
 		if r.OK && !*verbose {
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", res, where(f, &pol, r.Path), r.Src, r.Proto, r.Dst, r.Want, r.Got, r.Reason)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", res, where(f, r), r.Src, r.Proto, r.Dst, r.Want, r.Got, r.Reason)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -303,8 +300,9 @@ func policyTest(args []string, stdout, stderr io.Writer) error {
 
 // where names the file position of a test assertion, or says that netd
 // generated the test.
-func where(f *policy.File, pol *acldoc.Policy, path string) string {
-	if policy.GeneratedReason(pol, path) != "" {
+func where(f *policy.File, r desired.TailnetTest) string {
+	path := r.Path
+	if r.Generated != "" {
 		top := path
 		if i := strings.Index(top, "]"); i >= 0 {
 			top = top[:i+1] // tests[3].accept[1] -> tests[3]

@@ -118,7 +118,7 @@ func digest(s *desired.State, ring reflectedRing) (string, error) {
 	}
 	// The tailnet policy as rendered (stable HuJSON), without its header
 	// comment, which names the source file.
-	h.Write(withoutHeader(s.Tailnet.HuJSON))
+	h.Write(withoutHeader(s.Tailnet.Tailscale.HuJSON))
 	h.Write(folded)
 	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
 }
@@ -159,6 +159,9 @@ func hashRanges(memo map[rangeList][sha256.Size]byte, rs []desired.PrefixRange, 
 	return sum, buf
 }
 
+// compileTailnet renders the tailnet policy and builds what the ACL writer
+// needs from the rendered document: its headscale form and the offline
+// verdict on both (acldoc.Desired).
 func compileTailnet(f *File, m *model, pol acldoc.Policy) (desired.Tailnet, error) {
 	src := f.source
 	if src == "" {
@@ -172,15 +175,11 @@ func compileTailnet(f *File, m *model, pol acldoc.Policy) (desired.Tailnet, erro
 	if err != nil {
 		return desired.Tailnet{}, fmt.Errorf("rendering tailnet policy: %w", err)
 	}
-	t := desired.Tailnet{HuJSON: hj, NodeTag: m.nodeTag}
-	if pol.AutoApprovers != nil && len(pol.AutoApprovers.Routes) > 0 {
-		t.ApprovedRoutes = make(map[netip.Prefix][]string, len(pol.AutoApprovers.Routes))
-		for k, approvers := range pol.AutoApprovers.Routes {
-			if p, err := netip.ParsePrefix(k); err == nil {
-				t.ApprovedRoutes[p.Masked()] = slices.Clone(approvers)
-			}
-		}
+	t, err := acldoc.Desired(hj)
+	if err != nil {
+		return desired.Tailnet{}, fmt.Errorf("reading back the rendered tailnet policy: %w", err)
 	}
+	t.NodeTag = m.nodeTag
 	return t, nil
 }
 

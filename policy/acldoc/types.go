@@ -6,8 +6,11 @@
 // pod traffic, and tests that keep them working); Render writes stable
 // HuJSON that marks generated entries and Parse reads it back; RunTests
 // evaluates the policy's tests and sshTests offline with the subset of
-// Tailscale's semantics described by Semantics. It does no I/O and imports
-// only the standard library and hujson.
+// Tailscale's semantics described by Semantics. ForHeadscale rewrites the
+// document for headscale 0.26 (grants as acls), and Desired builds the
+// tailnet part of the desired state: both forms with the offline verdict
+// on each. It does no I/O and imports only the standard library, hujson
+// and policy/desired.
 package acldoc
 
 // Policy is a Tailscale policy document. JSON keys are Tailscale's, so the
