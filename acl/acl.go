@@ -136,7 +136,9 @@ func diff(ctx context.Context, b backend, t *desired.Tailnet) (Change, error) {
 	c.Unchanged = string(liveBody) == string(body)
 	c.Drift = driftOf(live, liveBody, stamp)
 	if !c.Unchanged {
-		c.Diff = UnifiedDiff("live "+b.name(), "desired", string(live), string(c.Desired))
+		if c.Diff, err = UnifiedDiff("live "+b.name(), "desired", string(live), string(c.Desired)); err != nil {
+			return Change{}, err
+		}
 	}
 	return c, nil
 }

@@ -293,13 +293,17 @@ func TestTargetFromEnv(t *testing.T) {
 func TestUnifiedDiff(t *testing.T) {
 	a := "1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n11\n12\n"
 	b := "1\n2\n3\n4\nfive\n6\n7\n8\n9\n10\n11\n12\n13\n"
-	got := UnifiedDiff("a", "b", a, b)
-	want := "--- a\n+++ b\n@@ -2,7 +2,7 @@\n 2\n 3\n 4\n-5\n+five\n 6\n 7\n 8\n@@ -10,3 +10,4 @@\n 10\n 11\n 12\n+13\n"
-	if got != want {
-		t.Fatalf("got\n%s\nwant\n%s", got, want)
-	}
-	if UnifiedDiff("a", "b", a, a) != "" {
-		t.Fatal("equal inputs gave a diff")
+	for _, c := range []struct{ a, b, want string }{
+		{a, b, "--- a\n+++ b\n@@ -2,7 +2,7 @@\n 2\n 3\n 4\n-5\n+five\n 6\n 7\n 8\n@@ -10,3 +10,4 @@\n 10\n 11\n 12\n+13\n"},
+		{a, a, ""},
+		{"", "x\ny\n", "--- a\n+++ b\n@@ -0,0 +1,2 @@\n+x\n+y\n"},
+		{"x\ny\n", "", "--- a\n+++ b\n@@ -1,2 +0,0 @@\n-x\n-y\n"},
+		{"x\n", "x", "--- a\n+++ b\n@@ -1 +1 @@\n-x\n+x\n\\ No newline at end of file\n"},
+	} {
+		got, err := UnifiedDiff("a", "b", c.a, c.b)
+		if err != nil || got != c.want {
+			t.Errorf("UnifiedDiff(%q, %q) = %q, %v; want %q", c.a, c.b, got, err, c.want)
+		}
 	}
 }
 
