@@ -21,21 +21,26 @@ func Desired(doc []byte) (desired.Tailnet, error) {
 	if err != nil {
 		return desired.Tailnet{}, err
 	}
-	t := desired.Tailnet{Tailscale: verdict(doc, &p), ApprovedRoutes: approvedRoutes(&p)}
+	return desired.Tailnet{
+		Tailscale:      verdict(doc, &p),
+		Headscale:      headscaleDocument(doc, p),
+		ApprovedRoutes: approvedRoutes(&p),
+	}, nil
+}
+
+// headscaleDocument is the headscale form of doc (parsed as p) with its
+// verdict, or says why there is none.
+func headscaleDocument(doc []byte, p Policy) desired.TailnetDocument {
 	hs, err := forHeadscale(doc, p)
 	if err != nil {
-		t.Headscale.Err = err.Error()
-		return t, nil
+		return desired.TailnetDocument{Err: err.Error()}
 	}
-	hp := p
 	if len(p.Grants) > 0 { // else hs is doc
-		if hp, err = Parse(hs); err != nil {
-			t.Headscale.Err = "reading back the headscale form: " + err.Error()
-			return t, nil
+		if p, err = Parse(hs); err != nil {
+			return desired.TailnetDocument{Err: "reading back the headscale form: " + err.Error()}
 		}
 	}
-	t.Headscale = verdict(hs, &hp)
-	return t, nil
+	return verdict(hs, &p)
 }
 
 // verdict validates p (parsed from doc) and runs its tests.
