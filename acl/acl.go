@@ -1,9 +1,12 @@
-// Package acl applies the compiled tailnet policy (desired.Tailnet.HuJSON)
-// to a control server: Tailscale (API v2 policy endpoints, through the HuJSON
+// Package acl writes the compiled tailnet policy (desired.Tailnet) to a
+// control server: Tailscale (API v2 policy endpoints, through the HuJSON
 // calls of tailscale.com/client/tailscale) or headscale (its REST API, in
-// database policy mode). It never writes blindly:
+// database policy mode). It does the I/O only: the documents and the
+// offline verdict on them (validation issues, the policy's tests) are part
+// of the desired state, computed once by the compiler (policy/acldoc). It
+// never writes blindly:
 //
-//   - it validates first (offline: parse and the policy's own tests; then
+//   - it validates first (the offline verdict of the form it writes; then
 //     Tailscale's /acl/validate, or for headscale `headscale policy check`
 //     when a headscale binary is configured, and headscale's own check on
 //     write);
@@ -17,9 +20,9 @@
 //     overwritten unless Options.Force is set;
 //   - it never writes when the live body already equals the desired one.
 //
-// headscale 0.26 ignores "grants" (it only knows legacy "acls"), so for
-// headscale the grants are rewritten as equivalent acls before the write,
-// and the policy's tests are run against the rewritten form.
+// headscale 0.26 ignores "grants" (it only knows legacy "acls"), so it gets
+// desired.Tailnet.Headscale, where the grants are rewritten as equivalent
+// acls and the policy's tests were evaluated against the rewritten form.
 //
 // Apply is meant for the CLI (CI on merge) or the netd leader, never every
 // node.
@@ -31,7 +34,7 @@ import (
 	"fmt"
 	"log/slog"
 
-	"github.com/ducksnest/netd/policy/tailnet"
+	"github.com/ducksnest/netd/policy/desired"
 )
 
 // Errors callers may test with errors.Is.
@@ -87,28 +90,42 @@ type backend interface {
 	name() string
 	// get returns the live policy ("" if none) and its version.
 	get(ctx context.Context) (doc []byte, version string, err error)
-	// render turns the compiled HuJSON into the body this server takes.
-	render(compiled []byte) ([]byte, error)
+	// document picks the form of the policy this server takes.
+	document(t *desired.Tailnet) *desired.TailnetDocument
 	// validate asks the server (or its tool) to check doc.
 	validate(ctx context.Context, doc []byte) error
 	// put writes doc if the live version is still ifMatch.
 	put(ctx context.Context, doc []byte, ifMatch string) (version string, err error)
 }
 
-// Diff reads the live policy of target and compares it with desired (the
-// compiled HuJSON, desired.Tailnet.HuJSON). It writes nothing.
-func Diff(ctx context.Context, target Target, desired []byte) (Change, error) {
+// Diff reads the live policy of target and compares it with the desired
+// tailnet policy. It writes nothing.
+func Diff(ctx context.Context, target Target, t *desired.Tailnet) (Change, error) {
 	b, err := target.backend()
 	if err != nil {
 		return Change{}, err
 	}
-	return diff(ctx, b, desired)
+	return diff(ctx, b, t)
 }
 
-func diff(ctx context.Context, b backend, desired []byte) (Change, error) {
-	body, err := b.render(desired)
+// desiredBody returns the body (without a stamp) of the form of the policy
+// b takes.
+func desiredBody(b backend, t *desired.Tailnet) ([]byte, error) {
+	doc := b.document(t)
+	switch {
+	case doc.Err != "":
+		return nil, fmt.Errorf("rendering policy for %s: %s", b.name(), doc.Err)
+	case len(doc.HuJSON) == 0:
+		return nil, fmt.Errorf("%w: the desired state holds no tailnet policy document for %s", ErrInvalid, b.name())
+	}
+	body, _ := Unstamp(doc.HuJSON)
+	return body, nil
+}
+
+func diff(ctx context.Context, b backend, t *desired.Tailnet) (Change, error) {
+	body, err := desiredBody(b, t)
 	if err != nil {
-		return Change{}, fmt.Errorf("rendering policy for %s: %w", b.name(), err)
+		return Change{}, err
 	}
 	live, ver, err := b.get(ctx)
 	if err != nil {
@@ -119,28 +136,30 @@ func diff(ctx context.Context, b backend, desired []byte) (Change, error) {
 	c.Unchanged = string(liveBody) == string(body)
 	c.Drift = driftOf(live, liveBody, stamp)
 	if !c.Unchanged {
-		c.Diff = UnifiedDiff("live "+b.name(), "desired", string(live), string(c.Desired))
+		if c.Diff, err = UnifiedDiff("live "+b.name(), "desired", string(live), string(c.Desired)); err != nil {
+			return Change{}, err
+		}
 	}
 	return c, nil
 }
 
-// Apply validates desired, compares it with the live policy and writes it
-// with If-Match unless nothing changed, refusing a drifted live policy
-// unless opts.Force.
-func Apply(ctx context.Context, target Target, desired []byte, opts Options) (Result, error) {
+// Apply validates the desired tailnet policy, compares it with the live
+// policy and writes it with If-Match unless nothing changed, refusing a
+// drifted live policy unless opts.Force.
+func Apply(ctx context.Context, target Target, t *desired.Tailnet, opts Options) (Result, error) {
 	b, err := target.backend()
 	if err != nil {
 		return Result{}, err
 	}
-	return apply(ctx, b, desired, opts)
+	return apply(ctx, b, t, opts)
 }
 
-func apply(ctx context.Context, b backend, desired []byte, opts Options) (Result, error) {
+func apply(ctx context.Context, b backend, t *desired.Tailnet, opts Options) (Result, error) {
 	log := opts.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	c, err := diff(ctx, b, desired)
+	c, err := diff(ctx, b, t)
 	if err != nil {
 		return Result{}, err
 	}
@@ -149,8 +168,7 @@ func apply(ctx context.Context, b backend, desired []byte, opts Options) (Result
 		log.Info("tailnet policy unchanged; not writing", "target", c.Target, "version", c.LiveVersion)
 		return res, nil
 	}
-	body, _ := Unstamp(c.Desired)
-	if err := checkOffline(body); err != nil {
+	if err := checkOffline(b.document(t)); err != nil {
 		return res, err
 	}
 	if err := b.validate(ctx, c.Desired); err != nil {
@@ -188,25 +206,19 @@ func driftOf(live, body []byte, stamp string) string {
 	return ""
 }
 
-// checkOffline parses body and runs its tests with the offline evaluator:
-// a policy whose own tests fail is never sent.
-func checkOffline(body []byte) error {
-	p, err := tailnet.Parse(body)
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalid, err)
-	}
-	if issues := tailnet.Validate(&p); len(issues) > 0 {
-		errs := make([]error, 0, len(issues))
-		for _, is := range issues {
-			errs = append(errs, errors.New(is.String()))
+// checkOffline refuses a document the offline validator rejects or whose
+// own tests fail: such a policy is never sent.
+func checkOffline(doc *desired.TailnetDocument) error {
+	if len(doc.Issues) > 0 {
+		errs := make([]error, 0, len(doc.Issues))
+		for _, is := range doc.Issues {
+			errs = append(errs, errors.New(is))
 		}
 		return fmt.Errorf("%w: %w", ErrInvalid, errors.Join(errs...))
 	}
 	var errs []error
-	for _, r := range tailnet.RunTests(&p) {
-		if !r.OK {
-			errs = append(errs, fmt.Errorf("%s: %s -> %s (%s): want %s, got %s: %s", r.Path, r.Src, r.Dst, r.Proto, r.Want, r.Got, r.Reason))
-		}
+	for _, r := range doc.Failed() {
+		errs = append(errs, fmt.Errorf("%s: %s -> %s (%s): want %s, got %s: %s", r.Path, r.Src, r.Dst, r.Proto, r.Want, r.Got, r.Reason))
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: policy tests fail: %w", ErrInvalid, errors.Join(errs...))

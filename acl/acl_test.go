@@ -5,15 +5,17 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/ducksnest/netd/policy"
-	"github.com/ducksnest/netd/policy/tailnet"
+	"github.com/ducksnest/netd/policy/acldoc"
+	"github.com/ducksnest/netd/policy/desired"
 )
 
 // compiled returns the compiled tailnet policy of the ducksnest example.
-func compiled(t *testing.T) []byte {
+func compiled(t *testing.T) *desired.Tailnet {
 	t.Helper()
 	f, err := policy.LoadFile(filepath.Join("..", "examples", "ducksnest", "policy.yaml"))
 	if err != nil {
@@ -23,18 +25,29 @@ func compiled(t *testing.T) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return st.Tailnet.HuJSON
+	return &st.Tailnet
+}
+
+// fromDocument is the desired tailnet policy of a hand-made document, as
+// the compiler would build it.
+func fromDocument(t *testing.T, doc []byte) *desired.Tailnet {
+	t.Helper()
+	tn, err := acldoc.Desired(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tn
 }
 
 // withoutPodGrant drops the generated pod-traffic grant (and the tests
 // that depend on it) from a compiled policy.
-func withoutPodGrant(t *testing.T, doc []byte) []byte {
+func withoutPodGrant(t *testing.T, tn *desired.Tailnet) *desired.Tailnet {
 	t.Helper()
-	p, err := tailnet.Parse(doc)
+	p, err := acldoc.Parse(tn.Tailscale.HuJSON)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var gs []tailnet.Grant
+	var gs []acldoc.Grant
 	for _, g := range p.Grants {
 		if len(g.IP) == 1 && g.IP[0] == "*" && len(g.Dst) == 1 && g.Dst[0] == "pods" {
 			continue
@@ -45,11 +58,11 @@ func withoutPodGrant(t *testing.T, doc []byte) []byte {
 		t.Fatal("no pod grant in the compiled policy")
 	}
 	p.Grants, p.Tests, p.Generated = gs, nil, nil
-	out, err := tailnet.Render(p, []string{"test policy without the pod grant"})
+	out, err := acldoc.Render(p, []string{"test policy without the pod grant"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return out
+	return fromDocument(t, out)
 }
 
 const defaultPolicy = "// Example/default ACLs for unrestricted connections.\n{\n\t\"acls\": [{\"action\": \"accept\", \"src\": [\"*\"], \"dst\": [\"*:*\"]}],\n}\n"
@@ -81,7 +94,7 @@ func TestTailscaleFirstApplyNeedsForce(t *testing.T) {
 	}
 	live, _ := f.current()
 	body, stamp := Unstamp([]byte(live))
-	if string(body) != string(want) || stamp != digest(body) || res.Version != etagOf(live) {
+	if string(body) != string(want.Tailscale.HuJSON) || stamp != digest(body) || res.Version != etagOf(live) {
 		t.Fatalf("live after apply is not the stamped desired policy:\n%s", live)
 	}
 }
@@ -89,7 +102,7 @@ func TestTailscaleFirstApplyNeedsForce(t *testing.T) {
 func TestTailscaleNoWriteWhenUnchanged(t *testing.T) {
 	ctx := context.Background()
 	want := compiled(t)
-	f := newFakeTailscale(t, string(Stamp(want)))
+	f := newFakeTailscale(t, string(Stamp(want.Tailscale.HuJSON)))
 	res, err := Apply(ctx, tsTarget(f), want, Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -105,7 +118,7 @@ func TestTailscaleNoWriteWhenUnchanged(t *testing.T) {
 func TestTailscaleChangeAndRestore(t *testing.T) {
 	ctx := context.Background()
 	want := compiled(t)
-	f := newFakeTailscale(t, string(Stamp(want)))
+	f := newFakeTailscale(t, string(Stamp(want.Tailscale.HuJSON)))
 	cut := withoutPodGrant(t, want)
 	res, err := Apply(ctx, tsTarget(f), cut, Options{})
 	if err != nil || !res.Written {
@@ -125,7 +138,7 @@ func TestTailscaleChangeAndRestore(t *testing.T) {
 func TestTailscaleDriftRefused(t *testing.T) {
 	ctx := context.Background()
 	want := compiled(t)
-	f := newFakeTailscale(t, string(Stamp(want)))
+	f := newFakeTailscale(t, string(Stamp(want.Tailscale.HuJSON)))
 	f.edit(func(s string) string { return strings.Replace(s, `"tcp:22"`, `"tcp:22", "tcp:2222"`, 1) })
 	edited, _ := f.current()
 	c, err := Diff(ctx, tsTarget(f), want)
@@ -150,7 +163,7 @@ func TestTailscaleDriftRefused(t *testing.T) {
 func TestTailscaleConcurrentEditIs412(t *testing.T) {
 	ctx := context.Background()
 	want := compiled(t)
-	f := newFakeTailscale(t, string(Stamp(withoutPodGrant(t, want))))
+	f := newFakeTailscale(t, string(Stamp(withoutPodGrant(t, want).Tailscale.HuJSON)))
 	f.set(func() {
 		f.beforeWrite = func() { f.edit(func(s string) string { return s + "// edited in the admin console\n" }) }
 	})
@@ -166,7 +179,7 @@ func TestTailscaleConcurrentEditIs412(t *testing.T) {
 func TestTailscaleValidateRejects(t *testing.T) {
 	ctx := context.Background()
 	want := compiled(t)
-	f := newFakeTailscale(t, string(Stamp(withoutPodGrant(t, want))))
+	f := newFakeTailscale(t, string(Stamp(withoutPodGrant(t, want).Tailscale.HuJSON)))
 	f.set(func() { f.rejectValidate = "tag:aws" })
 	_, err := Apply(ctx, tsTarget(f), want, Options{})
 	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "policy rejected: tag:aws") {
@@ -176,9 +189,10 @@ func TestTailscaleValidateRejects(t *testing.T) {
 		t.Fatal("wrote a policy the server rejected on validate")
 	}
 	// A policy whose own tests fail is stopped offline.
-	p, _ := tailnet.Parse(want)
+	p, _ := acldoc.Parse(want.Tailscale.HuJSON)
 	p.Grants = p.Grants[:len(p.Grants)-1] // drop the pod grant, keep its tests
-	broken, _ := tailnet.Render(p, nil)
+	doc, _ := acldoc.Render(p, nil)
+	broken := fromDocument(t, doc)
 	f.set(func() { f.rejectValidate = "" })
 	if _, err := Apply(ctx, tsTarget(f), broken, Options{}); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "want accept, got deny") {
 		t.Fatalf("failing tests: %v", err)
@@ -188,7 +202,7 @@ func TestTailscaleValidateRejects(t *testing.T) {
 func TestTailscaleOAuth(t *testing.T) {
 	ctx := context.Background()
 	want := compiled(t)
-	f := newFakeTailscale(t, string(Stamp(withoutPodGrant(t, want))))
+	f := newFakeTailscale(t, string(Stamp(withoutPodGrant(t, want).Tailscale.HuJSON)))
 	tg := Target{Kind: KindTailscale, BaseURL: f.srv.URL, Tailnet: "example.com", OAuthClientID: "cid", OAuthClientSecret: "csecret", HTTPClient: f.srv.Client()}
 	if res, err := Apply(ctx, tg, want, Options{}); err != nil || !res.Written {
 		t.Fatalf("oauth apply: %+v %v", res, err)
@@ -241,42 +255,6 @@ func TestHeadscaleApply(t *testing.T) {
 	}
 }
 
-func TestForHeadscaleKeepsSemantics(t *testing.T) {
-	want := compiled(t)
-	out, err := ForHeadscale(want)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := tailnet.Parse(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(p.Grants) != 0 || len(p.ACLs) < 9 || len(p.Tests) == 0 {
-		t.Fatalf("grants %d acls %d tests %d", len(p.Grants), len(p.ACLs), len(p.Tests))
-	}
-	for _, r := range tailnet.RunTests(&p) {
-		if !r.OK {
-			t.Errorf("test fails after rewriting for headscale: %+v", r)
-		}
-	}
-	for _, s := range []string{
-		`"proto":"tcp"`, `"tag:aws:2379-2380"`, `"proto":"icmp"`, `"pods:*"`,
-		"//generatedbynetd:pod-to-podandnode-to-podtraffic",
-		"//Forheadscale0.26(nogrants)", "//Generatedbynetdfrom",
-	} {
-		if !strings.Contains(strings.Join(strings.Fields(string(out)), ""), s) {
-			t.Errorf("headscale form lacks %s", s)
-		}
-	}
-	again, err := ForHeadscale(out)
-	if err != nil || string(again) != string(out) {
-		t.Errorf("ForHeadscale is not idempotent: %v", err)
-	}
-	if _, err := ForHeadscale([]byte(`{"grants": [{"src": ["*"], "dst": ["*"], "via": ["tag:exit"]}]}`)); err == nil {
-		t.Error("a via grant was accepted")
-	}
-}
-
 func TestTargetFromEnv(t *testing.T) {
 	for _, k := range []string{"HEADSCALE_URL", "HEADSCALE_API_KEY", "HEADSCALE_API_KEY_FILE", "TS_API_KEY", "TS_API_KEY_FILE", "TS_OAUTH_ID", "TS_OAUTH_SECRET", "TS_OAUTH_ID_FILE", "TS_OAUTH_SECRET_FILE", "TS_TAILNET", "TS_API_URL", "HEADSCALE_CLI"} {
 		t.Setenv(k, "")
@@ -315,12 +293,56 @@ func TestTargetFromEnv(t *testing.T) {
 func TestUnifiedDiff(t *testing.T) {
 	a := "1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n11\n12\n"
 	b := "1\n2\n3\n4\nfive\n6\n7\n8\n9\n10\n11\n12\n13\n"
-	got := UnifiedDiff("a", "b", a, b)
-	want := "--- a\n+++ b\n@@ -2,7 +2,7 @@\n 2\n 3\n 4\n-5\n+five\n 6\n 7\n 8\n@@ -10,3 +10,4 @@\n 10\n 11\n 12\n+13\n"
-	if got != want {
-		t.Fatalf("got\n%s\nwant\n%s", got, want)
+	for _, c := range []struct{ a, b, want string }{
+		{a, b, "--- a\n+++ b\n@@ -2,7 +2,7 @@\n 2\n 3\n 4\n-5\n+five\n 6\n 7\n 8\n@@ -10,3 +10,4 @@\n 10\n 11\n 12\n+13\n"},
+		{a, a, ""},
+		{"", "x\ny\n", "--- a\n+++ b\n@@ -0,0 +1,2 @@\n+x\n+y\n"},
+		{"x\ny\n", "", "--- a\n+++ b\n@@ -1,2 +0,0 @@\n-x\n-y\n"},
+		{"x\n", "x", "--- a\n+++ b\n@@ -1 +1 @@\n-x\n+x\n\\ No newline at end of file\n"},
+	} {
+		got, err := UnifiedDiff("a", "b", c.a, c.b)
+		if err != nil || got != c.want {
+			t.Errorf("UnifiedDiff(%q, %q) = %q, %v; want %q", c.a, c.b, got, err, c.want)
+		}
 	}
-	if UnifiedDiff("a", "b", a, a) != "" {
-		t.Fatal("equal inputs gave a diff")
+}
+
+// TestEachTargetItsForm: each kind of server gets its own form of the
+// policy, and the offline verdict on that form decides.
+func TestEachTargetItsForm(t *testing.T) {
+	ctx := context.Background()
+	want := compiled(t)
+	hs := newFakeHeadscale(t)
+	htg := Target{Kind: KindHeadscale, BaseURL: hs.srv.URL, APIKey: "hskey"}
+	ts := newFakeTailscale(t, defaultPolicy)
+
+	// A failing assertion of the headscale form stops the headscale write
+	// only.
+	bad := *want
+	bad.Headscale.Tests = slices.Clone(want.Headscale.Tests)
+	bad.Headscale.Tests[0].OK, bad.Headscale.Tests[0].Got = false, "deny"
+	if _, err := Apply(ctx, htg, &bad, Options{}); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), bad.Headscale.Tests[0].Path) {
+		t.Fatalf("headscale apply with a failing test: %v", err)
+	}
+	if _, n := hs.state(); n != 0 {
+		t.Fatal("wrote a policy whose tests fail")
+	}
+	if res, err := Apply(ctx, tsTarget(ts), &bad, Options{Force: true}); err != nil || !res.Written {
+		t.Fatalf("tailscale apply (its own form passes): %+v %v", res, err)
+	}
+
+	// A policy headscale cannot express is refused for headscale, before
+	// anything is read.
+	via := fromDocument(t, []byte(`{"grants": [{"src": ["*"], "dst": ["*"], "via": ["tag:exit"]}]}`))
+	if _, err := Diff(ctx, htg, via); err == nil || !strings.Contains(err.Error(), "cannot express") {
+		t.Fatalf("diff of a via grant on headscale: %v", err)
+	}
+
+	// An empty desired state is not a policy to write.
+	if _, err := Apply(ctx, htg, &desired.Tailnet{}, Options{}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("apply of an empty state: %v", err)
+	}
+	if _, n := hs.state(); n != 0 {
+		t.Fatal("wrote an empty policy")
 	}
 }

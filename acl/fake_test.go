@@ -13,7 +13,7 @@ import (
 
 	"github.com/tailscale/hujson"
 
-	"github.com/ducksnest/netd/policy/tailnet"
+	"github.com/ducksnest/netd/policy/acldoc"
 )
 
 // fakeTailscale implements Tailscale's API v2 policy endpoints as the real
@@ -104,11 +104,11 @@ func check(doc []byte) (msg string, data []map[string]any) {
 	if _, err := hujson.Parse(doc); err != nil {
 		return "parsing policy: " + err.Error(), nil
 	}
-	p, err := tailnet.Parse(doc)
+	p, err := acldoc.Parse(doc)
 	if err != nil {
 		return err.Error(), nil
 	}
-	for _, r := range tailnet.RunTests(&p) {
+	for _, r := range acldoc.RunTests(&p) {
 		if !r.OK {
 			data = append(data, map[string]any{"user": r.Src, "errors": []string{r.Dst + ": want " + r.Want + ", got " + r.Got}})
 		}

@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/ducksnest/netd/policy/desired"
 )
 
 // hsBackend talks to headscale's REST API (/api/v1/policy) in database
@@ -41,10 +43,7 @@ func newHeadscale(t Target) (*hsBackend, error) {
 
 func (b *hsBackend) name() string { return "headscale at " + b.base }
 
-func (b *hsBackend) render(compiled []byte) ([]byte, error) {
-	body, _ := Unstamp(compiled)
-	return ForHeadscale(body)
-}
+func (b *hsBackend) document(t *desired.Tailnet) *desired.TailnetDocument { return &t.Headscale }
 
 type hsPolicy struct {
 	Policy    string `json:"policy"`

@@ -17,6 +17,8 @@ import (
 	// calls (ACLHuJSON/SetACLHuJSON with ETag); its struct form, like v2's,
 	// drops grants and autoApprovers.
 	"tailscale.com/client/tailscale" //nolint:staticcheck // SA1019: see above
+
+	"github.com/ducksnest/netd/policy/desired"
 )
 
 func init() {
@@ -73,10 +75,7 @@ func (b *tsBackend) name() string {
 	return "tailscale tailnet " + b.c.Tailnet() + " at " + baseOr(b.c.BaseURL)
 }
 
-func (b *tsBackend) render(compiled []byte) ([]byte, error) {
-	body, _ := Unstamp(compiled)
-	return body, nil
-}
+func (b *tsBackend) document(t *desired.Tailnet) *desired.TailnetDocument { return &t.Tailscale }
 
 func (b *tsBackend) get(ctx context.Context) ([]byte, string, error) {
 	a, err := b.c.ACLHuJSON(ctx)

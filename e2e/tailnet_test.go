@@ -25,7 +25,8 @@ import (
 	"github.com/ducksnest/netd/netd/lab"
 	"github.com/ducksnest/netd/netd/localapi"
 	"github.com/ducksnest/netd/policy"
-	"github.com/ducksnest/netd/policy/tailnet"
+	"github.com/ducksnest/netd/policy/acldoc"
+	"github.com/ducksnest/netd/policy/desired"
 )
 
 // tailscaleTools returns the pinned tailscaled, tailscale and headscale
@@ -274,7 +275,7 @@ func TestTailnet(t *testing.T) {
 	}
 
 	t.Run("policy grant removed and restored", func(t *testing.T) {
-		cut := withoutPodGrant(t, st.Tailnet.HuJSON)
+		cut := withoutPodGrant(t, st.Tailnet.Tailscale.HuJSON)
 		c, err := acl.Diff(ctx, target, cut)
 		if err != nil || c.Drift != "" || c.Unchanged {
 			t.Fatalf("diff: %+v %v", c, err)
@@ -299,14 +300,14 @@ func TestTailnet(t *testing.T) {
 			t.Fatalf("node-to-node traffic (kubelet port) was blocked too: %v", err)
 		}
 		applied2 := time.Now()
-		if res, err := acl.Apply(ctx, target, st.Tailnet.HuJSON, acl.Options{}); err != nil || !res.Written {
+		if res, err := acl.Apply(ctx, target, &st.Tailnet, acl.Options{}); err != nil || !res.Written {
 			t.Fatalf("restore: %+v %v", res, err)
 		}
 		poll(t, 60*time.Second, "pod traffic restored", func() (bool, error) {
 			return podOK(300*time.Millisecond) == nil, nil
 		})
 		restored := time.Since(applied2)
-		if res, err := acl.Apply(ctx, target, st.Tailnet.HuJSON, acl.Options{}); err != nil || res.Written {
+		if res, err := acl.Apply(ctx, target, &st.Tailnet, acl.Options{}); err != nil || res.Written {
 			t.Fatalf("second apply of the same policy wrote: %+v %v", res, err)
 		}
 		t.Logf("MEASURE policy apply -> enforced: pod grant removed, traffic blocked %v after the apply began; restored, flowing %v after (probes of 300 ms)",
@@ -316,29 +317,33 @@ func TestTailnet(t *testing.T) {
 	t.Run("headscale rejects, nothing written", func(t *testing.T) {
 		// autogroup:member is valid Tailscale but unknown to headscale
 		// 0.26.1: `headscale policy check` must stop the write.
-		p, err := tailnet.Parse(st.Tailnet.HuJSON)
+		p, err := acldoc.Parse(st.Tailnet.Tailscale.HuJSON)
 		if err != nil {
 			t.Fatal(err)
 		}
-		p.Grants = append(p.Grants, tailnet.Grant{Src: []string{"autogroup:member"}, Dst: []string{"tag:k8s-node"}, IP: []string{"tcp:443"}})
-		bad, err := tailnet.Render(p, []string{"e2e: a grant headscale 0.26.1 cannot take"})
+		p.Grants = append(p.Grants, acldoc.Grant{Src: []string{"autogroup:member"}, Dst: []string{"tag:k8s-node"}, IP: []string{"tcp:443"}})
+		doc, err := acldoc.Render(p, []string{"e2e: a grant headscale 0.26.1 cannot take"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		before, err := acl.Diff(ctx, target, st.Tailnet.HuJSON)
+		bad, err := acldoc.Desired(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before, err := acl.Diff(ctx, target, &st.Tailnet)
 		if err != nil || !before.Unchanged {
 			t.Fatalf("before: %+v %v", before, err)
 		}
-		if _, err := acl.Apply(ctx, target, bad, acl.Options{}); !errors.Is(err, acl.ErrInvalid) || !strings.Contains(err.Error(), "autogroup") {
+		if _, err := acl.Apply(ctx, target, &bad, acl.Options{}); !errors.Is(err, acl.ErrInvalid) || !strings.Contains(err.Error(), "autogroup") {
 			t.Fatalf("apply of a policy headscale rejects: %v, want ErrInvalid", err)
 		}
-		if after, err := acl.Diff(ctx, target, st.Tailnet.HuJSON); err != nil || string(after.Live) != string(before.Live) {
+		if after, err := acl.Diff(ctx, target, &st.Tailnet); err != nil || string(after.Live) != string(before.Live) {
 			t.Fatalf("the live policy changed: %v", err)
 		}
 	})
 
 	t.Run("manual edit is drift", func(t *testing.T) {
-		c, err := acl.Diff(ctx, target, st.Tailnet.HuJSON)
+		c, err := acl.Diff(ctx, target, &st.Tailnet)
 		if err != nil || !c.Unchanged {
 			t.Fatalf("before edit: %+v %v", c, err)
 		}
@@ -353,17 +358,17 @@ func TestTailnet(t *testing.T) {
 		if out, err := exec.CommandContext(ctx, tc.HeadscaleBin, "-c", filepath.Join(tn.Dir, "headscale.yaml"), "policy", "set", "-f", file).CombinedOutput(); err != nil {
 			t.Fatalf("headscale policy set: %v\n%s", err, out)
 		}
-		c, err = acl.Diff(ctx, target, st.Tailnet.HuJSON)
+		c, err = acl.Diff(ctx, target, &st.Tailnet)
 		if err != nil || !strings.Contains(c.Drift, "edited after netd applied it") || !strings.Contains(c.Diff, "tag:k8s-node:2222") {
 			t.Fatalf("drift not detected: %+v %v", c, err)
 		}
-		if _, err := acl.Apply(ctx, target, st.Tailnet.HuJSON, acl.Options{}); !errors.Is(err, acl.ErrDrift) {
+		if _, err := acl.Apply(ctx, target, &st.Tailnet, acl.Options{}); !errors.Is(err, acl.ErrDrift) {
 			t.Fatalf("apply over a manual edit: %v, want ErrDrift", err)
 		}
-		if c2, _ := acl.Diff(ctx, target, st.Tailnet.HuJSON); string(c2.Live) != edited {
+		if c2, _ := acl.Diff(ctx, target, &st.Tailnet); string(c2.Live) != edited {
 			t.Fatal("the manual edit was overwritten")
 		}
-		if res, err := acl.Apply(ctx, target, st.Tailnet.HuJSON, acl.Options{Force: true}); err != nil || !res.Written {
+		if res, err := acl.Apply(ctx, target, &st.Tailnet, acl.Options{Force: true}); err != nil || !res.Written {
 			t.Fatalf("forced apply: %+v %v", res, err)
 		}
 	})
@@ -404,21 +409,21 @@ func TestTailnet(t *testing.T) {
 }
 
 // withoutPodGrant drops the generated pod-traffic grant and the tests that
-// need it.
-func withoutPodGrant(t *testing.T, doc []byte) []byte {
+// need it, and returns the policy as the compiler would have built it.
+func withoutPodGrant(t *testing.T, doc []byte) *desired.Tailnet {
 	t.Helper()
-	p, err := tailnet.Parse(doc)
+	p, err := acldoc.Parse(doc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var gs []tailnet.Grant
+	var gs []acldoc.Grant
 	for _, g := range p.Grants {
 		if len(g.Dst) == 1 && g.Dst[0] == "pods" && len(g.IP) == 1 && g.IP[0] == "*" {
 			continue
 		}
 		gs = append(gs, g)
 	}
-	var ts []tailnet.Test
+	var ts []acldoc.Test
 	for _, x := range p.Tests {
 		if !strings.Contains(strings.Join(x.Accept, " "), "10.244.") {
 			ts = append(ts, x)
@@ -428,11 +433,15 @@ func withoutPodGrant(t *testing.T, doc []byte) []byte {
 		t.Fatal("no pod grant")
 	}
 	p.Grants, p.Tests, p.Generated = gs, ts, nil
-	out, err := tailnet.Render(p, []string{"e2e: the compiled policy without the pod-traffic grant"})
+	out, err := acldoc.Render(p, []string{"e2e: the compiled policy without the pod-traffic grant"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return out
+	tn, err := acldoc.Desired(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tn
 }
 
 // nodeBulk echoes n bytes from node a to node b over tailscale0, on the

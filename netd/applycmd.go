@@ -152,7 +152,7 @@ func policyDiff(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 	}
 	if p.target != nil {
-		ch, err := acl.Diff(ctx, *p.target, p.st.Tailnet.HuJSON)
+		ch, err := acl.Diff(ctx, *p.target, &p.st.Tailnet)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("tailnet (%s): %w", p.target, err))
 		} else {
@@ -267,7 +267,7 @@ func applyCalico(ctx context.Context, p *applyParts, stdout io.Writer) error {
 
 func applyTailnet(ctx context.Context, p *applyParts, force bool, stdout, stderr io.Writer) error {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	res, err := acl.Apply(ctx, *p.target, p.st.Tailnet.HuJSON, acl.Options{Force: force, Log: log})
+	res, err := acl.Apply(ctx, *p.target, &p.st.Tailnet, acl.Options{Force: force, Log: log})
 	switch {
 	case errors.Is(err, acl.ErrDrift):
 		return fmt.Errorf("%w: %s; reconcile the live edit into the policy file, or rerun with --force to overwrite it", err, res.Change.Drift)

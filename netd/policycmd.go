@@ -13,9 +13,10 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/ducksnest/netd/netd/calico"
 	"github.com/ducksnest/netd/policy"
+	"github.com/ducksnest/netd/policy/acldoc"
 	"github.com/ducksnest/netd/policy/desired"
-	"github.com/ducksnest/netd/policy/tailnet"
 )
 
 func init() {
@@ -160,7 +161,7 @@ func policyCheck(args []string, stdout, stderr io.Writer) error {
 
 func policyRender(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("render", stderr)
-	calico := fs.Bool("calico", false, "Calico manifests (IPPools, IPAMConfig, FelixConfiguration, BGPConfiguration)")
+	cal := fs.Bool("calico", false, "Calico manifests (IPPools, IPAMConfig, FelixConfiguration, BGPConfiguration)")
 	tn := fs.Bool("tailnet", false, "the tailnet policy as HuJSON")
 	node := fs.String("node", "", "the desired state of one node")
 	state := fs.Bool("state", false, "the whole desired state as JSON")
@@ -168,7 +169,7 @@ func policyRender(args []string, stdout, stderr io.Writer) error {
 	pos, err := parseArgs(fs, args, 1)
 	if err == nil {
 		n := 0
-		for _, b := range []bool{*calico, *tn, *node != "", *state} {
+		for _, b := range []bool{*cal, *tn, *node != "", *state} {
 			if b {
 				n++
 			}
@@ -190,10 +191,10 @@ func policyRender(args []string, stdout, stderr io.Writer) error {
 	}
 	var out []byte
 	switch {
-	case *calico:
-		out, err = policy.RenderCalico(s)
+	case *cal:
+		out, err = calico.Render(s)
 	case *tn:
-		out = s.Tailnet.HuJSON
+		out = s.Tailnet.Tailscale.HuJSON
 	case *state:
 		out, err = json.MarshalIndent(s, "", "  ")
 		out = append(out, '\n')
@@ -268,12 +269,9 @@ func policyTest(args []string, stdout, stderr io.Writer) error {
 		printProblems(stderr, problems(pos[0], err))
 		return exitError{1}
 	}
-	// Test exactly what would be pushed: the rendered document.
-	pol, err := tailnet.Parse(s.Tailnet.HuJSON)
-	if err != nil {
-		return fmt.Errorf("reading back the rendered tailnet policy: %w", err)
-	}
-	results := tailnet.RunTests(&pol)
+	// The compiler evaluated exactly what would be pushed: the rendered
+	// document.
+	results := s.Tailnet.Tailscale.Tests
 	failed := 0
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "RESULT\tWHERE\tSRC\tPROTO\tDST\tWANT\tGOT\tREASON")
@@ -285,14 +283,14 @@ func policyTest(args []string, stdout, stderr io.Writer) error {
 		if r.OK && !*verbose {
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", res, where(f, &pol, r.Path), r.Src, r.Proto, r.Dst, r.Want, r.Got, r.Reason)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", res, where(f, r), r.Src, r.Proto, r.Dst, r.Want, r.Got, r.Reason)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "%d assertions, %d passed, %d failed\n", len(results), len(results)-failed, failed)
 	if *verbose {
-		fmt.Fprintf(stdout, "\n%s\n", tailnet.Semantics())
+		fmt.Fprintf(stdout, "\n%s\n", acldoc.Semantics())
 	}
 	if failed > 0 {
 		return exitError{1}
@@ -302,8 +300,9 @@ func policyTest(args []string, stdout, stderr io.Writer) error {
 
 // where names the file position of a test assertion, or says that netd
 // generated the test.
-func where(f *policy.File, pol *tailnet.Policy, path string) string {
-	if policy.GeneratedReason(pol, path) != "" {
+func where(f *policy.File, r desired.TailnetTest) string {
+	path := r.Path
+	if r.Generated != "" {
 		top := path
 		if i := strings.Index(top, "]"); i >= 0 {
 			top = top[:i+1] // tests[3].accept[1] -> tests[3]

@@ -5,7 +5,7 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/ducksnest/netd/policy/tailnet"
+	"github.com/ducksnest/netd/policy/acldoc"
 )
 
 // bigPolicy builds a cluster of n nodes (three route reflectors, one /24
@@ -47,13 +47,13 @@ func bigPolicy(n, rules int) *File {
 		tn.TagOwners[fmt.Sprintf("tag:svc-%d", j)] = []string{"group:team-0"}
 	}
 	for i := range rules {
-		tn.Grants = append(tn.Grants, tailnet.Grant{
+		tn.Grants = append(tn.Grants, acldoc.Grant{
 			Src: []string{fmt.Sprintf("group:team-%d", i%50)},
 			Dst: []string{fmt.Sprintf("tag:svc-%d", i%100)},
 			IP:  []string{fmt.Sprintf("tcp:%d", 1000+i)},
 		})
 		if i%5 == 0 {
-			tn.Tests = append(tn.Tests, tailnet.Test{
+			tn.Tests = append(tn.Tests, acldoc.Test{
 				Src:    fmt.Sprintf("user-%d@example.com", i%50),
 				Accept: []string{fmt.Sprintf("tag:svc-%d:%d", i%100, 1000+i)},
 			})

@@ -61,12 +61,8 @@ func TestGoldenExample(t *testing.T) {
 		t.Fatal(err)
 	}
 	golden(t, "ducksnest/state.json.golden", append(state, '\n'))
-	calico, err := RenderCalico(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	golden(t, "ducksnest/calico.yaml.golden", calico)
-	golden(t, "ducksnest/tailnet.hujson.golden", s.Tailnet.HuJSON)
+	golden(t, "ducksnest/tailnet.hujson.golden", s.Tailnet.Tailscale.HuJSON)
+	golden(t, "ducksnest/tailnet-headscale.hujson.golden", s.Tailnet.Headscale.HuJSON)
 	n, err := s.Node("old")
 	if err != nil {
 		t.Fatal(err)

@@ -6,11 +6,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"regexp"
 	"strconv"
 	"strings"
 
-	"go.yaml.in/yaml/v3"
+	"go.yaml.in/yaml/v4"
 )
 
 // Pos is a 1-based line and column in a policy file.
@@ -47,7 +46,7 @@ func Load(name string, data []byte) (*File, error) {
 	f.index, f.keys = w.index, w.keys
 	if err := decodeNode(root, f); err != nil {
 		// The walk checks every type the decoder checks; this is a backstop.
-		return nil, ErrorList{yamlError(name, err)}
+		return nil, ErrorList{syntaxError(name, data, err)}
 	}
 	var l ErrorList
 	if f.APIVersion != APIVersion {
@@ -139,7 +138,7 @@ func parseOne(name string, data []byte) (root *yaml.Node, errs ErrorList) {
 			return nil, ErrorList{{File: name, Line: 1, Col: 1, Msg: "the policy file is empty",
 				Hint: "start with apiVersion: " + APIVersion + " and kind: " + Kind}}
 		}
-		return nil, ErrorList{yamlError(name, err)}
+		return nil, ErrorList{syntaxError(name, data, err)}
 	}
 	for {
 		// Empty documents (a trailing "---") are allowed; a second
@@ -150,7 +149,7 @@ func parseOne(name string, data []byte) (root *yaml.Node, errs ErrorList) {
 			break
 		}
 		if err != nil {
-			return nil, ErrorList{yamlError(name, err)}
+			return nil, ErrorList{syntaxError(name, data, err)}
 		}
 		if len(next.Content) == 1 && isNull(next.Content[0]) && next.Content[0].Value == "" {
 			continue
@@ -176,21 +175,4 @@ func decodeNode(n *yaml.Node, f *File) (err error) {
 		}
 	}()
 	return n.Decode(f)
-}
-
-var yamlLineRE = regexp.MustCompile(`line (\d+)`)
-
-// yamlError turns a yaml.v3 error ("yaml: line 3: ...") into an Error. The
-// parser reports no column, so the column is 1.
-func yamlError(name string, err error) Error {
-	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	e := Error{File: name, Line: 1, Col: 1, Msg: msg, Hint: "fix the YAML syntax"}
-	if m := yamlLineRE.FindStringSubmatchIndex(msg); m != nil {
-		e.Line, _ = strconv.Atoi(msg[m[2]:m[3]])
-		e.Msg = strings.TrimLeft(msg[m[1]:], ": ")
-		if e.Msg == "" {
-			e.Msg = msg
-		}
-	}
-	return e
 }

@@ -1,7 +1,7 @@
 package policy
 
 import (
-	"github.com/ducksnest/netd/policy/tailnet"
+	"github.com/ducksnest/netd/policy/acldoc"
 )
 
 // APIVersion and Kind identify a policy file. A file with any other pair is
@@ -42,7 +42,7 @@ type Spec struct {
 	Nodes    []Node           `json:"nodes" yaml:"nodes" jsonschema:"required,minItems=1"`
 	BGP      BGP              `json:"bgp" yaml:"bgp" jsonschema:"required"`
 	Calico   Calico           `json:"calico" yaml:"calico" jsonschema:"required"`
-	Tailnet  tailnet.Policy   `json:"tailnet" yaml:"tailnet"`
+	Tailnet  acldoc.Policy    `json:"tailnet" yaml:"tailnet"`
 	Generate TailnetGenerated `json:"generate,omitempty" yaml:"generate,omitempty"`
 }
 

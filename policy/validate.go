@@ -6,8 +6,8 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/ducksnest/netd/policy/acldoc"
 	"github.com/ducksnest/netd/policy/desired"
-	"github.com/ducksnest/netd/policy/tailnet"
 )
 
 // Defaults applied by Compile to values the file leaves out.
@@ -65,7 +65,7 @@ type model struct {
 	routeReflectors []string
 	external        []modelPeer
 	nodeTag         string
-	tailnet         tailnet.Policy // as it will be pushed
+	tailnet         acldoc.Policy // as it will be pushed
 }
 
 type modelNode struct {

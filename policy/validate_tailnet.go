@@ -6,7 +6,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/ducksnest/netd/policy/tailnet"
+	"github.com/ducksnest/netd/policy/acldoc"
 )
 
 // tailnet checks the tailnet section as it will be pushed: with the
@@ -24,7 +24,7 @@ func (v *validator) tailnet() {
 	}
 	v.m.tailnet = tailnetPolicy(v.f, &v.m)
 	pol := &v.m.tailnet
-	for _, is := range tailnet.Validate(pol) {
+	for _, is := range acldoc.Validate(pol) {
 		path := "spec.tailnet"
 		if is.Path != "" {
 			path += "." + is.Path
@@ -53,20 +53,20 @@ func (v *validator) tailnet() {
 
 // tailnetPolicy is the tailnet policy to push: the file's section plus the
 // generated entries unless generation is off.
-func tailnetPolicy(f *File, m *model) tailnet.Policy {
+func tailnetPolicy(f *File, m *model) acldoc.Policy {
 	if f.Spec.Generate.Disabled {
 		return f.Spec.Tailnet
 	}
-	return tailnet.Generate(f.Spec.Tailnet, generateInput(f, m))
+	return acldoc.Generate(f.Spec.Tailnet, generateInput(f, m))
 }
 
-func generateInput(f *File, m *model) tailnet.GenerateInput {
-	in := tailnet.GenerateInput{
+func generateInput(f *File, m *model) acldoc.GenerateInput {
+	in := acldoc.GenerateInput{
 		NodeTag: m.nodeTag, PodCIDR: m.pods, ServiceCIDR: m.services, OverlayCIDR: m.overlay, BGPPort: m.bgpPort,
-		Nodes: make([]tailnet.GenNode, 0, len(f.Spec.Nodes)),
+		Nodes: make([]acldoc.GenNode, 0, len(f.Spec.Nodes)),
 	}
 	for i, n := range f.Spec.Nodes {
-		gn := tailnet.GenNode{Name: n.Name, Hostname: n.Tailscale.Hostname, Role: n.Role}
+		gn := acldoc.GenNode{Name: n.Name, Hostname: n.Tailscale.Hostname, Role: n.Role}
 		for _, t := range n.Tailscale.Tags {
 			if validTag(t) { // malformed tags are reported on the node
 				gn.Tags = append(gn.Tags, t)
@@ -80,7 +80,7 @@ func generateInput(f *File, m *model) tailnet.GenerateInput {
 		}
 		in.Nodes = append(in.Nodes, gn)
 	}
-	slices.SortStableFunc(in.Nodes, func(a, b tailnet.GenNode) int { return cmp.Compare(a.Name, b.Name) })
+	slices.SortStableFunc(in.Nodes, func(a, b acldoc.GenNode) int { return cmp.Compare(a.Name, b.Name) })
 	return in
 }
 
@@ -89,7 +89,7 @@ func validTag(t string) bool { return strings.HasPrefix(t, "tag:") && len(t) > l
 // GeneratedReason returns why netd generated the tailnet entry at path
 // (relative to the tailnet section, e.g. tests[7].accept[0]) or one of its
 // ancestors, or "" if the entry comes from the policy file.
-func GeneratedReason(p *tailnet.Policy, path string) string {
+func GeneratedReason(p *acldoc.Policy, path string) string {
 	for ; path != ""; path = parentPath(path) {
 		if why, ok := p.Generated[path]; ok {
 			return why

@@ -3,8 +3,8 @@
 //
 // The Reconciler (run on the Lease holder only, see RunLeader, or from the
 // CLI) creates and updates the IPPools, the default IPAMConfig and the
-// default FelixConfiguration and BGPConfiguration that policy.CalicoManifests
-// renders. Every object it writes carries policy.OwnerLabel and the field
+// default FelixConfiguration and BGPConfiguration that Manifests maps from
+// desired.Calico. Every object it writes carries OwnerLabel and the field
 // manager "netd"; objects without the label are never modified or deleted,
 // only reported. Writes carry the resourceVersion that was read, so a
 // concurrent edit is detected and not overwritten. IPPool cidr and

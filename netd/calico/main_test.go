@@ -17,7 +17,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/ducksnest/netd/internal/kubetest"
-	"github.com/ducksnest/netd/policy"
 	"github.com/ducksnest/netd/policy/desired"
 )
 
@@ -194,4 +193,4 @@ func ops(p Plan) string {
 	return strings.Join(s, ", ")
 }
 
-var owner = map[string]string{policy.OwnerLabel: policy.OwnerValue}
+var owner = map[string]string{OwnerLabel: OwnerValue}

@@ -11,7 +11,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
-	"github.com/ducksnest/netd/policy"
 	"github.com/ducksnest/netd/policy/desired"
 )
 
@@ -22,7 +21,9 @@ const FieldManager = "netd"
 // object name differs after a cidr or blockSize change).
 const PoolAnnotation = "netd.ducksnest.dev/pool"
 
-// GroupVersion is the Calico CRD group and version.
+// GroupVersion is the Calico API netd reads and writes: the CRDs
+// (crd.projectcalico.org/v1). Manifests takes it as an argument, so the
+// mapping from the desired state does not depend on the choice.
 var GroupVersion = schema.GroupVersion{Group: "crd.projectcalico.org", Version: "v1"}
 
 // Calico resources.
@@ -46,15 +47,15 @@ var resourceOf = map[string]schema.GroupVersionResource{
 var immutable = []string{"cidr", "blockSize"}
 
 func owned(u *unstructured.Unstructured) bool {
-	return u.GetLabels()[policy.OwnerLabel] == policy.OwnerValue
+	return u.GetLabels()[OwnerLabel] == OwnerValue
 }
 
-// desiredObjects renders policy.CalicoManifests as unstructured objects,
+// desiredObjects renders the Manifests of GroupVersion as unstructured objects,
 // with notes on settings the CRDs cannot hold.
 func desiredObjects(st *desired.State) ([]*unstructured.Unstructured, []Pending, error) {
 	var out []*unstructured.Unstructured
 	var notes []Pending
-	for _, m := range policy.CalicoManifests(st) {
+	for _, m := range Manifests(st, GroupVersion) {
 		if _, ok := resourceOf[m.Kind]; !ok {
 			return nil, nil, fmt.Errorf("unknown calico kind %q", m.Kind)
 		}

@@ -16,11 +16,10 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/ducksnest/netd/policy"
 	"github.com/ducksnest/netd/policy/desired"
 )
 
-const ownerSelector = policy.OwnerLabel + "=" + policy.OwnerValue
+const ownerSelector = OwnerLabel + "=" + OwnerValue
 
 // EventNamespace holds the Events about the (cluster-scoped) Calico objects.
 const EventNamespace = "default"

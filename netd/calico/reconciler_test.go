@@ -8,8 +8,6 @@ import (
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
-	"github.com/ducksnest/netd/policy"
 )
 
 // TestApplyFromEmpty: the first run creates every object, owned and
@@ -38,7 +36,7 @@ func TestApplyFromEmpty(t *testing.T) {
 		t.Errorf("ipamconfig: %v", ipam.Object)
 	}
 	felix := get(t, c, FelixConfigurations, "default")
-	if specString(felix, "mtuIfacePattern") != "^tailscale0$" || felix.GetAnnotations()[policy.PodMTUAnnotation] != "1280" {
+	if specString(felix, "mtuIfacePattern") != "^tailscale0$" || felix.GetAnnotations()[PodMTUAnnotation] != "1280" {
 		t.Errorf("felix: %v", felix.Object)
 	}
 	// 0xff000000 does not fit the CRD's int32: not written, reported.

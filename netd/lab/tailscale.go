@@ -150,7 +150,7 @@ func (tn *Tailnet) up(ctx context.Context, cfg Config) error {
 	if err := tn.save(); err != nil {
 		return err
 	}
-	res, err := acl.Apply(ctx, tn.ACLTarget(), cfg.State.Tailnet.HuJSON, acl.Options{Log: l.log})
+	res, err := acl.Apply(ctx, tn.ACLTarget(), &cfg.State.Tailnet, acl.Options{Log: l.log})
 	if err != nil {
 		return fmt.Errorf("applying the tailnet policy to headscale: %w", err)
 	}

@@ -210,15 +210,67 @@ type Felix struct {
 	InterfaceExclude string `json:"interfaceExclude"`
 }
 
-// Tailnet is the compiled tailnet policy.
+// Tailnet is the compiled tailnet policy: the document in the form each
+// kind of control server takes, each with the offline verdict on it, so
+// that the writer (package acl) only does I/O and never parses or
+// evaluates a policy itself.
 type Tailnet struct {
-	// HuJSON is the policy document as Tailscale takes it, with a header
-	// saying it is generated.
-	HuJSON []byte `json:"-"`
+	// Tailscale is the policy document as Tailscale takes it (HuJSON, with
+	// a header saying it is generated).
+	Tailscale TailnetDocument `json:"-"`
+	// Headscale is the same policy for headscale 0.26, which silently
+	// ignores grants and tests: every grant is rewritten as equivalent
+	// acls, and the tests are evaluated offline against that form.
+	Headscale TailnetDocument `json:"-"`
 	// NodeTag marks cluster nodes.
 	NodeTag string `json:"nodeTag"`
 	// ApprovedRoutes maps each auto-approved route to its approvers.
 	ApprovedRoutes map[netip.Prefix][]string `json:"approvedRoutes,omitempty"`
+}
+
+// TailnetDocument is one form of the tailnet policy document and what the
+// offline evaluator found in it.
+type TailnetDocument struct {
+	// HuJSON is the document; empty if Err is set.
+	HuJSON []byte
+	// Err says why the policy cannot be written in this form (headscale
+	// cannot express a grant with via or app).
+	Err string
+	// Issues are what the validator rejects in HuJSON, one line each
+	// ("grants[2].src[0]: what is wrong (hint)").
+	Issues []string
+	// Tests holds one result per assertion of the document's tests and
+	// sshTests, evaluated offline.
+	Tests []TailnetTest
+}
+
+// Failed returns the assertions that do not hold.
+func (d *TailnetDocument) Failed() []TailnetTest {
+	var out []TailnetTest
+	for _, t := range d.Tests {
+		if !t.OK {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// TailnetTest is the outcome of one assertion of a test: one destination of
+// an accept or deny list (tests), or one destination and login of an SSH
+// test (sshTests).
+type TailnetTest struct {
+	Path  string // e.g. tests[0].accept[1] or sshTests[0].check[0]
+	Src   string
+	Dst   string // "host:port"; for SSH "user@host"
+	Proto string // "tcp", "udp", ...; "ssh" for sshTests
+	Want  string // "accept" or "deny" ("check" too for SSH)
+	Got   string
+	OK    bool
+	// Reason names the rule that decided, or says why none did.
+	Reason string
+	// Generated says why netd generated the test; empty if it comes from
+	// the policy file.
+	Generated string
 }
 
 // Node returns the node called name.

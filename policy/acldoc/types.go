@@ -1,4 +1,4 @@
-// Package tailnet models a Tailscale policy file (the "ACL" document) in
+// Package acldoc models the tailnet policy document (Tailscale's "ACL" file) in
 // Tailscale's own vocabulary. Validate reports every malformed entry and
 // dangling reference with a path and a hint; Generate adds what a
 // Tailscale-connected Kubernetes cluster needs (tag owners, pod route
@@ -6,9 +6,12 @@
 // pod traffic, and tests that keep them working); Render writes stable
 // HuJSON that marks generated entries and Parse reads it back; RunTests
 // evaluates the policy's tests and sshTests offline with the subset of
-// Tailscale's semantics described by Semantics. It does no I/O and imports
-// only the standard library and hujson.
-package tailnet
+// Tailscale's semantics described by Semantics. ForHeadscale rewrites the
+// document for headscale 0.26 (grants as acls), and Desired builds the
+// tailnet part of the desired state: both forms with the offline verdict
+// on each. It does no I/O and imports only the standard library, hujson
+// and policy/desired.
+package acldoc
 
 // Policy is a Tailscale policy document. JSON keys are Tailscale's, so the
 // YAML form accepts what Tailscale's documentation shows.

@@ -1,4 +1,4 @@
-package acl
+package acldoc
 
 import (
 	"bytes"
@@ -6,21 +6,28 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-
-	"github.com/ducksnest/netd/policy/tailnet"
 )
 
-// ForHeadscale rewrites a compiled tailnet policy for headscale 0.26, which
+// stampPrefix starts the stamp line that package acl puts in front of every
+// policy it writes; it is not part of the document's header.
+const stampPrefix = "// netd-applied "
+
+// ForHeadscale rewrites a rendered tailnet policy for headscale 0.26, which
 // ignores "grants" silently (the policy would deny everything) and knows
 // only legacy "acls": every grant becomes one accept rule per protocol,
 // after the policy's own acls, keeping its generated-by comment. Tests
-// stay (headscale ignores them; Apply runs them offline against this form).
+// stay (headscale ignores them; Desired evaluates them against this form).
 // A grant with "via" or "app" cannot be expressed and is an error.
 func ForHeadscale(body []byte) ([]byte, error) {
-	p, err := tailnet.Parse(body)
+	p, err := Parse(body)
 	if err != nil {
 		return nil, err
 	}
+	return forHeadscale(body, p)
+}
+
+// forHeadscale is ForHeadscale of body, already parsed as p.
+func forHeadscale(body []byte, p Policy) ([]byte, error) {
 	if len(p.Grants) == 0 {
 		return body, nil
 	}
@@ -30,29 +37,29 @@ func ForHeadscale(body []byte) ([]byte, error) {
 			gen[k] = v
 		}
 	}
+	acls := slices.Clone(p.ACLs)
 	for i, g := range p.Grants {
 		if len(g.Via) > 0 || len(g.App) > 0 {
 			return nil, fmt.Errorf("grants[%d] uses via/app, which headscale 0.26 cannot express", i)
 		}
-		acls, err := grantToACLs(g)
+		more, err := grantToACLs(g)
 		if err != nil {
 			return nil, fmt.Errorf("grants[%d]: %w", i, err)
 		}
 		if reason, ok := p.Generated["grants["+strconv.Itoa(i)+"]"]; ok {
-			gen["acls["+strconv.Itoa(len(p.ACLs))+"]"] = reason
+			gen["acls["+strconv.Itoa(len(acls))+"]"] = reason
 		}
-		p.ACLs = append(p.ACLs, acls...)
+		acls = append(acls, more...)
 	}
-	p.Grants = nil
-	p.Generated = gen
+	p.ACLs, p.Grants, p.Generated = acls, nil, gen
 	header := append(leadingComments(body),
 		"For headscale 0.26 (no grants): netd rewrote every grant as acls with the same effect.")
-	return tailnet.Render(p, header)
+	return Render(p, header)
 }
 
 // grantToACLs turns a grant into accept rules: one per protocol, each
 // destination with the ports of that protocol.
-func grantToACLs(g tailnet.Grant) ([]tailnet.ACL, error) {
+func grantToACLs(g Grant) ([]ACL, error) {
 	specs := g.IP
 	if len(specs) == 0 {
 		specs = []string{"*"}
@@ -76,9 +83,9 @@ func grantToACLs(g tailnet.Grant) ([]tailnet.ACL, error) {
 			ports[proto] = append(ports[proto], pts)
 		}
 	}
-	out := make([]tailnet.ACL, 0, len(order))
+	out := make([]ACL, 0, len(order))
 	for _, proto := range order {
-		a := tailnet.ACL{Action: "accept", Src: slices.Clone(g.Src), Proto: proto}
+		a := ACL{Action: "accept", Src: slices.Clone(g.Src), Proto: proto}
 		for _, d := range g.Dst {
 			for _, pt := range ports[proto] {
 				a.Dst = append(a.Dst, d+":"+pt)
@@ -98,7 +105,7 @@ func leadingComments(b []byte) []string {
 		if !strings.HasPrefix(s, "//") {
 			break
 		}
-		if strings.HasPrefix(s, strings.TrimSpace(StampPrefix)) {
+		if strings.HasPrefix(s, strings.TrimSpace(stampPrefix)) {
 			continue
 		}
 		out = append(out, strings.TrimPrefix(strings.TrimPrefix(s, "//"), " "))
