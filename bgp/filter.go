@@ -16,25 +16,72 @@ const (
 	ReasonMaxPrefixes    = "max_prefixes"
 )
 
-// importRanges returns the ranges a peer's paths must fall in: the peer's
-// Import.Ranges and, for a cluster node, only their part inside podCIDR.
-// GoBGP's import policy is built from exactly these ranges, and classify
-// uses them too, so enforcement and counting cannot disagree.
-func importRanges(p desired.Peer, podCIDR netip.Prefix) []desired.PrefixRange {
-	var out []desired.PrefixRange
-	for _, r := range p.Import.Ranges {
-		r.Prefix = r.Prefix.Masked()
-		if r.MinLen < r.Prefix.Bits() {
-			r.MinLen = r.Prefix.Bits()
+// importFilter is the one definition of what a node accepts from a peer:
+// an ordered list of rules, the first rule that matches a path decides,
+// and a path no rule matches is rejected for the fallback reason. GoBGP's
+// import policy is rendered from it (gobgppolicy.go) and the rejection
+// classifier evaluates it (classify), so enforcement and counting cannot
+// disagree. A new import rule is one more entry in importFilterFor.
+// MaxPrefixes is not part of it: see limitPrefixes.
+type importFilter struct {
+	rules    []rule
+	fallback string
+}
+
+// rule matches a path whose prefix lies in one of ranges.
+type rule struct {
+	ranges []desired.PrefixRange
+	reason string // "" accepts; otherwise the path is rejected for it
+}
+
+func (r rule) matches(pfx netip.Prefix) bool {
+	for _, pr := range r.ranges {
+		if pr.Contains(pfx) {
+			return true
 		}
-		if p.Kind != desired.PeerExternal && podCIDR.IsValid() {
+	}
+	return false
+}
+
+// importFilterFor builds the import filter of peer p.
+//
+// A cluster node may send only the blocks it owns (its Import.Ranges,
+// clipped to the pod CIDR); a more-specific of them is not allowed,
+// another block of the pod CIDR is not owned, anything else is outside the
+// pod CIDR. An external peer may send what its Import.Ranges allow.
+func importFilterFor(cfg desired.Speaker, p desired.Peer) importFilter {
+	podCIDR := cfg.PodCIDR.Masked()
+	if p.Kind == desired.PeerExternal || !podCIDR.IsValid() {
+		return importFilter{rules: acceptEach(p.Import.Ranges, netip.Prefix{}), fallback: ReasonNotAllowed}
+	}
+	accept := acceptEach(p.Import.Ranges, podCIDR)
+	var longer []desired.PrefixRange // the accepted prefixes at any length
+	for _, r := range accept {
+		longer = append(longer, anyLength(r.ranges[0].Prefix))
+	}
+	return importFilter{
+		rules: append(accept,
+			rule{ranges: longer, reason: ReasonNotAllowed},
+			rule{ranges: []desired.PrefixRange{anyLength(podCIDR)}, reason: ReasonNotOwned}),
+		fallback: ReasonOutsidePodCIDR,
+	}
+}
+
+// acceptEach makes one accept rule per range, normalised and, if within
+// is valid, clipped to it (a range wider than within becomes within;
+// one outside it is dropped).
+func acceptEach(ranges []desired.PrefixRange, within netip.Prefix) []rule {
+	var out []rule
+	for _, r := range ranges {
+		r.Prefix = r.Prefix.Masked()
+		r.MinLen = max(r.MinLen, r.Prefix.Bits())
+		if within.IsValid() {
 			switch {
-			case podCIDR.Bits() <= r.Prefix.Bits() && podCIDR.Contains(r.Prefix.Addr()):
-				// inside the pod CIDR: as is
-			case r.Prefix.Bits() <= podCIDR.Bits() && r.Prefix.Contains(podCIDR.Addr()):
-				// wider than the pod CIDR: clip to it
-				r.Prefix = podCIDR.Masked()
-				r.MinLen = max(r.MinLen, podCIDR.Bits())
+			case within.Bits() <= r.Prefix.Bits() && within.Contains(r.Prefix.Addr()):
+				// inside: as is
+			case r.Prefix.Bits() <= within.Bits() && r.Prefix.Contains(within.Addr()):
+				r.Prefix = within
+				r.MinLen = max(r.MinLen, within.Bits())
 			default:
 				continue
 			}
@@ -42,35 +89,38 @@ func importRanges(p desired.Peer, podCIDR netip.Prefix) []desired.PrefixRange {
 		if r.MinLen > r.MaxLen {
 			continue
 		}
-		out = append(out, r)
+		out = append(out, rule{ranges: []desired.PrefixRange{r}})
 	}
 	return out
 }
 
-// classify tells why a path for prefix received from peer p is rejected by
-// the import filter ("" if it is allowed). MaxPrefixes is not considered
-// here; see limitPrefixes.
-func classify(p desired.Peer, ranges []desired.PrefixRange, podCIDR netip.Prefix, pfx netip.Prefix) string {
-	for _, r := range ranges {
-		if r.Contains(pfx) {
-			return ""
+// anyLength is the range of every prefix inside p.
+func anyLength(p netip.Prefix) desired.PrefixRange {
+	return desired.PrefixRange{Prefix: p, MinLen: p.Bits(), MaxLen: 32}
+}
+
+// classify tells why the filter rejects a path for pfx ("" if it accepts
+// it).
+func (f importFilter) classify(pfx netip.Prefix) string {
+	for _, r := range f.rules {
+		if r.matches(pfx) {
+			return r.reason
 		}
 	}
-	if p.Kind != desired.PeerExternal && podCIDR.IsValid() {
-		if !(podCIDR.Bits() <= pfx.Bits() && podCIDR.Contains(pfx.Addr())) {
-			return ReasonOutsidePodCIDR
+	return f.fallback
+}
+
+// enforced returns the rules GoBGP must be given: those up to the last
+// accept rule. A reject after it changes only the reason, not the outcome
+// (GoBGP's default action is reject), so it is left to classify.
+func (f importFilter) enforced() []rule {
+	last := -1
+	for i, r := range f.rules {
+		if r.reason == "" {
+			last = i
 		}
-		// Inside an owned block but of a length the peer may not send
-		// (a more-specific, say): not allowed; anywhere else in the pod
-		// CIDR: a block the peer does not own.
-		for _, r := range ranges {
-			if r.Prefix.Bits() <= pfx.Bits() && r.Prefix.Contains(pfx.Addr()) {
-				return ReasonNotAllowed
-			}
-		}
-		return ReasonNotOwned
 	}
-	return ReasonNotAllowed
+	return f.rules[:last+1]
 }
 
 // limitPrefixes splits the allowed prefixes of a peer into those accepted

@@ -39,9 +39,9 @@ func TestClassify(t *testing.T) {
 		{ext, "192.168.50.0/24", ""},
 		{ext, "10.244.2.0/24", ReasonNotAllowed},
 	} {
-		ranges := importRanges(tc.peer, podCIDR)
-		if got := classify(tc.peer, ranges, podCIDR, pfx(tc.p)); got != tc.want {
-			t.Errorf("classify(%s, %s) = %q, want %q (ranges %v)", tc.peer.Kind, tc.p, got, tc.want, ranges)
+		f := importFilterFor(desired.Speaker{PodCIDR: podCIDR}, tc.peer)
+		if got := f.classify(pfx(tc.p)); got != tc.want {
+			t.Errorf("classify(%s, %s) = %q, want %q (filter %+v)", tc.peer.Kind, tc.p, got, tc.want, f)
 		}
 	}
 	acc, over := limitPrefixes([]netip.Prefix{pfx("10.244.3.0/24"), pfx("10.244.1.0/24"), pfx("10.244.2.0/24")}, 2)

@@ -257,7 +257,7 @@ func (s *Speaker) policyModelFor(cfg desired.Speaker, over map[netip.Addr][]neti
 	for _, p := range cfg.Peers {
 		m.peers = append(m.peers, peerPolicy{
 			addr: p.Address, exportOwn: p.ExportOwnBlocks, export: sortedPrefixes(p.Export),
-			rrClient: p.RouteReflectorClient, ranges: importRanges(p, cfg.PodCIDR), over: over[p.Address],
+			rrClient: p.RouteReflectorClient, rules: importFilterFor(cfg, p).enforced(), over: over[p.Address],
 		})
 	}
 	return m

@@ -10,8 +10,10 @@
 //     peer, one prefix set per import range, default reject), replaced as a
 //     whole with SetPolicies and followed by a soft reset in and out, so a
 //     changed import filter applies to paths already received.
-//   - Rejections are classified by the same Go function the policies are
-//     built from (classify), reading each peer's pre-policy Adj-RIB-In.
+//   - One import filter definition per peer (importFilter, filter.go): an
+//     ordered list of rules. The GoBGP import policy is rendered from it
+//     and rejections are classified by evaluating it on each peer's
+//     pre-policy Adj-RIB-In, so both always agree.
 //     MaxPrefixes is enforced by netd, not by GoBGP's prefix limit (which
 //     tears the session down): the lowest prefixes win, the rest are added
 //     to a reject set.

@@ -347,11 +347,11 @@ type pathKey struct {
 // classifyPeer counts and logs the rejected paths of one peer and reports
 // whether the set over its MaxPrefixes changed.
 func (s *Speaker) classifyPeer(cfg desired.Speaker, p desired.Peer, received []netip.Prefix) bool {
-	ranges := importRanges(p, cfg.PodCIDR)
+	filter := importFilterFor(cfg, p)
 	var allowed []netip.Prefix
 	reasons := map[netip.Prefix]string{}
 	for _, pfx := range received {
-		if r := classify(p, ranges, cfg.PodCIDR, pfx); r != "" {
+		if r := filter.classify(pfx); r != "" {
 			reasons[pfx] = r
 		} else {
 			allowed = append(allowed, pfx)

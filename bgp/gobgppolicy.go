@@ -8,8 +8,6 @@ import (
 	"strconv"
 
 	api "github.com/osrg/gobgp/v3/api"
-
-	"github.com/ducksnest/netd/policy/desired"
 )
 
 const (
@@ -31,17 +29,17 @@ type peerPolicy struct {
 	exportOwn bool
 	export    []netip.Prefix
 	rrClient  bool
-	ranges    []desired.PrefixRange // effective import ranges
-	over      []netip.Prefix        // allowed but over MaxPrefixes: rejected
+	rules     []rule         // the import filter's enforced rules
+	over      []netip.Prefix // allowed but over MaxPrefixes: rejected
 }
 
 func (m policyModel) equal(o policyModel) bool { return reflect.DeepEqual(m, o) }
 
 // request renders the model as GoBGP policies. Import: our own local paths,
-// then per peer a reject for prefixes over its limit and an accept per
-// range (one prefix set per range: GoBGP matches a prefix set by longest
-// match, so overlapping ranges in one set would not be an OR); default
-// reject. Export: per peer our own blocks (local paths only), its explicit
+// then per peer a reject for prefixes over its limit and its import
+// filter's rules in order, one statement per range of a rule (one prefix
+// set per range: GoBGP matches a prefix set by longest match, so
+// overlapping ranges in one set would not be an OR); default reject. Export: per peer our own blocks (local paths only), its explicit
 // exports, and, on a route reflector, internal routes to its clients;
 // default reject, so learned routes never leak.
 func (m policyModel) request() *api.SetPoliciesRequest {
@@ -74,10 +72,16 @@ func (m policyModel) request() *api.SetPoliciesRequest {
 			prefixSet("over-"+id, exact(p.over))
 			imp = append(imp, stmt("import-over-"+id, &api.Conditions{NeighborSet: match(nb), PrefixSet: match("over-" + id)}, api.RouteAction_REJECT))
 		}
-		for j, r := range p.ranges {
-			name := fmt.Sprintf("import-%d-%d", i, j)
-			prefixSet(name, []*api.Prefix{{IpPrefix: r.Prefix.String(), MaskLengthMin: uint32(r.MinLen), MaskLengthMax: uint32(r.MaxLen)}})
-			imp = append(imp, stmt(name, &api.Conditions{NeighborSet: match(nb), PrefixSet: match(name)}, api.RouteAction_ACCEPT))
+		for j, r := range p.rules {
+			action := api.RouteAction_ACCEPT
+			if r.reason != "" {
+				action = api.RouteAction_REJECT
+			}
+			for k, pr := range r.ranges {
+				name := fmt.Sprintf("import-%d-%d-%d", i, j, k)
+				prefixSet(name, []*api.Prefix{{IpPrefix: pr.Prefix.String(), MaskLengthMin: uint32(pr.MinLen), MaskLengthMax: uint32(pr.MaxLen)}})
+				imp = append(imp, stmt(name, &api.Conditions{NeighborSet: match(nb), PrefixSet: match(name)}, action))
+			}
 		}
 		if p.exportOwn && len(m.own) > 0 {
 			exp = append(exp, stmt("export-own-"+id, &api.Conditions{NeighborSet: match(nb), PrefixSet: match(ownSetName), RouteType: api.Conditions_ROUTE_TYPE_LOCAL}, api.RouteAction_ACCEPT))
