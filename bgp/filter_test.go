@@ -37,10 +37,10 @@ func TestClassify(t *testing.T) {
 		{nodePeer, "10.0.0.0/16", ReasonOutsidePodCIDR},
 		{nodePeer, "192.168.50.0/24", ReasonOutsidePodCIDR},
 		{ext, "192.168.50.0/24", ""},
-		{ext, "10.244.2.0/24", ReasonNotAllowed},
+		{ext, "10.244.2.0/24", ReasonReserved},
 	} {
-		f := importFilterFor(desired.Speaker{PodCIDR: podCIDR}, tc.peer)
-		if got := f.classify(pfx(tc.p)); got != tc.want {
+		f := importFilterFor(desired.Speaker{PodCIDR: podCIDR}, nil, tc.peer)
+		if got, _ := f.classify(pfx(tc.p), tc.peer.Address); got != tc.want {
 			t.Errorf("classify(%s, %s) = %q, want %q (filter %+v)", tc.peer.Kind, tc.p, got, tc.want, f)
 		}
 	}

@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"net/netip"
 	"reflect"
+	"slices"
 	"strconv"
 
 	api "github.com/osrg/gobgp/v3/api"
+
+	"github.com/ducksnest/netd/policy/desired"
 )
 
 const (
@@ -77,10 +80,22 @@ func (m policyModel) request() *api.SetPoliciesRequest {
 			if r.reason != "" {
 				action = api.RouteAction_REJECT
 			}
+			cond := func(set string) *api.Conditions {
+				c := &api.Conditions{NeighborSet: match(nb), PrefixSet: match(set)}
+				if r.nextHop.IsValid() {
+					c.NextHopInList = []string{r.nextHop.String()}
+				}
+				return c
+			}
 			for k, pr := range r.ranges {
 				name := fmt.Sprintf("import-%d-%d-%d", i, j, k)
 				prefixSet(name, []*api.Prefix{{IpPrefix: pr.Prefix.String(), MaskLengthMin: uint32(pr.MinLen), MaskLengthMax: uint32(pr.MaxLen)}})
-				imp = append(imp, stmt(name, &api.Conditions{NeighborSet: match(nb), PrefixSet: match(name)}, action))
+				imp = append(imp, stmt(name, cond(name), action))
+			}
+			if len(r.reaches) > 0 {
+				name := fmt.Sprintf("import-%d-%d-reach", i, j)
+				prefixSet(name, reachSet(r.reaches))
+				imp = append(imp, stmt(name, cond(name), action))
 			}
 		}
 		if p.exportOwn && len(m.own) > 0 {
@@ -96,6 +111,59 @@ func (m policyModel) request() *api.SetPoliciesRequest {
 	}
 	pols := []*api.Policy{{Name: importPolicyName, Statements: imp}, {Name: exportPolicyName, Statements: exp}}
 	return &api.SetPoliciesRequest{DefinedSets: sets, Policies: pols}
+}
+
+// reachSet renders "reaches one of rs" (desired.ReservedRange.Reaches) as
+// one GoBGP prefix set. GoBGP matches a prefix set by longest match: it
+// takes the longest entry prefix that contains the path's prefix and
+// checks the length ranges stored under it. For one range R of length b
+// the set holds R's covering prefixes R/l (l < b), each for length l
+// only, and R itself for lengths b..32: a path covering R finds itself,
+// one inside R finds R, any other finds a covering entry of another
+// length. Ranges inside another are dropped first (reaching the inner one
+// implies reaching the outer one), so the rest are disjoint and no entry
+// of one range can hide an entry of another. The default route matches
+// only itself. TestImportPolicyMatchesClassify checks this against GoBGP.
+func reachSet(rs []desired.ReservedRange) []*api.Prefix {
+	var ps []netip.Prefix
+	def := false
+	for _, r := range rs {
+		if r.Prefix.Bits() == 0 {
+			def = true
+		} else {
+			ps = append(ps, r.Prefix.Masked())
+		}
+	}
+	slices.SortFunc(ps, func(a, b netip.Prefix) int { return a.Bits() - b.Bits() })
+	var outer []netip.Prefix
+	for _, p := range ps {
+		if !slices.ContainsFunc(outer, func(o netip.Prefix) bool { return o.Contains(p.Addr()) }) {
+			outer = append(outer, p)
+		}
+	}
+	type entry struct {
+		p      netip.Prefix
+		lo, hi int
+	}
+	seen := map[entry]bool{}
+	var out []*api.Prefix
+	add := func(e entry) {
+		if !seen[e] {
+			seen[e] = true
+			out = append(out, &api.Prefix{IpPrefix: e.p.String(), MaskLengthMin: uint32(e.lo), MaskLengthMax: uint32(e.hi)})
+		}
+	}
+	if def {
+		add(entry{netip.PrefixFrom(netip.IPv4Unspecified(), 0), 0, 0})
+	}
+	for _, p := range outer {
+		for l := range p.Bits() {
+			c, _ := p.Addr().Prefix(l)
+			add(entry{c, l, l})
+		}
+		add(entry{p, p.Bits(), 32})
+	}
+	return out
 }
 
 // applyPolicy installs the model's policies, assigns them to the global

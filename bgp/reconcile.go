@@ -253,11 +253,12 @@ func (s *Speaker) reconcilePolicy(ctx context.Context) error {
 }
 
 func (s *Speaker) policyModelFor(cfg desired.Speaker, over map[netip.Addr][]netip.Prefix) policyModel {
-	m := policyModel{own: sortedPrefixes(s.st.ownBlocks()), rr: cfg.RouteReflector}
+	own := sortedPrefixes(s.st.ownBlocks())
+	m := policyModel{own: own, rr: cfg.RouteReflector}
 	for _, p := range cfg.Peers {
 		m.peers = append(m.peers, peerPolicy{
 			addr: p.Address, exportOwn: p.ExportOwnBlocks, export: sortedPrefixes(p.Export),
-			rrClient: p.RouteReflectorClient, rules: importFilterFor(cfg, p).enforced(), over: over[p.Address],
+			rrClient: p.RouteReflectorClient, rules: importFilterFor(cfg, own, p).enforced(), over: over[p.Address],
 		})
 	}
 	return m

@@ -275,7 +275,7 @@ func (s *Speaker) onEvent(r *api.WatchEventResponse) {
 func (s *Speaker) refreshNow(ctx context.Context, srv *server.BgpServer) {
 	st := &s.st
 	st.mu.Lock()
-	cfg := st.cfg
+	cfg, own := st.cfg, st.own
 	names := map[netip.Addr]string{}
 	var eor []netip.Addr // End-of-RIB seen before this read of the RIB
 	expired := map[netip.Addr]bool{}
@@ -299,11 +299,11 @@ func (s *Speaker) refreshNow(ctx context.Context, srv *server.BgpServer) {
 	// limit even before the import policy has caught up.
 	overChanged := false
 	for _, p := range cfg.Peers {
-		received, err := readAdjIn(ctx, srv, p.Address)
+		paths, err := readAdjIn(ctx, srv, p.Address)
 		if err != nil {
 			continue // peer being added or removed
 		}
-		overChanged = s.classifyPeer(cfg, p, received) || overChanged
+		overChanged = s.classifyPeer(cfg, own, p, paths) || overChanged
 	}
 	over := map[pathKey]bool{}
 	for a, ps := range st.overLimit() {
@@ -346,15 +346,16 @@ type pathKey struct {
 
 // classifyPeer counts and logs the rejected paths of one peer and reports
 // whether the set over its MaxPrefixes changed.
-func (s *Speaker) classifyPeer(cfg desired.Speaker, p desired.Peer, received []netip.Prefix) bool {
-	filter := importFilterFor(cfg, p)
+func (s *Speaker) classifyPeer(cfg desired.Speaker, own []netip.Prefix, p desired.Peer, paths []received) bool {
+	filter := importFilterFor(cfg, own, p)
 	var allowed []netip.Prefix
 	reasons := map[netip.Prefix]string{}
-	for _, pfx := range received {
-		if r := filter.classify(pfx); r != "" {
-			reasons[pfx] = r
+	reaches := map[netip.Prefix]string{}
+	for _, r := range paths {
+		if why, what := filter.classify(r.prefix, r.nextHop); why != "" {
+			reasons[r.prefix], reaches[r.prefix] = why, what
 		} else {
-			allowed = append(allowed, pfx)
+			allowed = append(allowed, r.prefix)
 		}
 	}
 	accepted, over := limitPrefixes(allowed, p.Import.MaxPrefixes)
@@ -368,7 +369,7 @@ func (s *Speaker) classifyPeer(cfg desired.Speaker, p desired.Peer, received []n
 	if rt == nil {
 		return false
 	}
-	rt.received, rt.accepted = len(received), len(accepted)
+	rt.received, rt.accepted = len(paths), len(accepted)
 	rt.rejected = map[string]int{}
 	current := map[rejectKey]bool{}
 	for pfx, r := range reasons {
@@ -378,7 +379,11 @@ func (s *Speaker) classifyPeer(cfg desired.Speaker, p desired.Peer, received []n
 		if !st.seen[k] {
 			st.seen[k] = true
 			s.metrics.rejected.WithLabelValues(p.Name, r).Inc()
-			s.log.Warn("bgp path rejected", "peer", p.Name, "prefix", pfx, "reason", r)
+			if what := reaches[pfx]; what != "" {
+				s.log.Warn("bgp path rejected", "peer", p.Name, "prefix", pfx, "reason", r, "reaches", what)
+			} else {
+				s.log.Warn("bgp path rejected", "peer", p.Name, "prefix", pfx, "reason", r)
+			}
 		}
 	}
 	for k := range st.seen {
@@ -414,13 +419,19 @@ func (s *Speaker) enforceLimits(ctx context.Context) {
 	}
 }
 
-func readAdjIn(ctx context.Context, srv *server.BgpServer, a netip.Addr) ([]netip.Prefix, error) {
-	var out []netip.Prefix
+// received is a path in a peer's Adj-RIB-In.
+type received struct {
+	prefix  netip.Prefix
+	nextHop netip.Addr
+}
+
+func readAdjIn(ctx context.Context, srv *server.BgpServer, a netip.Addr) ([]received, error) {
+	var out []received
 	err := srv.ListPath(ctx, &api.ListPathRequest{TableType: api.TableType_ADJ_IN, Name: a.String(), Family: familyIPv4}, func(d *api.Destination) {
 		for _, p := range d.Paths {
 			if !p.IsWithdraw {
 				if pfx, err := netip.ParsePrefix(d.Prefix); err == nil {
-					out = append(out, pfx)
+					out = append(out, received{pfx, readPathInfo(p).nextHop})
 				}
 				break
 			}
