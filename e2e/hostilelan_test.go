@@ -140,7 +140,7 @@ func TestHostileLANPeer(t *testing.T) {
 		t.Helper()
 		for _, n := range home {
 			for p := range hostile {
-				if kernelHas(t, l, n, p, "192.168.0.") {
+				if kernelHas(t, l, n, ipRouteDst(p), "via 192.168.0.1 ") {
 					t.Errorf("%s: %s installed the router's %s", what, n, p)
 				}
 			}
@@ -181,7 +181,7 @@ func TestHostileLANPeer(t *testing.T) {
 	if err == nil {
 		err = policy.Validate(f)
 	}
-	for _, want := range []string{"reaches the pod CIDR 10.244.0.0/16", "reaches the default route"} {
+	for _, want := range []string{`import "10.0.0.0/8 le 28" reaches the pod CIDR 10.244.0.0/16`, "and the default route"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("validating a broad import: %v, want an error naming %q", err, want)
 		}
@@ -203,4 +203,15 @@ func TestHostileLANPeer(t *testing.T) {
 		})
 	}
 	noHostile("after the broad import")
+}
+
+// ipRouteDst is a prefix as iproute2 prints a route's destination.
+func ipRouteDst(p string) string {
+	switch {
+	case p == "0.0.0.0/0":
+		return "default"
+	case strings.HasSuffix(p, "/32"):
+		return strings.TrimSuffix(p, "/32")
+	}
+	return p
 }
