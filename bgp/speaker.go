@@ -92,6 +92,7 @@ type Speaker struct {
 	srv        *server.BgpServer
 	global     globalSpec
 	peers      map[netip.Addr]peerSpec
+	deferred   map[netip.Addr]bool // peers whose changed settings wait for them to come back
 	cfg        desired.Speaker
 	policy     policyModel
 	policySet  bool
@@ -108,11 +109,12 @@ type Speaker struct {
 // registered on reg (nil: none).
 func New(log *slog.Logger, reg prometheus.Registerer, opts ...Option) *Speaker {
 	s := &Speaker{
-		log:     log,
-		changes: make(chan struct{}, 1),
-		refresh: make(chan struct{}, 1),
-		sem:     make(chan struct{}, 1),
-		peers:   map[netip.Addr]peerSpec{},
+		log:      log,
+		changes:  make(chan struct{}, 1),
+		refresh:  make(chan struct{}, 1),
+		sem:      make(chan struct{}, 1),
+		peers:    map[netip.Addr]peerSpec{},
+		deferred: map[netip.Addr]bool{},
 	}
 	for _, o := range opts {
 		o(&s.opts)
