@@ -183,8 +183,7 @@ func (s *Speaker) Reconcile(ctx context.Context, cfg desired.Speaker, own []neti
 	errs = append(errs, s.reconcilePeers(ctx, cfg))
 	errs = append(errs, s.reconcilePaths(ctx, cfg, own))
 	poke(s.refresh)
-	// Synced may turn true when the bound passes without any event.
-	time.AfterFunc(s.syncBound(cfg)+time.Millisecond, func() { poke(s.changes) })
+	s.checkSync()
 	return errors.Join(errs...)
 }
 

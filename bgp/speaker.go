@@ -21,6 +21,12 @@
 //     accepts meanwhile; a node therefore dials only peers with a lower
 //     address (the other side is passive), and a session comes back at the
 //     earliest about 5-7 s after a reset.
+//   - GoBGP's DeletePeer drops the stale paths it holds for a restarting
+//     peer, and a changed session setting means delete and add; so a peer
+//     is never re-added while GoBGP holds stale paths for it (peers.go).
+//   - Synced (sync.go) follows the peers: it waits for End-of-RIB (or the
+//     restart time) of every peer a route left by the previous run goes
+//     through (MarkRestarting), and only a short bound for the others.
 //   - GoBGP does not implement StalePathTime; Learned drops a restarted
 //     peer's stale paths itself once it has been up that long without
 //     End-of-RIB.
@@ -73,9 +79,9 @@ type options struct {
 // be a loopback address with a port ("127.0.0.1:50051"). Off by default.
 func WithGRPC(addr string) Option { return func(o *options) { o.grpcAddr = addr } }
 
-// WithSyncBound sets how long a configured peer may stay down before
-// Synced stops waiting for it (default: the graceful restart time, at most
-// 10 s).
+// WithSyncBound sets how long Synced waits for a peer it expects nothing
+// from: one that is down and not coming back, or one that is up without
+// graceful restart (default: the graceful restart time, at most 10 s).
 func WithSyncBound(d time.Duration) Option { return func(o *options) { o.syncBound = d } }
 
 // Speaker is one node's embedded BGP speaker.
@@ -127,15 +133,23 @@ func New(log *slog.Logger, reg prometheus.Registerer, opts ...Option) *Speaker {
 	return s
 }
 
-// MarkRestarting tells the Speaker that the previous instance on this node
-// stopped gracefully (Stop(ctx, true)): the first sessions advertise the
-// graceful restart R-bit and GoBGP defers its own updates until the peers'
-// End-of-RIB. Call it before the first Reconcile.
-func (s *Speaker) MarkRestarting() {
+// MarkRestarting tells the Speaker that a previous instance on this node
+// stopped gracefully (Stop(ctx, true)) or left its routes in the kernel:
+// the first sessions advertise the graceful restart R-bit and GoBGP defers
+// its own updates until the peers' End-of-RIB. nextHops are the next hops
+// of the routes it left: the peers they belong to (by address or LAN
+// address) are coming back, and Synced waits for their End-of-RIB or
+// their restart time. Call it before the first Reconcile.
+func (s *Speaker) MarkRestarting(nextHops ...netip.Addr) {
 	s.lock(context.Background())
 	defer s.unlock()
 	s.restarting = true
 	s.restartActive.Store(true)
+	s.st.mu.Lock()
+	for _, a := range nextHops {
+		s.st.expect[a] = true
+	}
+	s.st.mu.Unlock()
 }
 
 // timeoutReset bounds a session reset done in the background.
