@@ -37,11 +37,11 @@ func TestClassify(t *testing.T) {
 		{nodePeer, "10.0.0.0/16", ReasonOutsidePodCIDR},
 		{nodePeer, "192.168.50.0/24", ReasonOutsidePodCIDR},
 		{ext, "192.168.50.0/24", ""},
-		{ext, "10.244.2.0/24", ReasonNotAllowed},
+		{ext, "10.244.2.0/24", ReasonReserved},
 	} {
-		ranges := importRanges(tc.peer, podCIDR)
-		if got := classify(tc.peer, ranges, podCIDR, pfx(tc.p)); got != tc.want {
-			t.Errorf("classify(%s, %s) = %q, want %q (ranges %v)", tc.peer.Kind, tc.p, got, tc.want, ranges)
+		f := importFilterFor(desired.Speaker{PodCIDR: podCIDR}, nil, tc.peer)
+		if got, _ := f.classify(pfx(tc.p), tc.peer.Address); got != tc.want {
+			t.Errorf("classify(%s, %s) = %q, want %q (filter %+v)", tc.peer.Kind, tc.p, got, tc.want, f)
 		}
 	}
 	acc, over := limitPrefixes([]netip.Prefix{pfx("10.244.3.0/24"), pfx("10.244.1.0/24"), pfx("10.244.2.0/24")}, 2)

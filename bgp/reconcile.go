@@ -54,13 +54,6 @@ type peerSpec struct {
 	passive bool
 }
 
-// sameButRestart reports whether a and b differ only in what depends on
-// restarting.
-func sameButRestart(a, b peerSpec) bool {
-	a.restarting, a.passive = b.restarting, b.passive
-	return a == b
-}
-
 func seconds(d time.Duration) uint64 { return uint64(math.Ceil(d.Seconds())) }
 
 func (s *Speaker) peerSpecFor(cfg desired.Speaker, p desired.Peer) (peerSpec, error) {
@@ -190,8 +183,7 @@ func (s *Speaker) Reconcile(ctx context.Context, cfg desired.Speaker, own []neti
 	errs = append(errs, s.reconcilePeers(ctx, cfg))
 	errs = append(errs, s.reconcilePaths(ctx, cfg, own))
 	poke(s.refresh)
-	// Synced may turn true when the bound passes without any event.
-	time.AfterFunc(s.syncBound(cfg)+time.Millisecond, func() { poke(s.changes) })
+	s.checkSync()
 	return errors.Join(errs...)
 }
 
@@ -253,11 +245,12 @@ func (s *Speaker) reconcilePolicy(ctx context.Context) error {
 }
 
 func (s *Speaker) policyModelFor(cfg desired.Speaker, over map[netip.Addr][]netip.Prefix) policyModel {
-	m := policyModel{own: sortedPrefixes(s.st.ownBlocks()), rr: cfg.RouteReflector}
+	own := sortedPrefixes(s.st.ownBlocks())
+	m := policyModel{own: own, rr: cfg.RouteReflector}
 	for _, p := range cfg.Peers {
 		m.peers = append(m.peers, peerPolicy{
 			addr: p.Address, exportOwn: p.ExportOwnBlocks, export: sortedPrefixes(p.Export),
-			rrClient: p.RouteReflectorClient, ranges: importRanges(p, cfg.PodCIDR), over: over[p.Address],
+			rrClient: p.RouteReflectorClient, rules: importFilterFor(cfg, own, p).enforced(), over: over[p.Address],
 		})
 	}
 	return m
@@ -270,61 +263,6 @@ func sortedPrefixes(ps []netip.Prefix) []netip.Prefix {
 	}
 	slices.SortFunc(out, comparePrefix)
 	return slices.Compact(out)
-}
-
-func (s *Speaker) reconcilePeers(ctx context.Context, cfg desired.Speaker) error {
-	running := map[netip.Addr]bool{}
-	if err := s.srv.ListPeer(ctx, &api.ListPeerRequest{}, func(p *api.Peer) {
-		if a, err := netip.ParseAddr(p.GetConf().GetNeighborAddress()); err == nil {
-			running[a] = true
-		}
-	}); err != nil {
-		return fmt.Errorf("listing peers: %w", err)
-	}
-	var errs []error
-	want := map[netip.Addr]bool{}
-	for _, p := range cfg.Peers {
-		want[p.Address] = true
-		spec, err := s.peerSpecFor(cfg, p)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		old, known := s.peers[p.Address]
-		if running[p.Address] && known && (old == spec || sameButRestart(old, spec) && s.st.established(p.Address)) {
-			continue // a restart-time session stays until it drops
-		}
-		if running[p.Address] {
-			if err := s.deletePeer(ctx, p.Address); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-		}
-		s.mutations.Add(1)
-		if err := s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: spec.apiPeer()}); err != nil {
-			errs = append(errs, fmt.Errorf("adding peer %s (%v): %w", p.Name, p.Address, err))
-			s.st.setPeerError(p.Address, err.Error())
-			continue
-		}
-		s.peers[p.Address] = spec
-		s.log.Info("bgp peer configured", "peer", p.Name, "address", p.Address, "asn", p.ASN)
-	}
-	for a := range running {
-		if !want[a] {
-			errs = append(errs, s.deletePeer(ctx, a))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-func (s *Speaker) deletePeer(ctx context.Context, a netip.Addr) error {
-	s.mutations.Add(1)
-	delete(s.peers, a)
-	if err := s.srv.DeletePeer(ctx, &api.DeletePeerRequest{Address: a.String()}); err != nil {
-		return fmt.Errorf("deleting peer %v: %w", a, err)
-	}
-	s.log.Info("bgp peer removed", "address", a)
-	return nil
 }
 
 // reconcilePaths makes the local paths (added by us) exactly own plus the

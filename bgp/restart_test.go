@@ -67,3 +67,69 @@ func TestRestartBitReasserted(t *testing.T) {
 	defer cancel()
 	bgptest.Eventually(t, 10*time.Second, "c configured as restarting", func() bool { return a.localRestarting(ctx, n[2].addr) })
 }
+
+// Issue 14.2: a speaker that has itself restarted once keeps, through a
+// reload or resync (Reconcile), the routes it holds as stale for a peer
+// that is restarting now; a real settings change for that peer waits
+// until it is back. Before, the peer's spec differed in the restart bit
+// only, and Reconcile deleted and re-added it: GoBGP's DeletePeer drops
+// the stale paths.
+func TestRestartedSpeakerKeepsStaleRoutes(t *testing.T) {
+	n := nodes(t, 2)
+	aCfg, bCfg := fullMesh(n[0], n...), fullMesh(n[1], n...)
+	a, b := newSpeaker(t, nil), newSpeaker(t, nil)
+	reconcile(t, a, aCfg, n[0].blocks...)
+	reconcile(t, b, bCfg, n[1].blocks...)
+	block := n[1].blocks[0]
+	bgptest.Eventually(t, wait, "a learns b's block", func() bool { return hasVia(a, block, n[1].addr, "b") })
+
+	stop := func(s *Speaker) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.Stop(ctx, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// a restarts and finishes its restart.
+	stop(a)
+	a2 := newSpeaker(t, nil)
+	a2.MarkRestarting()
+	reconcile(t, a2, aCfg, n[0].blocks...)
+	bgptest.Eventually(t, 3*wait, "restarted a synced", a2.Synced)
+	reconcile(t, a2, aCfg, n[0].blocks...) // the restart is over: no more R-bit
+	if !hasVia(a2, block, n[1].addr, "b") {
+		t.Fatalf("a2 lacks b's block: %v", a2.Learned())
+	}
+
+	// Now b restarts; a2 holds b's block as stale, through a resync and a
+	// reload that changes b's session settings.
+	stop(b)
+	bgptest.Eventually(t, wait, "a2 holds b's block as stale", func() bool { return len(a2.stale()) == 1 })
+	reconcile(t, a2, aCfg, n[0].blocks...)
+	changed := fullMesh(n[0], n...)
+	changed.Timers.HoldTime = 6 * time.Second
+	reconcile(t, a2, changed, n[0].blocks...)
+	if !hasVia(a2, block, n[1].addr, "b") || len(a2.stale()) != 1 {
+		t.Fatalf("a2 dropped b's stale block on Reconcile: learned %v, stale %v", a2.Learned(), a2.stale())
+	}
+	if got := a2.peers[n[1].addr].hold; got != 3 {
+		t.Errorf("b's hold time changed to %d while b restarts, want the change deferred", got)
+	}
+
+	b2 := newSpeaker(t, nil)
+	b2.MarkRestarting()
+	reconcile(t, b2, bCfg, n[1].blocks...)
+	bgptest.Eventually(t, 3*wait, "a2 refreshes b's block from the restarted b", func() bool {
+		if !hasVia(a2, block, n[1].addr, "b") {
+			t.Fatalf("a2 lost b's block while b restarted: %v", a2.Learned())
+		}
+		return len(a2.stale()) == 0 && a2.st.established(n[1].addr)
+	})
+	// b is back: the deferred change is applied (a session reset).
+	reconcile(t, a2, changed, n[0].blocks...)
+	if got := a2.peers[n[1].addr].hold; got != 6 {
+		t.Errorf("b's hold time is %d once b is back, want the deferred 6", got)
+	}
+	bgptest.Eventually(t, 3*wait, "session with the new hold time", func() bool { return hasVia(a2, block, n[1].addr, "b") })
+}

@@ -10,8 +10,10 @@
 //     peer, one prefix set per import range, default reject), replaced as a
 //     whole with SetPolicies and followed by a soft reset in and out, so a
 //     changed import filter applies to paths already received.
-//   - Rejections are classified by the same Go function the policies are
-//     built from (classify), reading each peer's pre-policy Adj-RIB-In.
+//   - One import filter definition per peer (importFilter, filter.go): an
+//     ordered list of rules. The GoBGP import policy is rendered from it
+//     and rejections are classified by evaluating it on each peer's
+//     pre-policy Adj-RIB-In, so both always agree.
 //     MaxPrefixes is enforced by netd, not by GoBGP's prefix limit (which
 //     tears the session down): the lowest prefixes win, the rest are added
 //     to a reject set.
@@ -19,6 +21,12 @@
 //     accepts meanwhile; a node therefore dials only peers with a lower
 //     address (the other side is passive), and a session comes back at the
 //     earliest about 5-7 s after a reset.
+//   - GoBGP's DeletePeer drops the stale paths it holds for a restarting
+//     peer, and a changed session setting means delete and add; so a peer
+//     is never re-added while GoBGP holds stale paths for it (peers.go).
+//   - Synced (sync.go) follows the peers: it waits for End-of-RIB (or the
+//     restart time) of every peer a route left by the previous run goes
+//     through (MarkRestarting), and only a short bound for the others.
 //   - GoBGP does not implement StalePathTime; Learned drops a restarted
 //     peer's stale paths itself once it has been up that long without
 //     End-of-RIB.
@@ -71,9 +79,9 @@ type options struct {
 // be a loopback address with a port ("127.0.0.1:50051"). Off by default.
 func WithGRPC(addr string) Option { return func(o *options) { o.grpcAddr = addr } }
 
-// WithSyncBound sets how long a configured peer may stay down before
-// Synced stops waiting for it (default: the graceful restart time, at most
-// 10 s).
+// WithSyncBound sets how long Synced waits for a peer it expects nothing
+// from: one that is down and not coming back, or one that is up without
+// graceful restart (default: the graceful restart time, at most 10 s).
 func WithSyncBound(d time.Duration) Option { return func(o *options) { o.syncBound = d } }
 
 // Speaker is one node's embedded BGP speaker.
@@ -90,6 +98,7 @@ type Speaker struct {
 	srv        *server.BgpServer
 	global     globalSpec
 	peers      map[netip.Addr]peerSpec
+	deferred   map[netip.Addr]bool // peers whose changed settings wait for them to come back
 	cfg        desired.Speaker
 	policy     policyModel
 	policySet  bool
@@ -106,11 +115,12 @@ type Speaker struct {
 // registered on reg (nil: none).
 func New(log *slog.Logger, reg prometheus.Registerer, opts ...Option) *Speaker {
 	s := &Speaker{
-		log:     log,
-		changes: make(chan struct{}, 1),
-		refresh: make(chan struct{}, 1),
-		sem:     make(chan struct{}, 1),
-		peers:   map[netip.Addr]peerSpec{},
+		log:      log,
+		changes:  make(chan struct{}, 1),
+		refresh:  make(chan struct{}, 1),
+		sem:      make(chan struct{}, 1),
+		peers:    map[netip.Addr]peerSpec{},
+		deferred: map[netip.Addr]bool{},
 	}
 	for _, o := range opts {
 		o(&s.opts)
@@ -123,15 +133,23 @@ func New(log *slog.Logger, reg prometheus.Registerer, opts ...Option) *Speaker {
 	return s
 }
 
-// MarkRestarting tells the Speaker that the previous instance on this node
-// stopped gracefully (Stop(ctx, true)): the first sessions advertise the
-// graceful restart R-bit and GoBGP defers its own updates until the peers'
-// End-of-RIB. Call it before the first Reconcile.
-func (s *Speaker) MarkRestarting() {
+// MarkRestarting tells the Speaker that a previous instance on this node
+// stopped gracefully (Stop(ctx, true)) or left its routes in the kernel:
+// the first sessions advertise the graceful restart R-bit and GoBGP defers
+// its own updates until the peers' End-of-RIB. nextHops are the next hops
+// of the routes it left: the peers they belong to (by address or LAN
+// address) are coming back, and Synced waits for their End-of-RIB or
+// their restart time. Call it before the first Reconcile.
+func (s *Speaker) MarkRestarting(nextHops ...netip.Addr) {
 	s.lock(context.Background())
 	defer s.unlock()
 	s.restarting = true
 	s.restartActive.Store(true)
+	s.st.mu.Lock()
+	for _, a := range nextHops {
+		s.st.expect[a] = true
+	}
+	s.st.mu.Unlock()
 }
 
 // timeoutReset bounds a session reset done in the background.

@@ -24,10 +24,16 @@ type peerRT struct {
 	eor         bool      // End-of-RIB received since established, and Learned read after it
 	eorPending  bool      // End-of-RIB received, Learned not yet re-read
 	everUp      bool      // established at least once since this GoBGP started
-	lastErr     string
-	received    int
-	accepted    int
-	rejected    map[string]int // by reason
+	// grKnown: grNegotiated and peerRestart were read from GoBGP after the
+	// session came up; grNegotiated: both sides have graceful restart, so
+	// the peer sends End-of-RIB; peerRestart is the restart time it
+	// advertised.
+	grKnown, grNegotiated bool
+	peerRestart           time.Duration
+	lastErr               string
+	received              int
+	accepted              int
+	rejected              map[string]int // by reason
 }
 
 type rejectKey struct {
@@ -50,6 +56,13 @@ type state struct {
 	// cutOff are peers a failure detector reported unreachable while
 	// their session was up (PeerUnreachable): their paths are ignored.
 	cutOff map[netip.Addr]bool
+	// expect are the next hops of the routes a previous run left in the
+	// kernel (MarkRestarting): the peers they belong to are coming back.
+	expect map[netip.Addr]bool
+	// syncTimer pokes changes when Synced may turn true by a deadline;
+	// synced is what checkSync last saw.
+	syncTimer *time.Timer
+	synced    bool
 }
 
 func (st *state) init() {
@@ -57,12 +70,18 @@ func (st *state) init() {
 	st.seen = map[rejectKey]bool{}
 	st.over = map[netip.Addr][]netip.Prefix{}
 	st.cutOff = map[netip.Addr]bool{}
+	st.expect = map[netip.Addr]bool{}
 }
 
 func (st *state) reset() {
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	if st.syncTimer != nil {
+		st.syncTimer.Stop()
+	}
+	expect := st.expect
 	st.init()
+	st.expect = expect
 	st.learned = nil
 	st.cfg = desired.Speaker{}
 }
@@ -108,12 +127,6 @@ func (st *state) ownBlocks() []netip.Prefix {
 	return st.own
 }
 
-func (st *state) syncBound() time.Duration {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	return st.bound
-}
-
 func (st *state) stalePathTime() time.Duration {
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -152,33 +165,6 @@ func (st *state) overLimit() map[netip.Addr][]netip.Prefix {
 		out[a] = ps
 	}
 	return out
-}
-
-// Synced reports whether the route reconciler may prune stale kernel
-// routes: every configured peer has sent End-of-RIB since its session came
-// up (and Learned has been re-read after it), or its session has been up or
-// down without change for the sync bound (WithSyncBound; default the
-// graceful restart time, at most 10 s). GoBGP sends End-of-RIB only when
-// both sides have graceful restart.
-func (s *Speaker) Synced() bool {
-	st := &s.st
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if len(st.cfg.Peers) == 0 && st.cfg.ASN == 0 {
-		return false // never reconciled
-	}
-	now := time.Now()
-	for _, rt := range st.peers {
-		switch {
-		case rt.established && rt.eor:
-		case now.Sub(rt.since) >= st.bound:
-			// Down that long, or up that long without End-of-RIB (a
-			// peer without graceful restart sends none).
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 // watch subscribes to GoBGP's peer, End-of-RIB and table events and starts
@@ -233,6 +219,9 @@ func (s *Speaker) onEvent(r *api.WatchEventResponse) {
 		if changed {
 			name = rt.name
 			rt.established, rt.since, rt.eor, rt.eorPending = up, time.Now(), false, false
+			if up {
+				rt.grKnown = false // read again; kept while down (its restart time)
+			}
 			if !up {
 				rt.lastErr = "session went down"
 			} else {
@@ -246,8 +235,6 @@ func (s *Speaker) onEvent(r *api.WatchEventResponse) {
 				// Stale paths without End-of-RIB expire then.
 				time.AfterFunc(spt, func() { poke(s.refresh) })
 			}
-			// Synced may change when the bound passes.
-			time.AfterFunc(st.syncBound()+time.Millisecond, func() { poke(s.changes) })
 		}
 		poke(s.refresh)
 		poke(s.changes)
@@ -275,7 +262,7 @@ func (s *Speaker) onEvent(r *api.WatchEventResponse) {
 func (s *Speaker) refreshNow(ctx context.Context, srv *server.BgpServer) {
 	st := &s.st
 	st.mu.Lock()
-	cfg := st.cfg
+	cfg, own := st.cfg, st.own
 	names := map[netip.Addr]string{}
 	var eor []netip.Addr // End-of-RIB seen before this read of the RIB
 	expired := map[netip.Addr]bool{}
@@ -295,15 +282,18 @@ func (s *Speaker) refreshNow(ctx context.Context, srv *server.BgpServer) {
 	}
 	st.mu.Unlock()
 
+	s.readRestartCaps(ctx, srv)
+	defer s.checkSync()
+
 	// The Adj-RIBs-In first: Learned then leaves out paths over a peer's
 	// limit even before the import policy has caught up.
 	overChanged := false
 	for _, p := range cfg.Peers {
-		received, err := readAdjIn(ctx, srv, p.Address)
+		paths, err := readAdjIn(ctx, srv, p.Address)
 		if err != nil {
 			continue // peer being added or removed
 		}
-		overChanged = s.classifyPeer(cfg, p, received) || overChanged
+		overChanged = s.classifyPeer(cfg, own, p, paths) || overChanged
 	}
 	over := map[pathKey]bool{}
 	for a, ps := range st.overLimit() {
@@ -346,15 +336,16 @@ type pathKey struct {
 
 // classifyPeer counts and logs the rejected paths of one peer and reports
 // whether the set over its MaxPrefixes changed.
-func (s *Speaker) classifyPeer(cfg desired.Speaker, p desired.Peer, received []netip.Prefix) bool {
-	ranges := importRanges(p, cfg.PodCIDR)
+func (s *Speaker) classifyPeer(cfg desired.Speaker, own []netip.Prefix, p desired.Peer, paths []received) bool {
+	filter := importFilterFor(cfg, own, p)
 	var allowed []netip.Prefix
 	reasons := map[netip.Prefix]string{}
-	for _, pfx := range received {
-		if r := classify(p, ranges, cfg.PodCIDR, pfx); r != "" {
-			reasons[pfx] = r
+	reaches := map[netip.Prefix]string{}
+	for _, r := range paths {
+		if why, what := filter.classify(r.prefix, r.nextHop); why != "" {
+			reasons[r.prefix], reaches[r.prefix] = why, what
 		} else {
-			allowed = append(allowed, pfx)
+			allowed = append(allowed, r.prefix)
 		}
 	}
 	accepted, over := limitPrefixes(allowed, p.Import.MaxPrefixes)
@@ -368,7 +359,7 @@ func (s *Speaker) classifyPeer(cfg desired.Speaker, p desired.Peer, received []n
 	if rt == nil {
 		return false
 	}
-	rt.received, rt.accepted = len(received), len(accepted)
+	rt.received, rt.accepted = len(paths), len(accepted)
 	rt.rejected = map[string]int{}
 	current := map[rejectKey]bool{}
 	for pfx, r := range reasons {
@@ -378,7 +369,11 @@ func (s *Speaker) classifyPeer(cfg desired.Speaker, p desired.Peer, received []n
 		if !st.seen[k] {
 			st.seen[k] = true
 			s.metrics.rejected.WithLabelValues(p.Name, r).Inc()
-			s.log.Warn("bgp path rejected", "peer", p.Name, "prefix", pfx, "reason", r)
+			if what := reaches[pfx]; what != "" {
+				s.log.Warn("bgp path rejected", "peer", p.Name, "prefix", pfx, "reason", r, "reaches", what)
+			} else {
+				s.log.Warn("bgp path rejected", "peer", p.Name, "prefix", pfx, "reason", r)
+			}
 		}
 	}
 	for k := range st.seen {
@@ -414,13 +409,19 @@ func (s *Speaker) enforceLimits(ctx context.Context) {
 	}
 }
 
-func readAdjIn(ctx context.Context, srv *server.BgpServer, a netip.Addr) ([]netip.Prefix, error) {
-	var out []netip.Prefix
+// received is a path in a peer's Adj-RIB-In.
+type received struct {
+	prefix  netip.Prefix
+	nextHop netip.Addr
+}
+
+func readAdjIn(ctx context.Context, srv *server.BgpServer, a netip.Addr) ([]received, error) {
+	var out []received
 	err := srv.ListPath(ctx, &api.ListPathRequest{TableType: api.TableType_ADJ_IN, Name: a.String(), Family: familyIPv4}, func(d *api.Destination) {
 		for _, p := range d.Paths {
 			if !p.IsWithdraw {
 				if pfx, err := netip.ParsePrefix(d.Prefix); err == nil {
-					out = append(out, pfx)
+					out = append(out, received{pfx, readPathInfo(p).nextHop})
 				}
 				break
 			}

@@ -33,7 +33,7 @@ const interopPeers = `      - name: home-router
         asn: 64515
         nodes: [firebat]
         export: [pods]
-        import: ["10.99.0.0/16 le 24"]
+        import: ["10.199.0.0/16 le 24"]
 `
 
 const examplePeer = `      - name: home-router
@@ -104,7 +104,7 @@ router bgp 64515
  neighbor 100.64.0.1 remote-as 64512
  neighbor 100.64.0.1 bfd
  address-family ipv4 unicast
-  network 10.99.1.0/24
+  network 10.199.1.0/24
  exit-address-family
 `
 
@@ -235,9 +235,12 @@ func TestInteropHomeRouters(t *testing.T) {
 			}
 		}
 		// FRR passes on what it learned from the other nodes too (eBGP):
-		// its own 172.20.0.0/24 and those are all rejected (import: []).
+		// its own 172.20.0.0/24 and those are all rejected (import: []),
+		// the pod blocks and services as reserved. BIRD's more-specific of
+		// firebat's block is reserved too.
 		poll(t, 30*time.Second, node+" counts the rejections", func() (bool, error) {
-			return metric(t, l, node, "netd_bgp_prefixes_rejected_total", `peer="home-router",reason="not_allowed"`) == 3 &&
+			return metric(t, l, node, "netd_bgp_prefixes_rejected_total", `peer="home-router",reason="not_allowed"`) == 2 &&
+				metric(t, l, node, "netd_bgp_prefixes_rejected_total", `peer="home-router",reason="reserved"`) == 1 &&
 				metric(t, l, node, "netd_bgp_prefixes_rejected_total", `peer="home-router",reason="max_prefixes"`) == 1 &&
 				metric(t, l, node, "netd_bgp_prefixes_rejected_total", `peer="home-router2",reason="not_allowed"`) >= 1, nil
 		})
@@ -261,7 +264,7 @@ func TestInteropHomeRouters(t *testing.T) {
 	// BFD with FRR's bfdd: both sides up; a cut of the edge router's link
 	// takes its route out of firebat's kernel within a second.
 	poll(t, 60*time.Second, "firebat installs the edge route", func() (bool, error) {
-		return kernelHas(t, l, "firebat", "10.99.1.0/24", "via 100.64.0.50"), nil
+		return kernelHas(t, l, "firebat", "10.199.1.0/24", "via 100.64.0.50"), nil
 	})
 	poll(t, 30*time.Second, "bfd up on both sides", func() (bool, error) {
 		return metric(t, l, "firebat", "netd_bfd_session_up", `peer="100.64.0.50"`) == 1 && frrBFDUp(edgeVty, "100.64.0.1"), nil
@@ -270,7 +273,7 @@ func TestInteropHomeRouters(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := poll(t, 30*time.Second, "edge route withdrawn", func() (bool, error) {
-		return !kernelHas(t, l, "firebat", "10.99.1.0/24"), nil
+		return !kernelHas(t, l, "firebat", "10.199.1.0/24"), nil
 	})
 	t.Logf("FRR edge link cut -> its route gone from firebat's kernel in %v (FRR bfdd <-> netd BFD)", d)
 	if d > 2*time.Second {
@@ -280,7 +283,7 @@ func TestInteropHomeRouters(t *testing.T) {
 		t.Fatal(err)
 	}
 	d = poll(t, 90*time.Second, "edge route back", func() (bool, error) {
-		return kernelHas(t, l, "firebat", "10.99.1.0/24", "via 100.64.0.50"), nil
+		return kernelHas(t, l, "firebat", "10.199.1.0/24", "via 100.64.0.50"), nil
 	})
 	t.Logf("edge link back -> route re-installed in %v (hold-down, then a new BGP session)", d)
 	// FRR detects a frozen netd the same way.

@@ -234,6 +234,7 @@ func compileNodes(f *File, m *model) ([]desired.Node, reflectedRing) {
 		clusterID = m.nodes[m.byName[m.routeReflectors[0]]].overlay
 	}
 	asn := func(i int) uint32 { return cmp.Or(m.nodes[i].asn, f.Spec.BGP.ASN) }
+	reserved := m.networks().Reserved()
 	external := map[string][]desired.Peer{}
 	for k, e := range m.external {
 		ep := f.Spec.BGP.ExternalPeers[k]
@@ -241,7 +242,8 @@ func compileNodes(f *File, m *model) ([]desired.Node, reflectedRing) {
 			external[n] = append(external[n], desired.Peer{
 				Name: ep.Name, Kind: desired.PeerExternal, Address: e.addr, ASN: ep.ASN,
 				ExportOwnBlocks: e.exportOwn, Export: e.export,
-				Import: desired.Import{Ranges: e.imports, MaxPrefixes: e.maxPrefix}, PasswordFile: e.passwdFile,
+				Import:       desired.Import{Ranges: e.imports, MaxPrefixes: e.maxPrefix, Exceptions: e.exceptions},
+				PasswordFile: e.passwdFile,
 			})
 		}
 	}
@@ -255,7 +257,7 @@ func compileNodes(f *File, m *model) ([]desired.Node, reflectedRing) {
 			Tailscale: desired.NodeTailscale{Hostname: cmp.Or(n.Tailscale.Hostname, n.Name), Tags: slices.Clone(n.Tailscale.Tags)},
 			BGP: desired.Speaker{
 				ASN: asn(i), RouterID: mn.overlay, ListenAddr: mn.overlay, ListenPort: m.bgpPort,
-				Timers: m.timers, GracefulRestart: m.gr, PodCIDR: m.pods,
+				Timers: m.timers, GracefulRestart: m.gr, PodCIDR: m.pods, Reserved: reserved,
 			},
 		}
 		if !f.Spec.Generate.Disabled && !slices.Contains(dn.Tailscale.Tags, m.nodeTag) {

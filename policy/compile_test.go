@@ -150,7 +150,8 @@ func TestCompileVXLANAndExternal(t *testing.T) {
 	f.Spec.Calico.IPPools[0].Encapsulation = "VXLAN"
 	f.Spec.BGP.ExternalPeers = []ExternalPeer{{
 		Name: "home-router", Address: "192.168.0.1", ASN: 64513,
-		Export: []string{"pods", "services", "10.250.0.0/24"}, Import: []string{"0.0.0.0/0", "10.0.0.0/8 le 24"},
+		Export: []string{"pods", "services", "10.250.0.0/24"}, Import: []string{"203.0.113.0/24", "172.16.0.0/12 le 24"},
+		ImportReserved: []string{"192.168.0.128/25"},
 	}}
 	s := mustCompile(t, f)
 	if s.PodMTU != 1230 || s.Calico.Felix.VethMTU != 1230 || s.Calico.Felix.VXLANMTU != 1230 {
@@ -169,9 +170,9 @@ func TestCompileVXLANAndExternal(t *testing.T) {
 		Name: "home-router", Kind: desired.PeerExternal, Address: netip.MustParseAddr("192.168.0.1"), ASN: 64513,
 		ExportOwnBlocks: true, Export: []netip.Prefix{netip.MustParsePrefix("10.96.0.0/12"), netip.MustParsePrefix("10.250.0.0/24")},
 		Import: desired.Import{MaxPrefixes: 1000, Ranges: []desired.PrefixRange{
-			{Prefix: netip.MustParsePrefix("0.0.0.0/0"), MinLen: 0, MaxLen: 0},
-			{Prefix: netip.MustParsePrefix("10.0.0.0/8"), MinLen: 8, MaxLen: 24},
-		}},
+			{Prefix: netip.MustParsePrefix("203.0.113.0/24"), MinLen: 24, MaxLen: 24},
+			{Prefix: netip.MustParsePrefix("172.16.0.0/12"), MinLen: 12, MaxLen: 24},
+		}, Exceptions: []netip.Prefix{netip.MustParsePrefix("192.168.0.128/25")}},
 	}
 	if d := cmp.Diff(want, p, netipOpt); d != "" {
 		t.Errorf("external peer (-want +got):\n%s", d)

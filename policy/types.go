@@ -152,10 +152,18 @@ type ExternalPeer struct {
 	// "services" (the service CIDR), or explicit CIDRs.
 	Export []string `json:"export,omitempty" yaml:"export,omitempty"`
 	// Import is what the node accepts from it: CIDRs, each optionally with a
-	// maximum length as "10.0.0.0/8 le 24". Empty: nothing.
-	Import      []string `json:"import,omitempty" yaml:"import,omitempty"`
-	MaxPrefixes int      `json:"maxPrefixes,omitempty" yaml:"maxPrefixes,omitempty"`
-	Password    string   `json:"passwordFile,omitempty" yaml:"passwordFile,omitempty" jsonschema:"description=File holding the TCP MD5 password"`
+	// maximum length as "10.0.0.0/8 le 24". Empty: nothing. An import may
+	// not reach a reserved range: the pod, service or overlay range, a LAN,
+	// or the default route (netd's table is looked up before the main
+	// table, so such a route would capture the cluster's traffic).
+	Import []string `json:"import,omitempty" yaml:"import,omitempty"`
+	// ImportReserved lists exact prefixes strictly inside a reserved range
+	// that the peer may announce all the same (a LAN subnet behind the
+	// router, say). None may hold a node's pod block or address, or the
+	// peer's own address.
+	ImportReserved []string `json:"importReserved,omitempty" yaml:"importReserved,omitempty" jsonschema:"description=Exact CIDRs inside a cluster range or LAN that this peer may announce (explicit opt-in)"`
+	MaxPrefixes    int      `json:"maxPrefixes,omitempty" yaml:"maxPrefixes,omitempty"`
+	Password       string   `json:"passwordFile,omitempty" yaml:"passwordFile,omitempty" jsonschema:"description=File holding the TCP MD5 password"`
 }
 
 // Calico is the Calico configuration derived from the policy.

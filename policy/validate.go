@@ -82,6 +82,7 @@ type modelPeer struct {
 	exportOwn  bool
 	export     []netip.Prefix
 	imports    []desired.PrefixRange
+	exceptions []netip.Prefix
 	maxPrefix  int
 	passwdFile string
 }

@@ -226,8 +226,14 @@ func (v *validator) external(i int) {
 		}
 	}
 	for j, x := range e.Import {
-		if r, ok := v.importRange(joinIndex(path+".import", j), e.Name, x); ok {
+		jp := joinIndex(path+".import", j)
+		if r, ok := v.importRange(jp, e.Name, x); ok && v.importOutsideReserved(jp, e.Name, x, r) {
 			mp.imports = append(mp.imports, r)
+		}
+	}
+	for j, x := range e.ImportReserved {
+		if p, ok := v.importException(joinIndex(path+".importReserved", j), e.Name, x, mp.addr); ok {
+			mp.exceptions = append(mp.exceptions, p)
 		}
 	}
 	if e.MaxPrefixes != 0 || v.set(path+".maxPrefixes") {

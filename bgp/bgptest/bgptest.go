@@ -138,10 +138,17 @@ func (p *Peer) AddNeighbor(addr netip.Addr, asn uint32, o NeighborOptions) {
 // Announce originates prefixes with next hop = the peer's address.
 func (p *Peer) Announce(prefixes ...netip.Prefix) {
 	p.t.Helper()
+	p.AnnounceVia(p.Addr, prefixes...)
+}
+
+// AnnounceVia originates prefixes with the given next hop (kept as is
+// towards an eBGP neighbor: a third-party next hop).
+func (p *Peer) AnnounceVia(nextHop netip.Addr, prefixes ...netip.Prefix) {
+	p.t.Helper()
 	for _, pfx := range prefixes {
 		nlri, _ := anypb.New(&api.IPAddressPrefix{Prefix: pfx.Addr().String(), PrefixLen: uint32(pfx.Bits())})
 		origin, _ := anypb.New(&api.OriginAttribute{Origin: 0})
-		nh, _ := anypb.New(&api.NextHopAttribute{NextHop: p.Addr.String()})
+		nh, _ := anypb.New(&api.NextHopAttribute{NextHop: nextHop.String()})
 		r, err := p.Srv.AddPath(context.Background(), &api.AddPathRequest{Path: &api.Path{
 			Family: familyIPv4, Nlri: nlri, Pattrs: []*anypb.Any{origin, nh},
 		}})

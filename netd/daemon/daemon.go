@@ -189,8 +189,8 @@ func New(cfg Config) (*Daemon, error) {
 	if err := reg.Register(d.policyErrors); err != nil {
 		return nil, err
 	}
-	if d.restarting(rt, self) {
-		d.speaker.MarkRestarting()
+	if restart, hops := d.restarting(rt, self); restart {
+		d.speaker.MarkRestarting(hops...)
 	}
 	if err := d.addOptionalParts(cfg, self, reg, rm); err != nil {
 		return nil, err

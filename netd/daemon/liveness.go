@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -73,29 +74,39 @@ func bfdPeers(self *desired.Node) []netip.Addr {
 // the forwarding state RFC 4724 asks a restarting speaker to have kept.
 // Either way the sessions announce the Restart State and Forwarding State
 // bits, so peers keep the stale routes until End-of-RIB instead of
-// dropping them when the new session comes up.
-func (d *Daemon) restarting(rt *routes.Reconciler, self *desired.Node) bool {
+// dropping them when the new session comes up. It also returns the next
+// hops of the routes left in the kernel: the speaker keeps them until the
+// peers behind those next hops have re-announced (or their restart time
+// passed).
+func (d *Daemon) restarting(rt *routes.Reconciler, self *desired.Node) (bool, []netip.Addr) {
 	if !self.BGP.GracefulRestart.Enabled {
-		return false
+		return false, nil
 	}
 	marked, err := takeGracefulMarker(d.cfg.StateDir, self.BGP.GracefulRestart.RestartTime)
 	if err != nil {
 		d.log.Warn("reading graceful restart marker", "err", err)
-	}
-	if marked {
-		d.log.Info("previous netd stopped gracefully: restarting with the graceful restart R-bit")
-		return true
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	have, err := rt.Installed(ctx)
 	if err != nil {
 		d.log.Warn("reading routes left by a previous netd", "err", err)
-		return false
 	}
-	if len(have) > 0 {
+	var hops []netip.Addr
+	for _, r := range have {
+		for _, h := range r.NextHops {
+			if h.Gateway.IsValid() && !slices.Contains(hops, h.Gateway) {
+				hops = append(hops, h.Gateway)
+			}
+		}
+	}
+	switch {
+	case marked:
+		d.log.Info("previous netd stopped gracefully: restarting with the graceful restart R-bit", "routes", len(have))
+		return true, hops
+	case len(have) > 0:
 		d.log.Info("routes of a previous netd are in the kernel (forwarding state kept): restarting with the graceful restart R-bit", "routes", len(have))
-		return true
+		return true, hops
 	}
-	return false
+	return false, nil
 }

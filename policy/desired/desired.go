@@ -96,7 +96,10 @@ type Speaker struct {
 	GracefulRestart GracefulRestart `json:"gracefulRestart"`
 	// PodCIDR bounds everything a cluster peer may announce.
 	PodCIDR netip.Prefix `json:"podCIDR"`
-	Peers   []Peer       `json:"peers"` // sorted by name
+	// Reserved are the ranges no route learned from an external peer may
+	// reach (Networks.Reserved), except its Import.Exceptions.
+	Reserved []ReservedRange `json:"reserved,omitempty"`
+	Peers    []Peer          `json:"peers"` // sorted by name
 }
 
 // Timers are session timers.
@@ -150,6 +153,10 @@ type Peer struct {
 type Import struct {
 	Ranges      []PrefixRange `json:"ranges,omitempty"`
 	MaxPrefixes int           `json:"maxPrefixes"`
+	// Exceptions are exact prefixes inside a reserved range that an
+	// external peer may announce all the same (the policy's
+	// importReserved).
+	Exceptions []netip.Prefix `json:"exceptions,omitempty"`
 }
 
 // PrefixRange matches prefixes inside Prefix whose length lies in
@@ -174,6 +181,58 @@ func (im Import) Allows(p netip.Prefix) bool {
 		}
 	}
 	return false
+}
+
+// ReservedRange is address space that a route learned from an external
+// peer must not reach: netd's table is looked up before the main table, so
+// such a route would capture the traffic of the cluster (its pods,
+// services, node addresses, LAN hosts) or, as a default route, all of it.
+type ReservedRange struct {
+	Name   string       `json:"name"` // "pod CIDR", "LAN home-lan", ...
+	Prefix netip.Prefix `json:"prefix"`
+}
+
+// DefaultRouteName names the reserved default route.
+const DefaultRouteName = "default route"
+
+// Reserved returns the reserved ranges of the cluster: the pod, service
+// and overlay ranges, every LAN, and the default route.
+func (n Networks) Reserved() []ReservedRange {
+	var out []ReservedRange
+	add := func(name string, p netip.Prefix) {
+		if p.IsValid() {
+			out = append(out, ReservedRange{Name: name, Prefix: p.Masked()})
+		}
+	}
+	add("pod CIDR", n.Pods)
+	add("service CIDR", n.Services)
+	add("overlay", n.Overlay)
+	for _, l := range n.LANs {
+		add("LAN "+l.Name, l.Prefix)
+	}
+	add(DefaultRouteName, netip.PrefixFrom(netip.IPv4Unspecified(), 0))
+	return out
+}
+
+// Reaches reports whether a route for p would reach r: p covers r's
+// prefix or lies inside it. The default route is reached only by
+// 0.0.0.0/0 itself.
+func (r ReservedRange) Reaches(p netip.Prefix) bool {
+	if r.Prefix.Bits() == 0 {
+		return p.Bits() == 0
+	}
+	return p.Overlaps(r.Prefix)
+}
+
+// ReachedBy reports whether some prefix in pr reaches r.
+func (r ReservedRange) ReachedBy(pr PrefixRange) bool {
+	if r.Prefix.Bits() == 0 {
+		return pr.Prefix.Bits() == 0 && pr.MinLen == 0
+	}
+	// A range whose prefix contains r's holds either a prefix covering it
+	// or one inside it, whatever its lengths; one inside r holds only
+	// prefixes inside it.
+	return pr.MinLen <= pr.MaxLen && pr.Prefix.Overlaps(r.Prefix)
 }
 
 // Calico is the set of Calico objects the policy asks for.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"reflect"
+	"slices"
 	"strconv"
 
 	api "github.com/osrg/gobgp/v3/api"
@@ -31,17 +32,17 @@ type peerPolicy struct {
 	exportOwn bool
 	export    []netip.Prefix
 	rrClient  bool
-	ranges    []desired.PrefixRange // effective import ranges
-	over      []netip.Prefix        // allowed but over MaxPrefixes: rejected
+	rules     []rule         // the import filter's enforced rules
+	over      []netip.Prefix // allowed but over MaxPrefixes: rejected
 }
 
 func (m policyModel) equal(o policyModel) bool { return reflect.DeepEqual(m, o) }
 
 // request renders the model as GoBGP policies. Import: our own local paths,
-// then per peer a reject for prefixes over its limit and an accept per
-// range (one prefix set per range: GoBGP matches a prefix set by longest
-// match, so overlapping ranges in one set would not be an OR); default
-// reject. Export: per peer our own blocks (local paths only), its explicit
+// then per peer a reject for prefixes over its limit and its import
+// filter's rules in order, one statement per range of a rule (one prefix
+// set per range: GoBGP matches a prefix set by longest match, so
+// overlapping ranges in one set would not be an OR); default reject. Export: per peer our own blocks (local paths only), its explicit
 // exports, and, on a route reflector, internal routes to its clients;
 // default reject, so learned routes never leak.
 func (m policyModel) request() *api.SetPoliciesRequest {
@@ -74,10 +75,28 @@ func (m policyModel) request() *api.SetPoliciesRequest {
 			prefixSet("over-"+id, exact(p.over))
 			imp = append(imp, stmt("import-over-"+id, &api.Conditions{NeighborSet: match(nb), PrefixSet: match("over-" + id)}, api.RouteAction_REJECT))
 		}
-		for j, r := range p.ranges {
-			name := fmt.Sprintf("import-%d-%d", i, j)
-			prefixSet(name, []*api.Prefix{{IpPrefix: r.Prefix.String(), MaskLengthMin: uint32(r.MinLen), MaskLengthMax: uint32(r.MaxLen)}})
-			imp = append(imp, stmt(name, &api.Conditions{NeighborSet: match(nb), PrefixSet: match(name)}, api.RouteAction_ACCEPT))
+		for j, r := range p.rules {
+			action := api.RouteAction_ACCEPT
+			if r.reason != "" {
+				action = api.RouteAction_REJECT
+			}
+			cond := func(set string) *api.Conditions {
+				c := &api.Conditions{NeighborSet: match(nb), PrefixSet: match(set)}
+				if r.nextHop.IsValid() {
+					c.NextHopInList = []string{r.nextHop.String()}
+				}
+				return c
+			}
+			for k, pr := range r.ranges {
+				name := fmt.Sprintf("import-%d-%d-%d", i, j, k)
+				prefixSet(name, []*api.Prefix{{IpPrefix: pr.Prefix.String(), MaskLengthMin: uint32(pr.MinLen), MaskLengthMax: uint32(pr.MaxLen)}})
+				imp = append(imp, stmt(name, cond(name), action))
+			}
+			if len(r.reaches) > 0 {
+				name := fmt.Sprintf("import-%d-%d-reach", i, j)
+				prefixSet(name, reachSet(r.reaches))
+				imp = append(imp, stmt(name, cond(name), action))
+			}
 		}
 		if p.exportOwn && len(m.own) > 0 {
 			exp = append(exp, stmt("export-own-"+id, &api.Conditions{NeighborSet: match(nb), PrefixSet: match(ownSetName), RouteType: api.Conditions_ROUTE_TYPE_LOCAL}, api.RouteAction_ACCEPT))
@@ -92,6 +111,59 @@ func (m policyModel) request() *api.SetPoliciesRequest {
 	}
 	pols := []*api.Policy{{Name: importPolicyName, Statements: imp}, {Name: exportPolicyName, Statements: exp}}
 	return &api.SetPoliciesRequest{DefinedSets: sets, Policies: pols}
+}
+
+// reachSet renders "reaches one of rs" (desired.ReservedRange.Reaches) as
+// one GoBGP prefix set. GoBGP matches a prefix set by longest match: it
+// takes the longest entry prefix that contains the path's prefix and
+// checks the length ranges stored under it. For one range R of length b
+// the set holds R's covering prefixes R/l (l < b), each for length l
+// only, and R itself for lengths b..32: a path covering R finds itself,
+// one inside R finds R, any other finds a covering entry of another
+// length. Ranges inside another are dropped first (reaching the inner one
+// implies reaching the outer one), so the rest are disjoint and no entry
+// of one range can hide an entry of another. The default route matches
+// only itself. TestImportPolicyMatchesClassify checks this against GoBGP.
+func reachSet(rs []desired.ReservedRange) []*api.Prefix {
+	var ps []netip.Prefix
+	def := false
+	for _, r := range rs {
+		if r.Prefix.Bits() == 0 {
+			def = true
+		} else {
+			ps = append(ps, r.Prefix.Masked())
+		}
+	}
+	slices.SortFunc(ps, func(a, b netip.Prefix) int { return a.Bits() - b.Bits() })
+	var outer []netip.Prefix
+	for _, p := range ps {
+		if !slices.ContainsFunc(outer, func(o netip.Prefix) bool { return o.Contains(p.Addr()) }) {
+			outer = append(outer, p)
+		}
+	}
+	type entry struct {
+		p      netip.Prefix
+		lo, hi int
+	}
+	seen := map[entry]bool{}
+	var out []*api.Prefix
+	add := func(e entry) {
+		if !seen[e] {
+			seen[e] = true
+			out = append(out, &api.Prefix{IpPrefix: e.p.String(), MaskLengthMin: uint32(e.lo), MaskLengthMax: uint32(e.hi)})
+		}
+	}
+	if def {
+		add(entry{netip.PrefixFrom(netip.IPv4Unspecified(), 0), 0, 0})
+	}
+	for _, p := range outer {
+		for l := range p.Bits() {
+			c, _ := p.Addr().Prefix(l)
+			add(entry{c, l, l})
+		}
+		add(entry{p, p.Bits(), 32})
+	}
+	return out
 }
 
 // applyPolicy installs the model's policies, assigns them to the global
