@@ -31,7 +31,7 @@ src=$(cd "$work" && go mod download -json "$mod@$version" | jq -r .Dir)
 commit=$(cd "$work" && go list -m -json "$mod@$version" | jq -r '.Origin.Hash // empty')
 released=$(cd "$work" && go list -m -json "$mod@$version" | jq -r .Time)
 stamp=$(date -u -d "$released" +%Y%m%d%H%M%S)
-proxy=$(go env GOPROXY | tr ',|' '\n\n' | grep -E '^https?://' | head -1)
+proxy=$(go env GOPROXY | tr ',|' '\n' | grep -E '^https?://' | head -1)
 # at_release PATH: the version of internal module PATH at the release commit.
 at_release() {
   if [ -n "$commit" ]; then echo "$commit"; return; fi
