@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ducksnest/netd/bgp/bgptest"
+	"github.com/ducksnest/netd/internal/testutil"
 	"github.com/ducksnest/netd/policy/desired"
 )
 
@@ -91,9 +92,9 @@ func TestMeasureMemory(t *testing.T) {
 	start := time.Now()
 	reconcile(t, s, cfg, n[0].blocks...)
 	x.AddNeighbor(n[0].addr, testASN, bgptest.NeighborOptions{GracefulRestart: true, RestartTime: 30})
-	bgptest.Eventually(t, 60*time.Second, "10k prefixes learned", func() bool { return len(s.Learned()) == count })
+	testutil.Eventually(t, 60*time.Second, "10k prefixes learned", func() bool { return len(s.Learned()) == count })
 	took := time.Since(start)
-	bgptest.Eventually(t, 60*time.Second, "synced", s.Synced)
+	testutil.Eventually(t, 60*time.Second, "synced", s.Synced)
 	heap1, rss1 := memNow()
 	t.Logf("%d prefixes learned in %v (Reconcile to Learned); heap +%.0f B/prefix (%.1f MiB), RSS +%.0f B/prefix (%.1f MiB)",
 		count, took.Round(time.Millisecond), float64(heap1-heap0)/count, float64(heap1-heap0)/(1<<20),

@@ -69,30 +69,6 @@ func upLab(t *testing.T, hold ...string) *lab.Lab {
 	return upLabWith(t, data, hold...)
 }
 
-// poll calls cond every 50ms until it returns true or d passes.
-func poll(t *testing.T, d time.Duration, what string, cond func() (bool, error)) time.Duration {
-	t.Helper()
-	start := time.Now()
-	deadline := start.Add(d)
-	for {
-		ok, err := cond()
-		if err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-		if ok {
-			return time.Since(start)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not reached within %v", what, d)
-		}
-		select {
-		case <-t.Context().Done():
-			t.Fatalf("%s: %v", what, t.Context().Err())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
 func others(l *lab.Lab, name string) []string {
 	var out []string
 	for _, n := range l.Nodes {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ducksnest/netd/internal/testutil"
 	"github.com/ducksnest/netd/netd/lab"
 )
 
@@ -92,7 +93,7 @@ func TestUnownedStateSurvives(t *testing.T) {
 	for _, n := range l.Nodes {
 		_ = syscall.Kill(n.Netd.PID, syscall.SIGHUP)
 	}
-	d := poll(t, 45*time.Second, "netd restores the deleted route "+victim, func() (bool, error) {
+	d := testutil.Poll(t, 45*time.Second, "netd restores the deleted route "+victim, func() (bool, error) {
 		ok, _, err := l.HasRoutes("firebat", all)
 		return ok, err
 	})

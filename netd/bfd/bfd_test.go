@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ducksnest/netd/internal/testutil"
 )
 
 func TestPacketRoundTrip(t *testing.T) {
@@ -51,18 +53,6 @@ func (e *events) get() []bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return append([]bool(nil), e.ev...)
-}
-
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > d {
-			t.Fatalf("%s: not within %v", what, d)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return time.Since(start)
 }
 
 // TestSessionsLoopback runs two servers on 127.0.0.1 and 127.0.0.2: they
@@ -111,27 +101,27 @@ func TestSessionsLoopback(t *testing.T) {
 	}
 	admitted := func() bool { s := sa.States(); return len(s) == 1 && s[0].Admitted }
 	_, cleanB := startB()
-	waitFor(t, 10*time.Second, "first up", admitted)
+	testutil.Eventually(t, 10*time.Second, "first up", admitted)
 	if got := ea.get(); len(got) != 1 || !got[0] {
 		t.Fatalf("events after first up: %v, want [true]", got)
 	}
 	// A clean stop sends AdminDown: not a failure, nothing reported.
 	cleanB()
-	waitFor(t, 2*time.Second, "session down after AdminDown", func() bool { return sa.States()[0].State == "down" })
+	testutil.Eventually(t, 2*time.Second, "session down after AdminDown", func() bool { return sa.States()[0].State == "down" })
 	if got := ea.get(); len(got) != 1 {
 		t.Fatalf("events after the peer's AdminDown: %v, want only the first up", got)
 	}
 	stopB, _ := startB()
-	waitFor(t, 10*time.Second, "up again", admitted)
+	testutil.Eventually(t, 10*time.Second, "up again", admitted)
 	var holds []time.Duration
 	for i := range 3 {
 		stopB()
-		d := waitFor(t, 2*time.Second, "down", func() bool { return !admitted() })
+		d := testutil.Eventually(t, 2*time.Second, "down", func() bool { return !admitted() })
 		t.Logf("flap %d: silent peer detected down after %v (detection time 100ms)", i, d)
 		stopB, _ = startB()
 		up := time.Now()
-		waitFor(t, 10*time.Second, "re-admitted", func() bool { return sa.States()[0].State == "up" })
-		waitFor(t, 10*time.Second, "re-admitted", admitted)
+		testutil.Eventually(t, 10*time.Second, "re-admitted", func() bool { return sa.States()[0].State == "up" })
+		testutil.Eventually(t, 10*time.Second, "re-admitted", admitted)
 		holds = append(holds, time.Since(up))
 		t.Logf("flap %d: re-admitted after %v", i, holds[i])
 	}

@@ -12,8 +12,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/ducksnest/netd/internal/testutil"
 )
 
 // affinityName is Calico's BlockAffinity name: node and cidr.
@@ -82,7 +84,7 @@ func TestAffinitySource(t *testing.T) {
 	drain(src.Changes())
 	addAffinity(t, c, "node-a", "10.244.0.64/26", "pending")
 	addAffinity(t, c, "node-b", "10.244.1.0/26", "confirmed")
-	waitFor(t, 10*time.Second, "node-b's block", func() bool { return len(src.Owners()["node-b"]) == 1 })
+	testutil.Eventually(t, 10*time.Second, "node-b's block", func() bool { return len(src.Owners()["node-b"]) == 1 })
 	select {
 	case <-src.Changes():
 	default:
@@ -98,13 +100,13 @@ func TestAffinitySource(t *testing.T) {
 	if _, err := c.Dynamic.Resource(BlockAffinities).Update(ctx, u, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "confirmed block", func() bool {
+	testutil.Eventually(t, 10*time.Second, "confirmed block", func() bool {
 		return slices.Equal(src.Blocks("node-a"), prefixes("10.244.0.0/26", "10.244.0.64/26"))
 	})
 	if err := c.Dynamic.Resource(BlockAffinities).Delete(ctx, affinityName("node-a", "10.244.0.0/26"), metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "withdrawn block", func() bool {
+	testutil.Eventually(t, 10*time.Second, "withdrawn block", func() bool {
 		return slices.Equal(src.Blocks("node-a"), prefixes("10.244.0.64/26"))
 	})
 
@@ -167,7 +169,7 @@ func TestAffinityOutage(t *testing.T) {
 		}
 	}
 	tick.Stop()
-	errs := testutil.ToFloat64(src.watchErrors)
+	errs := promtest.ToFloat64(src.watchErrors)
 	t.Logf("watch errors during a %v outage: %v", outage, errs)
 	start := time.Now()
 	if err := s.StartAPIServer(); err != nil {
@@ -176,14 +178,14 @@ func TestAffinityOutage(t *testing.T) {
 	restarted = true
 	t.Logf("kube-apiserver ready again after %v", time.Since(start))
 	addAffinity(t, c, "node-a", "10.244.2.0/26", "confirmed")
-	waitFor(t, 60*time.Second, "the block added after the restart", func() bool {
+	testutil.Eventually(t, 60*time.Second, "the block added after the restart", func() bool {
 		return slices.Contains(src.Blocks("node-a"), netip.MustParsePrefix("10.244.2.0/26"))
 	})
 	t.Logf("recovered %v after the API server returned", time.Since(start))
 	if got := src.Blocks("node-a"); !slices.Equal(got, prefixes("10.244.0.0/26", "10.244.2.0/26")) {
 		t.Errorf("after recovery: %v", got)
 	}
-	if n, err := testutil.GatherAndCount(reg, "netd_calico_watch_errors_total"); err != nil || n != 1 || errs < 1 {
+	if n, err := promtest.GatherAndCount(reg, "netd_calico_watch_errors_total"); err != nil || n != 1 || errs < 1 {
 		t.Errorf("watch error metric: %d series, %v errors, err %v", n, errs, err)
 	}
 }
@@ -200,7 +202,7 @@ func TestAffinityMemory(t *testing.T) {
 	runtime.GC()
 	runtime.ReadMemStats(&before)
 	src, _ := startSource(t, c, "node-1")
-	waitFor(t, 10*time.Second, "200 blocks", func() bool {
+	testutil.Eventually(t, 10*time.Second, "200 blocks", func() bool {
 		n := 0
 		for _, ps := range src.Owners() {
 			n += len(ps)

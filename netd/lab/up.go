@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+
+	"github.com/ducksnest/netd/internal/testutil"
 )
 
 func (cfg *Config) defaults() error {
@@ -393,15 +395,7 @@ func (l *Lab) LogTail(node string, lines int) string {
 	if err != nil {
 		return err.Error()
 	}
-	b, err := os.ReadFile(n.Log)
-	if err != nil {
-		return err.Error()
-	}
-	ls := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(ls) > lines {
-		ls = ls[len(ls)-lines:]
-	}
-	return strings.Join(ls, "\n")
+	return testutil.TailFile(n.Log, lines)
 }
 
 // copyFile copies src to dst (replacing it) with the given mode.

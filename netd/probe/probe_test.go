@@ -13,6 +13,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vishvananda/netns"
 	"golang.org/x/net/icmp"
+
+	"github.com/ducksnest/netd/internal/testutil"
 )
 
 // ip runs an iproute2 command and fails the test on error.
@@ -46,18 +48,6 @@ func inNS(name string) func(netip.Addr) (*icmp.PacketConn, error) {
 	}
 }
 
-func eventually(t *testing.T, d time.Duration, what string, f func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !f() {
-		if time.Since(start) > d {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond) // polling interval, not a wait for an outcome
-	}
-	return time.Since(start)
-}
-
 // TestProberLANPath probes a peer across a real veth pair in two fresh
 // namespaces: the path is up while the peer answers, goes down within a
 // second when the peer's link goes down, and comes back only after UpAfter
@@ -89,7 +79,7 @@ func TestProberLANPath(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
 
-	eventually(t, 5*time.Second, "a reply", func() bool {
+	testutil.Eventually(t, 5*time.Second, "a reply", func() bool {
 		s := p.Status()
 		return len(s) == 1 && s[0].LastRTT != ""
 	})
@@ -97,7 +87,7 @@ func TestProberLANPath(t *testing.T) {
 		t.Fatal("path down although the peer answers")
 	}
 	ip(t, "-n", b, "link", "set", "eth0", "down")
-	took := eventually(t, 5*time.Second, "path down", func() bool { return !p.Up(peer) })
+	took := testutil.Eventually(t, 5*time.Second, "path down", func() bool { return !p.Up(peer) })
 	t.Logf("path down %v after the peer's link went down (interval 50ms, DownAfter 3)", took)
 	select {
 	case <-p.Changes():
@@ -105,7 +95,7 @@ func TestProberLANPath(t *testing.T) {
 		t.Error("no change signalled for down")
 	}
 	ip(t, "-n", b, "link", "set", "eth0", "up")
-	eventually(t, 10*time.Second, "path up", func() bool { return p.Up(peer) })
+	testutil.Eventually(t, 10*time.Second, "path up", func() bool { return p.Up(peer) })
 	s := p.Status()
 	if s[0].Flaps != 2 {
 		t.Errorf("flaps = %d, want 2 (down, up)", s[0].Flaps)
