@@ -50,11 +50,15 @@ func (l *Lab) AddRouter(ctx context.Context, name, on string, addr netip.Prefix)
 	default:
 		return nil, fmt.Errorf("router %s: on must be %q or %q, not %q", name, OnLAN, OnWAN, on)
 	}
-	if err := addNS(ctx, r.NS); err != nil {
-		return nil, err
+	// Recorded before it is made, so that Down finds it after a crash.
+	if nsExists(r.NS) {
+		return nil, fmt.Errorf("namespace %s already exists", r.NS)
 	}
 	l.Namespaces = append(l.Namespaces, r.NS)
 	if err := l.save(); err != nil {
+		return nil, err
+	}
+	if err := addNS(ctx, r.NS); err != nil {
 		return nil, err
 	}
 	if err := withHandle(r.NS, func(h *netlink.Handle) error { return linkUp(h, "lo") }); err != nil {
