@@ -13,14 +13,13 @@ import (
 	"github.com/ducksnest/netd/netd/lab"
 )
 
-// needBin skips when a daemon of the interop packages is missing
-// (scripts/interop-deps.sh installs them; CI runs it).
+// needBin skips (fails with NETD_TEST_REQUIRE=all) when a daemon of the
+// interop packages is missing (scripts/interop-deps.sh installs them; CI
+// runs it).
 func needBin(t *testing.T, paths ...string) {
 	t.Helper()
 	for _, p := range paths {
-		if _, err := exec.LookPath(p); err != nil {
-			t.Skipf("needs %s: run scripts/interop-deps.sh", p)
-		}
+		testutil.NeedBinary(t, p, "run scripts/interop-deps.sh")
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ducksnest/netd/internal/testutil"
 	"github.com/ducksnest/netd/netd/lab"
 )
 
@@ -43,9 +44,7 @@ func runMain(m *testing.M) int {
 
 func needRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: builds network namespaces and runs netd in them")
-	}
+	testutil.NeedRoot(t, "builds network namespaces and runs netd in them")
 }
 
 // labName is unique per test, fixed length so no name prefixes another.

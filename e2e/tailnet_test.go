@@ -61,9 +61,8 @@ func tailscaleTools(t *testing.T) lab.TailnetConfig {
 // through the acl package.
 func TestTailnet(t *testing.T) {
 	needRoot(t)
-	if _, err := os.Stat("/dev/net/tun"); err != nil {
-		t.Fatalf("tailscaled needs /dev/net/tun: %v", err)
-	}
+	_, err := os.Stat("/dev/net/tun")
+	testutil.Require(t, err == nil, "tailscaled needs /dev/net/tun (the tun kernel module): %v", err)
 	tc := tailscaleTools(t)
 	data, err := os.ReadFile(policyPath)
 	if err != nil {

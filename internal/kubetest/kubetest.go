@@ -109,12 +109,13 @@ type Server struct {
 }
 
 // Start starts a server for the test and stops it when the test ends. It
-// skips the test if the binaries cannot be built.
+// skips the test if the binaries cannot be built (fails it with
+// NETD_TEST_REQUIRE=all).
 func Start(t testing.TB) *Server {
 	t.Helper()
 	bin, err := FindBinaries()
 	if err != nil {
-		t.Skipf("kube-apiserver/etcd unavailable (run scripts/kube-tools.sh): %v", err)
+		testutil.Skip(t, "kube-apiserver/etcd unavailable (run scripts/kube-tools.sh): %v", err)
 	}
 	s, err := New(bin, t.TempDir())
 	if err != nil {
@@ -395,4 +396,3 @@ func get(c *http.Client, url, token string) error {
 	}
 	return nil
 }
-

@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/ducksnest/netd/internal/kubetest"
+	"github.com/ducksnest/netd/internal/testutil"
 	"github.com/ducksnest/netd/policy"
 	"github.com/ducksnest/netd/policy/desired"
 )
@@ -49,7 +50,7 @@ func TestMain(m *testing.M) {
 
 // server returns the shared API server with no Calico objects, Leases or
 // Events left by an earlier test.
-func server(t *testing.T) *kubetest.Server {
+func server(t testing.TB) *kubetest.Server {
 	t.Helper()
 	srvOnce.Do(func() {
 		bin, err := kubetest.FindBinaries()
@@ -65,7 +66,7 @@ func server(t *testing.T) *kubetest.Server {
 		srv, srvErr = kubetest.New(bin, srvDir)
 	})
 	if srvSkip != nil {
-		t.Skipf("kube-apiserver/etcd unavailable (run scripts/kube-tools.sh): %v", srvSkip)
+		testutil.Skip(t, "kube-apiserver/etcd unavailable (run scripts/kube-tools.sh): %v", srvSkip)
 	}
 	if srvErr != nil {
 		t.Fatal(srvErr)
