@@ -19,8 +19,8 @@ type conn interface {
 	read(buf []byte) (n int, from netip.Addr, ttl int, err error)
 	// write sends b to the BFD port of peer.
 	write(b []byte, peer netip.Addr) error
-	closeRead() error
-	closeWrite() error
+	closeRead()
+	closeWrite()
 }
 
 // udpConn is RFC 5881 over the kernel: a socket listening on the BFD port
@@ -81,8 +81,8 @@ func (c *udpConn) write(b []byte, peer netip.Addr) error {
 	return err
 }
 
-func (c *udpConn) closeRead() error  { return c.rx.Close() }
-func (c *udpConn) closeWrite() error { return c.tx.Close() }
+func (c *udpConn) closeRead()  { _ = c.rx.Close() }
+func (c *udpConn) closeWrite() { _ = c.tx.Close() }
 
 // localPort is the port the listening socket got.
 func (c *udpConn) localPort() int { return c.rx.LocalAddr().(*net.UDPAddr).Port }

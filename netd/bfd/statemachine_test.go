@@ -95,8 +95,8 @@ func (c *memConn) write(b []byte, peer netip.Addr) error {
 	return nil
 }
 
-func (c *memConn) closeRead() error  { c.rclose.Do(func() { close(c.rdone) }); return nil }
-func (c *memConn) closeWrite() error { c.wclose.Do(func() { close(c.wdone) }); return nil }
+func (c *memConn) closeRead()  { c.rclose.Do(func() { close(c.rdone) }) }
+func (c *memConn) closeWrite() { c.wclose.Do(func() { close(c.wdone) }) }
 
 // change is one OnChange call and when it happened.
 type change struct {

@@ -82,7 +82,10 @@ func waitStarted(ctx context.Context, p *proc, what string, ready func() bool) e
 	for !ready() {
 		select {
 		case <-p.done:
-			return fmt.Errorf("%s exited at start: %v", what, p.err)
+			if p.err == nil {
+				return fmt.Errorf("%s exited at start", what)
+			}
+			return fmt.Errorf("%s exited at start: %w", what, p.err)
 		case <-ctx.Done():
 			return fmt.Errorf("waiting for %s to start: %w", what, ctx.Err())
 		case <-deadline.C:
