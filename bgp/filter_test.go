@@ -9,9 +9,10 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/ducksnest/netd/bgp/bgptest"
+	"github.com/ducksnest/netd/internal/testutil"
 	"github.com/ducksnest/netd/policy/desired"
 )
 
@@ -75,9 +76,9 @@ func TestImportFilter(t *testing.T) {
 	reconcile(t, s, cfg, self.blocks...)
 
 	want := []netip.Prefix{pfx("10.244.2.0/24"), pfx("10.244.3.0/24")} // 10.244.4.0/24 is over the limit
-	bgptest.Eventually(t, wait, "accepted paths", func() bool { return slices.Equal(learnedPrefixes(s), want) })
-	bgptest.Eventually(t, wait, "rejections counted", func() bool {
-		return testutil.CollectAndCount(s.metrics.rejected) == 4
+	testutil.Eventually(t, wait, "accepted paths", func() bool { return slices.Equal(learnedPrefixes(s), want) })
+	testutil.Eventually(t, wait, "rejections counted", func() bool {
+		return promtest.CollectAndCount(s.metrics.rejected) == 4
 	})
 	wantMetrics := `
 # HELP netd_bgp_prefixes_rejected_total Paths received from a peer and rejected by its import filter, by reason.
@@ -87,7 +88,7 @@ netd_bgp_prefixes_rejected_total{peer="n",reason="not_allowed"} 1
 netd_bgp_prefixes_rejected_total{peer="n",reason="not_owned"} 1
 netd_bgp_prefixes_rejected_total{peer="n",reason="outside_pod_cidr"} 1
 `
-	if err := testutil.GatherAndCompare(reg, strings.NewReader(wantMetrics), "netd_bgp_prefixes_rejected_total"); err != nil {
+	if err := promtest.GatherAndCompare(reg, strings.NewReader(wantMetrics), "netd_bgp_prefixes_rejected_total"); err != nil {
 		t.Error(err)
 	}
 	st, err := s.Status(context.Background())
@@ -101,7 +102,7 @@ netd_bgp_prefixes_rejected_total{peer="n",reason="outside_pod_cidr"} 1
 	if diff := cmp.Diff(map[string]int{ReasonMaxPrefixes: 1, ReasonNotAllowed: 1, ReasonNotOwned: 1, ReasonOutsidePodCIDR: 1}, p.Rejected); diff != "" {
 		t.Errorf("rejected (-want +got):\n%s", diff)
 	}
-	if n, err := testutil.GatherAndCount(reg, "netd_bgp_peer_up", "netd_bgp_prefixes_accepted"); err != nil || n != 2 {
+	if n, err := promtest.GatherAndCount(reg, "netd_bgp_peer_up", "netd_bgp_prefixes_accepted"); err != nil || n != 2 {
 		t.Errorf("gauges: %d, %v", n, err)
 	}
 
@@ -110,15 +111,15 @@ netd_bgp_prefixes_rejected_total{peer="n",reason="outside_pod_cidr"} 1
 	peer.Import = desired.Import{Ranges: exact(append(owned, pfx("10.244.9.0/24"))...), MaxPrefixes: 10}
 	reconcile(t, s, speakerCfg(self, peer), self.blocks...)
 	want = []netip.Prefix{pfx("10.244.2.0/24"), pfx("10.244.3.0/24"), pfx("10.244.4.0/24"), pfx("10.244.9.0/24")}
-	bgptest.Eventually(t, wait, "newly allowed paths accepted", func() bool { return slices.Equal(learnedPrefixes(s), want) })
+	testutil.Eventually(t, wait, "newly allowed paths accepted", func() bool { return slices.Equal(learnedPrefixes(s), want) })
 
 	// Narrowing applies too.
 	peer.Import = desired.Import{Ranges: exact(owned[0]), MaxPrefixes: 10}
 	reconcile(t, s, speakerCfg(self, peer), self.blocks...)
-	bgptest.Eventually(t, wait, "narrowed", func() bool { return slices.Equal(learnedPrefixes(s), owned[:1]) })
+	testutil.Eventually(t, wait, "narrowed", func() bool { return slices.Equal(learnedPrefixes(s), owned[:1]) })
 	// A withdrawn path is no longer counted as received.
 	np.Withdraw(pfx("192.168.1.0/24"))
-	bgptest.Eventually(t, wait, "withdrawal seen", func() bool {
+	testutil.Eventually(t, wait, "withdrawal seen", func() bool {
 		st, err := s.Status(context.Background())
 		return err == nil && st.Peers[0].Received == 5
 	})

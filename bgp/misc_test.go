@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/ducksnest/netd/bgp/bgptest"
+	"github.com/ducksnest/netd/internal/testutil"
 	"github.com/ducksnest/netd/policy/desired"
 )
 
@@ -28,7 +29,7 @@ func TestECMP(t *testing.T) {
 			Import: desired.Import{Ranges: exact(anycast), MaxPrefixes: 1}})
 	}
 	reconcile(t, s, speakerCfg(n[0], peers...))
-	bgptest.Eventually(t, wait, "two equal paths", func() bool {
+	testutil.Eventually(t, wait, "two equal paths", func() bool {
 		l, ok := route(s, anycast)
 		return ok && slices.Equal(l.NextHops, []netip.Addr{n[1].addr, n[2].addr}) && slices.Equal(l.Peers, []string{"b", "c"})
 	})
@@ -43,7 +44,7 @@ func TestGRPCLoopbackOnly(t *testing.T) {
 	addr := net.JoinHostPort(n[0].addr.String(), "50051")
 	s := newSpeaker(t, nil, WithGRPC(addr))
 	reconcile(t, s, speakerCfg(n[0]))
-	bgptest.Eventually(t, wait, "gRPC listening", func() bool {
+	testutil.Eventually(t, wait, "gRPC listening", func() bool {
 		c, err := net.Dial("tcp", addr)
 		if err == nil {
 			c.Close()

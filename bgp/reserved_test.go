@@ -8,9 +8,10 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/ducksnest/netd/bgp/bgptest"
+	"github.com/ducksnest/netd/internal/testutil"
 	"github.com/ducksnest/netd/policy/desired"
 )
 
@@ -139,12 +140,12 @@ func TestImportPolicyMatchesClassify(t *testing.T) {
 	if len(want) < 20 || reasons[ReasonReserved] < 100 || reasons[ReasonNextHop] < 10 {
 		t.Fatalf("the sample does not exercise the filter: %d accepted, rejected %v", len(want), reasons)
 	}
-	bgptest.Eventually(t, 2*wait, "learned what classify accepts", func() bool {
+	testutil.Eventually(t, 2*wait, "learned what classify accepts", func() bool {
 		return slices.Equal(learnedPrefixes(s), want)
 	})
 	for r, c := range reasons {
-		bgptest.Eventually(t, wait, "rejections counted as "+r, func() bool {
-			return testutil.ToFloat64(s.metrics.rejected.WithLabelValues("router", r)) == float64(c)
+		testutil.Eventually(t, wait, "rejections counted as "+r, func() bool {
+			return promtest.ToFloat64(s.metrics.rejected.WithLabelValues("router", r)) == float64(c)
 		})
 	}
 	t.Logf("%d prefixes: %d accepted, rejected %v", len(prefixes), len(want), reasons)

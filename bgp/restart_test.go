@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ducksnest/netd/bgp/bgptest"
+	"github.com/ducksnest/netd/internal/testutil"
 )
 
 // PeerUnreachable on an established session drops the peer's paths at
@@ -17,23 +17,23 @@ func TestPeerUnreachable(t *testing.T) {
 	a, b := newSpeaker(t, nil), newSpeaker(t, nil)
 	reconcile(t, a, fullMesh(n[0], n...), n[0].blocks...)
 	reconcile(t, b, fullMesh(n[1], n...), n[1].blocks...)
-	bgptest.Eventually(t, wait, "a learns b's block", func() bool { return hasVia(a, n[1].blocks[0], n[1].addr, "b") })
+	testutil.Eventually(t, wait, "a learns b's block", func() bool { return hasVia(a, n[1].blocks[0], n[1].addr, "b") })
 	start := time.Now()
 	if !a.PeerUnreachable(n[1].addr) {
 		t.Fatal("PeerUnreachable on an established session did not cut the peer off")
 	}
-	bgptest.Eventually(t, wait, "a drops b's block", func() bool { return len(a.Learned()) == 0 })
+	testutil.Eventually(t, wait, "a drops b's block", func() bool { return len(a.Learned()) == 0 })
 	t.Logf("paths dropped %v after PeerUnreachable", time.Since(start))
 	if a.PeerUnreachable(n[1].addr) {
 		t.Error("second PeerUnreachable cut off again")
 	}
 	// Still cut off when the session comes back, until reachable.
-	bgptest.Eventually(t, 30*time.Second, "session back", func() bool { return a.st.established(n[1].addr) })
+	testutil.Eventually(t, 30*time.Second, "session back", func() bool { return a.st.established(n[1].addr) })
 	if len(a.Learned()) != 0 {
 		t.Errorf("learned %v while cut off", a.Learned())
 	}
 	a.PeerReachable(n[1].addr)
-	bgptest.Eventually(t, wait, "a learns b's block again", func() bool { return hasVia(a, n[1].blocks[0], n[1].addr, "b") })
+	testutil.Eventually(t, wait, "a learns b's block again", func() bool { return hasVia(a, n[1].blocks[0], n[1].addr, "b") })
 
 	// A peer whose session is already down is restarting: nothing changes.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -41,7 +41,7 @@ func TestPeerUnreachable(t *testing.T) {
 	if err := b.Stop(ctx, true); err != nil {
 		t.Fatal(err)
 	}
-	bgptest.Eventually(t, wait, "session down", func() bool { return !a.st.established(n[1].addr) })
+	testutil.Eventually(t, wait, "session down", func() bool { return !a.st.established(n[1].addr) })
 	if a.PeerUnreachable(n[1].addr) {
 		t.Error("PeerUnreachable cut off a peer whose session was already down")
 	}
@@ -61,11 +61,11 @@ func TestRestartBitReasserted(t *testing.T) {
 	reconcile(t, b, fullMesh(n[1], n...), n[1].blocks...)
 	// c is not up yet: only b answers.
 	reconcile(t, a, fullMesh(n[0], n...), n[0].blocks...)
-	bgptest.Eventually(t, 30*time.Second, "a learns b's block", func() bool { return hasVia(a, n[1].blocks[0], n[1].addr, "b") })
-	bgptest.Eventually(t, 30*time.Second, "a re-adds c with the R-bit", a.reasserted)
+	testutil.Eventually(t, 30*time.Second, "a learns b's block", func() bool { return hasVia(a, n[1].blocks[0], n[1].addr, "b") })
+	testutil.Eventually(t, 30*time.Second, "a re-adds c with the R-bit", a.reasserted)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	bgptest.Eventually(t, 10*time.Second, "c configured as restarting", func() bool { return a.localRestarting(ctx, n[2].addr) })
+	testutil.Eventually(t, 10*time.Second, "c configured as restarting", func() bool { return a.localRestarting(ctx, n[2].addr) })
 }
 
 // Issue 14.2: a speaker that has itself restarted once keeps, through a
@@ -81,7 +81,7 @@ func TestRestartedSpeakerKeepsStaleRoutes(t *testing.T) {
 	reconcile(t, a, aCfg, n[0].blocks...)
 	reconcile(t, b, bCfg, n[1].blocks...)
 	block := n[1].blocks[0]
-	bgptest.Eventually(t, wait, "a learns b's block", func() bool { return hasVia(a, block, n[1].addr, "b") })
+	testutil.Eventually(t, wait, "a learns b's block", func() bool { return hasVia(a, block, n[1].addr, "b") })
 
 	stop := func(s *Speaker) {
 		t.Helper()
@@ -96,7 +96,7 @@ func TestRestartedSpeakerKeepsStaleRoutes(t *testing.T) {
 	a2 := newSpeaker(t, nil)
 	a2.MarkRestarting()
 	reconcile(t, a2, aCfg, n[0].blocks...)
-	bgptest.Eventually(t, 3*wait, "restarted a synced", a2.Synced)
+	testutil.Eventually(t, 3*wait, "restarted a synced", a2.Synced)
 	reconcile(t, a2, aCfg, n[0].blocks...) // the restart is over: no more R-bit
 	if !hasVia(a2, block, n[1].addr, "b") {
 		t.Fatalf("a2 lacks b's block: %v", a2.Learned())
@@ -105,7 +105,7 @@ func TestRestartedSpeakerKeepsStaleRoutes(t *testing.T) {
 	// Now b restarts; a2 holds b's block as stale, through a resync and a
 	// reload that changes b's session settings.
 	stop(b)
-	bgptest.Eventually(t, wait, "a2 holds b's block as stale", func() bool { return len(a2.stale()) == 1 })
+	testutil.Eventually(t, wait, "a2 holds b's block as stale", func() bool { return len(a2.stale()) == 1 })
 	reconcile(t, a2, aCfg, n[0].blocks...)
 	changed := fullMesh(n[0], n...)
 	changed.Timers.HoldTime = 6 * time.Second
@@ -120,7 +120,7 @@ func TestRestartedSpeakerKeepsStaleRoutes(t *testing.T) {
 	b2 := newSpeaker(t, nil)
 	b2.MarkRestarting()
 	reconcile(t, b2, bCfg, n[1].blocks...)
-	bgptest.Eventually(t, 3*wait, "a2 refreshes b's block from the restarted b", func() bool {
+	testutil.Eventually(t, 3*wait, "a2 refreshes b's block from the restarted b", func() bool {
 		if !hasVia(a2, block, n[1].addr, "b") {
 			t.Fatalf("a2 lost b's block while b restarted: %v", a2.Learned())
 		}
@@ -131,5 +131,5 @@ func TestRestartedSpeakerKeepsStaleRoutes(t *testing.T) {
 	if got := a2.peers[n[1].addr].hold; got != 6 {
 		t.Errorf("b's hold time is %d once b is back, want the deferred 6", got)
 	}
-	bgptest.Eventually(t, 3*wait, "session with the new hold time", func() bool { return hasVia(a2, block, n[1].addr, "b") })
+	testutil.Eventually(t, 3*wait, "session with the new hold time", func() bool { return hasVia(a2, block, n[1].addr, "b") })
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/ducksnest/netd/bgp/bgptest"
+	"github.com/ducksnest/netd/internal/testutil"
 	"github.com/ducksnest/netd/policy/desired"
 )
 
@@ -225,20 +226,14 @@ func cmdLearned(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) == 3 && args[0] == "-wait" {
 		want := ts.ReadFile(args[1])
 		s := st.speaker(ts, args[2])
-		deadline := time.Now().Add(wait)
-		for {
-			got := formatLearned(st, s.Learned())
-			if (got == want) != neg {
-				return
-			}
-			if time.Now().After(deadline) {
-				ts.Fatalf("learned by %s:\n%s\nwant (neg=%v):\n%s", args[2], got, neg, want)
-			}
-			select {
-			case <-s.Changes():
-			case <-time.After(100 * time.Millisecond):
-			}
+		var got string
+		if _, err := testutil.Wait(wait, "learned by "+args[2], func() (bool, error) {
+			got = formatLearned(st, s.Learned())
+			return (got == want) != neg, nil
+		}); err != nil {
+			ts.Fatalf("%v: learned by %s:\n%s\nwant (neg=%v):\n%s", err, args[2], got, neg, want)
 		}
+		return
 	}
 	if len(args) != 1 {
 		ts.Fatalf("usage: learned [-wait FILE] NAME")

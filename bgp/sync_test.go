@@ -6,6 +6,8 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/ducksnest/netd/internal/testutil"
+
 	"github.com/ducksnest/netd/bgp/bgptest"
 	"github.com/ducksnest/netd/policy/desired"
 )
@@ -114,13 +116,13 @@ func TestSyncedWaitsForComingBackPeer(t *testing.T) {
 	a.MarkRestarting(n[1].addr)
 	reconcile(t, a, fullMesh(n[0], n...), n[0].blocks...)
 	start := time.Now()
-	bgptest.Eventually(t, wait, "past the settle bound", func() bool { return time.Since(start) > 3*settle })
+	testutil.Eventually(t, wait, "past the settle bound", func() bool { return time.Since(start) > 3*settle })
 	if a.Synced() {
 		t.Fatal("synced while b, which the leftover routes go through, is still coming up")
 	}
 	b := newSpeaker(t, nil)
 	reconcile(t, b, fullMesh(n[1], n...), n[1].blocks...)
-	bgptest.Eventually(t, 3*wait, "a synced by b's End-of-RIB", a.Synced)
+	testutil.Eventually(t, 3*wait, "a synced by b's End-of-RIB", a.Synced)
 	if !hasVia(a, n[1].blocks[0], n[1].addr, "b") {
 		t.Errorf("synced before learning b's block: %v", a.Learned())
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/ducksnest/netd/bgp/bgptest"
+	"github.com/ducksnest/netd/internal/testutil"
 	"github.com/ducksnest/netd/policy/desired"
 )
 
@@ -33,14 +34,14 @@ func TestNoLeakInFullMesh(t *testing.T) {
 	reconcile(t, b, bCfg, n[1].blocks[0])
 	reconcile(t, c, fullMesh(n[2], n...), n[2].blocks...)
 
-	bgptest.Eventually(t, wait, "b learns x's route", func() bool { return hasVia(b, xRoute, xAddr, "x") })
-	bgptest.Eventually(t, wait, "c learns a's and b's blocks", func() bool {
+	testutil.Eventually(t, wait, "b learns x's route", func() bool { return hasVia(b, xRoute, xAddr, "x") })
+	testutil.Eventually(t, wait, "c learns a's and b's blocks", func() bool {
 		return hasVia(c, n[0].blocks[0], n[0].addr, "a") && hasVia(c, n[1].blocks[0], n[1].addr, "b")
 	})
 	// Barrier: b announces a new block after it learned x's route; once c
 	// and x have it, anything b would have leaked before it has arrived.
 	reconcile(t, b, bCfg, n[1].blocks...)
-	bgptest.Eventually(t, wait, "c and x learn b's new block", func() bool {
+	testutil.Eventually(t, wait, "c and x learn b's new block", func() bool {
 		_, ok := route(c, extra)
 		return ok && x.Has(extra)
 	})
@@ -87,23 +88,23 @@ func TestRouteReflector(t *testing.T) {
 	ncPeer.Import.Ranges = []desired.PrefixRange{{Prefix: podCIDR, MinLen: 24, MaxLen: 24}}
 	reconcile(t, nc, speakerCfg(nonClient, ncPeer), nonClient.blocks...)
 
-	bgptest.Eventually(t, wait, "clients learn each other's blocks via the reflector", func() bool {
+	testutil.Eventually(t, wait, "clients learn each other's blocks via the reflector", func() bool {
 		return hasVia(clients[0], cl[1].blocks[0], cl[1].addr, rrNode.name) &&
 			hasVia(clients[1], cl[0].blocks[0], cl[0].addr, rrNode.name) &&
 			hasVia(clients[0], rrNode.blocks[0], rrNode.addr, rrNode.name)
 	})
-	bgptest.Eventually(t, wait, "the non-client learns the reflector's own block", func() bool {
+	testutil.Eventually(t, wait, "the non-client learns the reflector's own block", func() bool {
 		return hasVia(nc, rrNode.blocks[0], rrNode.addr, rrNode.name)
 	})
 	// Barrier as in TestNoLeakInFullMesh.
 	extra := pfx("10.244.100.0/24")
 	reconcile(t, rr, rrCfg, rrNode.blocks[0], extra)
-	bgptest.Eventually(t, wait, "the non-client learns the new block", func() bool { _, ok := route(nc, extra); return ok })
+	testutil.Eventually(t, wait, "the non-client learns the new block", func() bool { _, ok := route(nc, extra); return ok })
 	if got := learnedPrefixes(nc); len(got) != 2 {
 		t.Errorf("non-client learned %v, want only the reflector's blocks", got)
 	}
 	// RFC 4456: a non-client's route is reflected to clients.
-	bgptest.Eventually(t, wait, "a client learns the non-client's block", func() bool {
+	testutil.Eventually(t, wait, "a client learns the non-client's block", func() bool {
 		return hasVia(clients[0], nonClient.blocks[0], nonClient.addr, rrNode.name)
 	})
 }

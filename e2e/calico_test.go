@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/ducksnest/netd/internal/kubetest"
+	"github.com/ducksnest/netd/internal/testutil"
 	"github.com/ducksnest/netd/netd/calico"
 	"github.com/ducksnest/netd/netd/lab"
 )
@@ -72,7 +73,7 @@ func TestCalicoIPAM(t *testing.T) {
 		block := netip.MustParsePrefix(fmt.Sprintf("10.244.5.%d/26", i*64%256))
 		start := time.Now()
 		name := addAffinity(ctx, t, c, "firebat", block)
-		poll(t, 20*time.Second, "new affinity installed on every other node", func() (bool, error) {
+		testutil.Poll(t, 20*time.Second, "new affinity installed on every other node", func() (bool, error) {
 			return routeOnAll(l, others, block, true)
 		})
 		adds = append(adds, time.Since(start))
@@ -80,7 +81,7 @@ func TestCalicoIPAM(t *testing.T) {
 		if err := c.Dynamic.Resource(calico.BlockAffinities).Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		poll(t, 20*time.Second, "deleted affinity withdrawn everywhere", func() (bool, error) {
+		testutil.Poll(t, 20*time.Second, "deleted affinity withdrawn everywhere", func() (bool, error) {
 			return routeOnAll(l, others, block, false)
 		})
 		dels = append(dels, time.Since(start))
@@ -89,7 +90,7 @@ func TestCalicoIPAM(t *testing.T) {
 		median(adds), adds, median(dels), dels)
 
 	// Exactly one netd holds the Lease and has written the policy's pools.
-	poll(t, 30*time.Second, "the leader applied the policy's IPPool", func() (bool, error) {
+	testutil.Poll(t, 30*time.Second, "the leader applied the policy's IPPool", func() (bool, error) {
 		u, err := c.Dynamic.Resource(calico.IPPools).Get(ctx, "default-ipv4", metav1.GetOptions{})
 		if err != nil {
 			return false, nil

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ducksnest/netd/internal/testutil"
 	"github.com/ducksnest/netd/netd/lab"
 )
 
@@ -77,7 +78,7 @@ func TestRestartZeroLoss(t *testing.T) {
 	}
 	ctx := t.Context()
 	waitUp := func(what string) time.Duration {
-		return poll(t, 90*time.Second, what, func() (bool, error) {
+		return testutil.Poll(t, 90*time.Second, what, func() (bool, error) {
 			ok, err := sessionsUp(t, l, node)
 			if !ok || err != nil {
 				return ok, err
@@ -182,9 +183,9 @@ func TestBFDSilentFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	converged := func(what string) {
-		poll(t, 120*time.Second, what, func() (bool, error) { return blocksEverywhere(l, names(l), names(l)) })
-		poll(t, 120*time.Second, what+" (sessions)", func() (bool, error) { return sessionsUp(t, l, victim) })
-		poll(t, 60*time.Second, what+" (bfd)", func() (bool, error) { return bfdUp(t, l, withBFD, victim), nil })
+		testutil.Poll(t, 120*time.Second, what, func() (bool, error) { return blocksEverywhere(l, names(l), names(l)) })
+		testutil.Poll(t, 120*time.Second, what+" (sessions)", func() (bool, error) { return sessionsUp(t, l, victim) })
+		testutil.Poll(t, 60*time.Second, what+" (bfd)", func() (bool, error) { return bfdUp(t, l, withBFD, victim), nil })
 	}
 	var bfdTimes, holdTimes []time.Duration
 	for run := range *bfdRuns {
@@ -193,10 +194,10 @@ func TestBFDSilentFailure(t *testing.T) {
 		if err := l.SetOverlayLink(victim, false); err != nil {
 			t.Fatal(err)
 		}
-		d := poll(t, 30*time.Second, "victim's blocks gone from the BFD nodes", func() (bool, error) { return blocksGone(l, victim, withBFD) })
+		d := testutil.Poll(t, 30*time.Second, "victim's blocks gone from the BFD nodes", func() (bool, error) { return blocksGone(l, victim, withBFD) })
 		bfdTimes = append(bfdTimes, d)
 		var state string
-		poll(t, 60*time.Second, "hold timer drops the session on the node without BFD", func() (bool, error) {
+		testutil.Poll(t, 60*time.Second, "hold timer drops the session on the node without BFD", func() (bool, error) {
 			ps, err := l.PeerStates(ctx, noBFD)
 			state = ps[victim]
 			return err == nil && state != "established", err
@@ -220,13 +221,13 @@ func TestBFDSilentFailure(t *testing.T) {
 	// A frozen netd: its node still forwards, but its control plane is
 	// gone; the peers drop its routes, and take them back after it thaws.
 	const frozen = "old"
-	poll(t, 60*time.Second, "bfd up before the freeze", func() (bool, error) { return bfdUp(t, l, []string{"firebat", victim}, frozen), nil })
+	testutil.Poll(t, 60*time.Second, "bfd up before the freeze", func() (bool, error) { return bfdUp(t, l, []string{"firebat", victim}, frozen), nil })
 	start := time.Now()
 	if err := l.SignalNetd(frozen, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = l.SignalNetd(frozen, syscall.SIGCONT) })
-	d := poll(t, 30*time.Second, "frozen node's blocks gone", func() (bool, error) { return blocksGone(l, frozen, []string{"firebat", victim}) })
+	d := testutil.Poll(t, 30*time.Second, "frozen node's blocks gone", func() (bool, error) { return blocksGone(l, frozen, []string{"firebat", victim}) })
 	t.Logf("netd SIGSTOP -> its routes gone from the BFD nodes in %v", d)
 	if d > 2*time.Second {
 		t.Errorf("frozen netd's routes withdrawn after %v, want about 1s", d)
@@ -235,7 +236,7 @@ func TestBFDSilentFailure(t *testing.T) {
 	if err := l.SignalNetd(frozen, syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
-	d = poll(t, 120*time.Second, "re-converged after the thaw", func() (bool, error) { return blocksEverywhere(l, names(l), names(l)) })
+	d = testutil.Poll(t, 120*time.Second, "re-converged after the thaw", func() (bool, error) { return blocksEverywhere(l, names(l), names(l)) })
 	t.Logf("SIGCONT -> re-converged in %v", d)
 }
 
@@ -249,15 +250,15 @@ func TestFlapOverlay(t *testing.T) {
 	rest := others(l, victim)
 	var gone, back []time.Duration
 	for i := range *flapCount {
-		poll(t, 60*time.Second, "bfd up", func() (bool, error) { return bfdUp(t, l, rest, victim), nil })
+		testutil.Poll(t, 60*time.Second, "bfd up", func() (bool, error) { return bfdUp(t, l, rest, victim), nil })
 		if err := l.SetOverlayLink(victim, false); err != nil {
 			t.Fatal(err)
 		}
-		gone = append(gone, poll(t, 30*time.Second, fmt.Sprintf("flap %d: withdrawn", i), func() (bool, error) { return blocksGone(l, victim, rest) }))
+		gone = append(gone, testutil.Poll(t, 30*time.Second, fmt.Sprintf("flap %d: withdrawn", i), func() (bool, error) { return blocksGone(l, victim, rest) }))
 		if err := l.SetOverlayLink(victim, true); err != nil {
 			t.Fatal(err)
 		}
-		back = append(back, poll(t, 120*time.Second, fmt.Sprintf("flap %d: back", i), func() (bool, error) { return blocksEverywhere(l, names(l), names(l)) }))
+		back = append(back, testutil.Poll(t, 120*time.Second, fmt.Sprintf("flap %d: back", i), func() (bool, error) { return blocksEverywhere(l, names(l), names(l)) }))
 	}
 	t.Logf("%d flaps: withdrawn after %v; back after %v", *flapCount, gone, back)
 	// Exactly the right routes everywhere: one per block of every other
@@ -293,7 +294,7 @@ func TestFlapOverlay(t *testing.T) {
 func TestReloadPolicy(t *testing.T) {
 	l := upLab(t)
 	rest := []string{"control-plane", "firebat", "ultra"}
-	poll(t, 60*time.Second, "converged", func() (bool, error) { return blocksEverywhere(l, names(l), names(l)) })
+	testutil.Poll(t, 60*time.Second, "converged", func() (bool, error) { return blocksEverywhere(l, names(l), names(l)) })
 	before := map[string][]string{}
 	for _, n := range rest {
 		txt, err := l.RouteText(t.Context(), n)
@@ -318,7 +319,7 @@ func TestReloadPolicy(t *testing.T) {
 	}
 	write([]byte(strings.Replace(string(good), "asn: 64512", "asn: banana", 1)))
 	for _, n := range rest {
-		poll(t, 30*time.Second, n+" rejects the broken policy", func() (bool, error) {
+		testutil.Poll(t, 30*time.Second, n+" rejects the broken policy", func() (bool, error) {
 			return metric(t, l, n, "netd_policy_reload_errors_total", "") >= 1, nil
 		})
 	}
@@ -337,7 +338,7 @@ func TestReloadPolicy(t *testing.T) {
 	write([]byte(string(good[:i]) + string(good[j:])))
 	oldNode, _ := l.Node("old")
 	for _, n := range rest {
-		poll(t, 30*time.Second, n+" withdraws exactly old's blocks", func() (bool, error) {
+		testutil.Poll(t, 30*time.Second, n+" withdraws exactly old's blocks", func() (bool, error) {
 			txt, err := l.RouteText(t.Context(), n)
 			if err != nil {
 				return false, err

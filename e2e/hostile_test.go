@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ducksnest/netd/internal/testutil"
 	"github.com/ducksnest/netd/netd/lab"
 )
 
@@ -59,7 +60,7 @@ func TestHostilePeer(t *testing.T) {
 	t.Cleanup(func() {
 		if t.Failed() {
 			b, _ := os.ReadFile(logPath)
-			t.Logf("--- gobgpd log:\n%s", tailString(string(b), 40))
+			t.Logf("--- gobgpd log:\n%s", testutil.Tail(string(b), 40))
 			out, _ := runIn(old.NS, "gobgp", "-p", "50052", "neighbor")
 			t.Logf("--- rogue's neighbors:\n%s", out)
 		}
@@ -67,7 +68,7 @@ func TestHostilePeer(t *testing.T) {
 	})
 	rogue := func(args ...string) {
 		t.Helper()
-		poll(t, 30*time.Second, "gobgp "+strings.Join(args, " "), func() (bool, error) {
+		testutil.Poll(t, 30*time.Second, "gobgp "+strings.Join(args, " "), func() (bool, error) {
 			_, err := runIn(old.NS, append([]string{"gobgp", "-p", "50052"}, args...)...)
 			return err == nil, nil
 		})
@@ -84,10 +85,10 @@ func TestHostilePeer(t *testing.T) {
 	}
 	victims := []string{"firebat", "ultra", "control-plane"}
 	for _, v := range victims {
-		poll(t, 60*time.Second, v+" accepts the rogue's allowed block", func() (bool, error) {
+		testutil.Poll(t, 60*time.Second, v+" accepts the rogue's allowed block", func() (bool, error) {
 			return kernelHas(t, l, v, "10.244.3.0/24"), nil
 		})
-		poll(t, 30*time.Second, v+" counted every rejection", func() (bool, error) {
+		testutil.Poll(t, 30*time.Second, v+" counted every rejection", func() (bool, error) {
 			return metric(t, l, v, "netd_bgp_prefixes_rejected_total", `peer="old",reason="outside_pod_cidr"`) == 1 &&
 				metric(t, l, v, "netd_bgp_prefixes_rejected_total", `peer="old",reason="not_allowed"`) == 1 &&
 				metric(t, l, v, "netd_bgp_prefixes_rejected_total", `peer="old",reason="not_owned"`) == 2, nil
@@ -97,7 +98,7 @@ func TestHostilePeer(t *testing.T) {
 	rogue("global", "rib", "del", "10.244.3.0/24", "-a", "ipv4")
 	rogue("global", "rib", "add", "10.244.3.0/24", "-a", "ipv4", "nexthop", "100.64.0.3")
 	for _, v := range victims {
-		poll(t, 30*time.Second, v+" re-accepts the rogue's block", func() (bool, error) {
+		testutil.Poll(t, 30*time.Second, v+" re-accepts the rogue's block", func() (bool, error) {
 			return kernelHas(t, l, v, "10.244.3.0/24"), nil
 		})
 		for p, reason := range ann {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ducksnest/netd/internal/testutil"
 	"github.com/ducksnest/netd/netd/lab"
 	"github.com/ducksnest/netd/policy"
 )
@@ -81,7 +82,7 @@ func TestHostileLANPeer(t *testing.T) {
 	t.Cleanup(func() {
 		if t.Failed() {
 			b, _ := os.ReadFile(logPath)
-			t.Logf("--- gobgpd log:\n%s", tailString(string(b), 40))
+			t.Logf("--- gobgpd log:\n%s", testutil.Tail(string(b), 40))
 			out, _ := runIn(r.NS, "gobgp", "-p", "50053", "neighbor")
 			t.Logf("--- rogue's neighbors:\n%s", out)
 		}
@@ -89,14 +90,14 @@ func TestHostileLANPeer(t *testing.T) {
 	})
 	add := func(p, nh string) {
 		t.Helper()
-		poll(t, 30*time.Second, "gobgp global rib add "+p, func() (bool, error) {
+		testutil.Poll(t, 30*time.Second, "gobgp global rib add "+p, func() (bool, error) {
 			_, err := runIn(r.NS, "gobgp", "-p", "50053", "global", "rib", "add", p, "-a", "ipv4", "nexthop", nh)
 			return err == nil, nil
 		})
 	}
 	home := []string{"firebat", "ultra", "old"}
 	for _, n := range home {
-		poll(t, 90*time.Second, n+" establishes the home router session", func() (bool, error) {
+		testutil.Poll(t, 90*time.Second, n+" establishes the home router session", func() (bool, error) {
 			ps, err := l.PeerStates(ctx, n)
 			return err == nil && ps["home-router"] == "established", nil
 		})
@@ -123,10 +124,10 @@ func TestHostileLANPeer(t *testing.T) {
 	add("172.16.1.0/24", "192.168.0.1")
 	add("192.168.0.128/25", "192.168.0.1")
 	for _, n := range home {
-		poll(t, 60*time.Second, n+" installs the allowed prefix and the opted-in LAN subnet via the router", func() (bool, error) {
+		testutil.Poll(t, 60*time.Second, n+" installs the allowed prefix and the opted-in LAN subnet via the router", func() (bool, error) {
 			return kernelHas(t, l, n, "172.16.1.0/24", "via 192.168.0.1") && kernelHas(t, l, n, "192.168.0.128/25", "via 192.168.0.1"), nil
 		})
-		poll(t, 30*time.Second, n+" logs every rejection", func() (bool, error) {
+		testutil.Poll(t, 30*time.Second, n+" logs every rejection", func() (bool, error) {
 			for p, reason := range hostile {
 				if logCount(t, l, n, "bgp path rejected", `"prefix":"`+p+`"`, `"reason":"`+reason+`"`) != 1 {
 					return false, nil
@@ -198,7 +199,7 @@ func TestHostileLANPeer(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, n := range names(l) {
-		poll(t, 30*time.Second, n+" refuses the broad import", func() (bool, error) {
+		testutil.Poll(t, 30*time.Second, n+" refuses the broad import", func() (bool, error) {
 			return metric(t, l, n, "netd_policy_reload_errors_total", "") > before[n], nil
 		})
 	}

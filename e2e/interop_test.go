@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ducksnest/netd/internal/testutil"
 	"github.com/ducksnest/netd/netd/lab"
 )
 
@@ -212,21 +213,21 @@ func TestInteropHomeRouters(t *testing.T) {
 	home := map[string]string{"firebat": "100.64.0.1", "ultra": "100.64.0.2", "old": "100.64.0.3"}
 	for node, addr := range home {
 		want := blocksOf(l, node)
-		poll(t, 60*time.Second, "BIRD receives exactly "+node+"'s blocks", func() (bool, error) {
+		testutil.Poll(t, 60*time.Second, "BIRD receives exactly "+node+"'s blocks", func() (bool, error) {
 			return slices.Equal(birdRoutes(birdc, "n_"+node), want), nil
 		})
 		want = blocksOf(l, node, "10.96.0.0/12")
-		poll(t, 60*time.Second, "FRR receives exactly "+node+"'s blocks and the services", func() (bool, error) {
+		testutil.Poll(t, 60*time.Second, "FRR receives exactly "+node+"'s blocks and the services", func() (bool, error) {
 			return slices.Equal(frrRoutes(homeVty, addr), want), nil
 		})
 	}
-	poll(t, 60*time.Second, "FRR edge receives exactly firebat's blocks", func() (bool, error) {
+	testutil.Poll(t, 60*time.Second, "FRR edge receives exactly firebat's blocks", func() (bool, error) {
 		return slices.Equal(frrRoutes(edgeVty, "100.64.0.1"), blocksOf(l, "firebat")), nil
 	})
 
 	// Imports: from BIRD only 172.16.1.0/24, via the LAN, on every home node.
 	for node := range home {
-		poll(t, 30*time.Second, node+" installs BIRD's allowed prefix", func() (bool, error) {
+		testutil.Poll(t, 30*time.Second, node+" installs BIRD's allowed prefix", func() (bool, error) {
 			return kernelHas(t, l, node, "172.16.1.0/24", "via 192.168.0.1", "dev eth0"), nil
 		})
 		for _, bad := range []string{"172.16.5.0/24", "172.16.2.0/25", "172.17.0.0/24", "10.244.1.0/25", "172.20.0.0/24"} {
@@ -238,7 +239,7 @@ func TestInteropHomeRouters(t *testing.T) {
 		// its own 172.20.0.0/24 and those are all rejected (import: []),
 		// the pod blocks and services as reserved. BIRD's more-specific of
 		// firebat's block is reserved too.
-		poll(t, 30*time.Second, node+" counts the rejections", func() (bool, error) {
+		testutil.Poll(t, 30*time.Second, node+" counts the rejections", func() (bool, error) {
 			return metric(t, l, node, "netd_bgp_prefixes_rejected_total", `peer="home-router",reason="not_allowed"`) == 2 &&
 				metric(t, l, node, "netd_bgp_prefixes_rejected_total", `peer="home-router",reason="reserved"`) == 1 &&
 				metric(t, l, node, "netd_bgp_prefixes_rejected_total", `peer="home-router",reason="max_prefixes"`) == 1 &&
@@ -263,16 +264,16 @@ func TestInteropHomeRouters(t *testing.T) {
 
 	// BFD with FRR's bfdd: both sides up; a cut of the edge router's link
 	// takes its route out of firebat's kernel within a second.
-	poll(t, 60*time.Second, "firebat installs the edge route", func() (bool, error) {
+	testutil.Poll(t, 60*time.Second, "firebat installs the edge route", func() (bool, error) {
 		return kernelHas(t, l, "firebat", "10.199.1.0/24", "via 100.64.0.50"), nil
 	})
-	poll(t, 30*time.Second, "bfd up on both sides", func() (bool, error) {
+	testutil.Poll(t, 30*time.Second, "bfd up on both sides", func() (bool, error) {
 		return metric(t, l, "firebat", "netd_bfd_session_up", `peer="100.64.0.50"`) == 1 && frrBFDUp(edgeVty, "100.64.0.1"), nil
 	})
 	if err := l.SetRouterLink(edge, false); err != nil {
 		t.Fatal(err)
 	}
-	d := poll(t, 30*time.Second, "edge route withdrawn", func() (bool, error) {
+	d := testutil.Poll(t, 30*time.Second, "edge route withdrawn", func() (bool, error) {
 		return !kernelHas(t, l, "firebat", "10.199.1.0/24"), nil
 	})
 	t.Logf("FRR edge link cut -> its route gone from firebat's kernel in %v (FRR bfdd <-> netd BFD)", d)
@@ -282,18 +283,18 @@ func TestInteropHomeRouters(t *testing.T) {
 	if err := l.SetRouterLink(edge, true); err != nil {
 		t.Fatal(err)
 	}
-	d = poll(t, 90*time.Second, "edge route back", func() (bool, error) {
+	d = testutil.Poll(t, 90*time.Second, "edge route back", func() (bool, error) {
 		return kernelHas(t, l, "firebat", "10.199.1.0/24", "via 100.64.0.50"), nil
 	})
 	t.Logf("edge link back -> route re-installed in %v (hold-down, then a new BGP session)", d)
 	// FRR detects a frozen netd the same way.
-	poll(t, 30*time.Second, "bfd up again", func() (bool, error) { return frrBFDUp(edgeVty, "100.64.0.1"), nil })
+	testutil.Poll(t, 30*time.Second, "bfd up again", func() (bool, error) { return frrBFDUp(edgeVty, "100.64.0.1"), nil })
 	start := time.Now()
 	if err := l.SignalNetd("firebat", syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = l.SignalNetd("firebat", syscall.SIGCONT) })
-	poll(t, 10*time.Second, "FRR's bfdd sees frozen netd down", func() (bool, error) { return !frrBFDUp(edgeVty, "100.64.0.1"), nil })
+	testutil.Poll(t, 10*time.Second, "FRR's bfdd sees frozen netd down", func() (bool, error) { return !frrBFDUp(edgeVty, "100.64.0.1"), nil })
 	t.Logf("netd frozen -> FRR bfdd down in %v", time.Since(start))
 	if err := l.SignalNetd("firebat", syscall.SIGCONT); err != nil {
 		t.Fatal(err)
@@ -337,9 +338,9 @@ func TestInteropGoBGPCLI(t *testing.T) {
 	if err := l.StartNetdArgs(ctx, "firebat", "--grpc-addr", "127.0.0.1:50051"); err != nil {
 		t.Fatal(err)
 	}
-	poll(t, 60*time.Second, "firebat converged", func() (bool, error) { return blocksEverywhere(l, names(l), names(l)) })
+	testutil.Poll(t, 60*time.Second, "firebat converged", func() (bool, error) { return blocksEverywhere(l, names(l), names(l)) })
 	var nb string
-	poll(t, 60*time.Second, "gobgp neighbor shows the nodes established", func() (bool, error) {
+	testutil.Poll(t, 60*time.Second, "gobgp neighbor shows the nodes established", func() (bool, error) {
 		out, err := gobgp("neighbor")
 		nb = out
 		return err == nil && strings.Count(out, "Establ") == 3, nil

@@ -6,21 +6,20 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
+	"github.com/ducksnest/netd/internal/testutil"
 	"github.com/ducksnest/netd/netd/lab"
 )
 
-// needBin skips when a daemon of the interop packages is missing
-// (scripts/interop-deps.sh installs them; CI runs it).
+// needBin skips (fails with NETD_TEST_REQUIRE=all) when a daemon of the
+// interop packages is missing (scripts/interop-deps.sh installs them; CI
+// runs it).
 func needBin(t *testing.T, paths ...string) {
 	t.Helper()
 	for _, p := range paths {
-		if _, err := exec.LookPath(p); err != nil {
-			t.Skipf("needs %s: run scripts/interop-deps.sh", p)
-		}
+		testutil.NeedBinary(t, p, "run scripts/interop-deps.sh")
 	}
 }
 
@@ -96,7 +95,7 @@ func startFRR(t *testing.T, l *lab.Lab, r *lab.Router, bgpConf, bfdConf string) 
 		}
 		t.Cleanup(func() { _ = l.StopProc(t.Context(), key, 5*time.Second) })
 		if d.name == "zebra" {
-			poll(t, 10*time.Second, "zebra socket", func() (bool, error) {
+			testutil.Poll(t, 10*time.Second, "zebra socket", func() (bool, error) {
 				_, err := os.Stat(filepath.Join(dir, "zserv.api"))
 				return err == nil, nil
 			})
@@ -106,7 +105,7 @@ func startFRR(t *testing.T, l *lab.Lab, r *lab.Router, bgpConf, bfdConf string) 
 		if t.Failed() {
 			for _, d := range daemons {
 				b, _ := os.ReadFile(filepath.Join(dir, d.name+".log"))
-				t.Logf("--- %s log of %s:\n%s", d.name, r.Name, tailString(string(b), 30))
+				t.Logf("--- %s log of %s:\n%s", d.name, r.Name, testutil.Tail(string(b), 30))
 			}
 		}
 	})
@@ -118,14 +117,6 @@ func startFRR(t *testing.T, l *lab.Lab, r *lab.Router, bgpConf, bfdConf string) 
 		out, _ := exec.Command("ip", args...).CombinedOutput()
 		return string(out)
 	}
-}
-
-func tailString(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 func execCombined(name string, args ...string) (string, error) {

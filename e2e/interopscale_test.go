@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ducksnest/netd/internal/testutil"
 	"github.com/ducksnest/netd/netd/lab"
 )
 
@@ -82,11 +83,11 @@ func TestInteropScale10k(t *testing.T) {
 			return c == want, err
 		}
 	}
-	poll(t, 180*time.Second, "10k routes in firebat's kernel", count(n))
+	testutil.Poll(t, 180*time.Second, "10k routes in firebat's kernel", count(n))
 	first := time.Since(start)
 	// Let the Go heap settle before reading RSS.
 	var full int64
-	poll(t, 10*time.Second, "rss", func() (bool, error) {
+	testutil.Poll(t, 10*time.Second, "rss", func() (bool, error) {
 		full, err = l.RSS("firebat")
 		return err == nil, err
 	})
@@ -100,7 +101,7 @@ func TestInteropScale10k(t *testing.T) {
 	// starts again.
 	birdc("down")
 	start = time.Now()
-	poll(t, 120*time.Second, "10k routes withdrawn", count(0))
+	testutil.Poll(t, 120*time.Second, "10k routes withdrawn", count(0))
 	t.Logf("BIRD down -> %d routes withdrawn from firebat's kernel: %v", n, time.Since(start))
 	_ = l.StopProc(ctx, "bird-edge", 5*time.Second)
 	start = time.Now()
@@ -108,9 +109,9 @@ func TestInteropScale10k(t *testing.T) {
 	bfdConf := strings.Replace(conf, "protocol device {}\n", "protocol device {}\nprotocol bfd { interface \"*\" { min rx interval 100 ms; min tx interval 100 ms; multiplier 5; }; }\n", 1)
 	bfdConf = strings.Replace(bfdConf, "  graceful restart off;\n", "  graceful restart off;\n  bfd on;\n", 1)
 	birdc = startBIRDKey(t, l, r, bfdConf, "bird-edge-2")
-	poll(t, 180*time.Second, "10k routes back", count(n))
+	testutil.Poll(t, 180*time.Second, "10k routes back", count(n))
 	t.Logf("BIRD restart -> %d routes back in firebat's kernel: %v (includes GoBGP's ~5 s idle hold after a drop)", n, time.Since(start))
-	poll(t, 30*time.Second, "BFD up between BIRD and netd", func() (bool, error) {
+	testutil.Poll(t, 30*time.Second, "BFD up between BIRD and netd", func() (bool, error) {
 		return metric(t, l, "firebat", "netd_bfd_session_up", `peer="100.64.0.50"`) == 1 &&
 			strings.Contains(birdc("show", "bfd", "sessions"), "Up"), nil
 	})
@@ -119,7 +120,7 @@ func TestInteropScale10k(t *testing.T) {
 		t.Fatal(err)
 	}
 	start = time.Now()
-	poll(t, 60*time.Second, "10k routes withdrawn after a silent cut", count(0))
+	testutil.Poll(t, 60*time.Second, "10k routes withdrawn after a silent cut", count(0))
 	t.Logf("BIRD link cut (BFD) -> %d routes gone from firebat's kernel: %v", n, time.Since(start))
 	if rss, err := l.RSS("firebat"); err == nil {
 		t.Logf("netd RSS on firebat after the peer restart: %.1f MiB", float64(rss)/(1<<20))

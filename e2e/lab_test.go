@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ducksnest/netd/internal/testutil"
 	"github.com/ducksnest/netd/netd/lab"
 )
 
@@ -116,7 +117,7 @@ func TestJoinAndLeave(t *testing.T) {
 // (GoBGP holds a session idle for a while after a peer's Cease).
 func waitPeersLeftIdle(t *testing.T, l *lab.Lab, node string) time.Duration {
 	t.Helper()
-	return poll(t, 60*time.Second, "sessions to "+node+" leave idle", func() (bool, error) {
+	return testutil.Poll(t, 60*time.Second, "sessions to "+node+" leave idle", func() (bool, error) {
 		for _, o := range others(l, node) {
 			st, err := l.PeerStates(t.Context(), o)
 			if err != nil {
@@ -140,7 +141,7 @@ func join(t *testing.T, l *lab.Lab, node string) time.Duration {
 	if err := l.StartNetd(ctx, node); err != nil {
 		t.Fatal(err)
 	}
-	poll(t, 60*time.Second, node+"'s blocks on every other node", func() (bool, error) {
+	testutil.Poll(t, 60*time.Second, node+"'s blocks on every other node", func() (bool, error) {
 		for _, o := range others(l, node) {
 			ok, _, err := l.HasRoutes(o, []string{node})
 			if err != nil || !ok {
@@ -150,7 +151,7 @@ func join(t *testing.T, l *lab.Lab, node string) time.Duration {
 		return true, nil
 	})
 	d := time.Since(start)
-	poll(t, 30*time.Second, node+" has every block", func() (bool, error) {
+	testutil.Poll(t, 30*time.Second, node+" has every block", func() (bool, error) {
 		ok, _, err := l.HasRoutes(node, others(l, node))
 		return ok, err
 	})
@@ -175,7 +176,7 @@ func leave(t *testing.T, l *lab.Lab, node string) time.Duration {
 	if err := l.StopNetd(t.Context(), node, 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	poll(t, 30*time.Second, node+"'s blocks withdrawn from every other node", func() (bool, error) {
+	testutil.Poll(t, 30*time.Second, node+"'s blocks withdrawn from every other node", func() (bool, error) {
 		for _, o := range others(l, node) {
 			rs, err := l.Routes(o)
 			if err != nil {
@@ -208,11 +209,11 @@ func TestLANFallback(t *testing.T) {
 			return err == nil && h.Kind == want, err
 		}
 	}
-	poll(t, 10*time.Second, "firebat -> ultra over the LAN", path(lab.PathLAN))
+	testutil.Poll(t, 10*time.Second, "firebat -> ultra over the LAN", path(lab.PathLAN))
 	if err := l.SetLANLink("ultra", false); err != nil {
 		t.Fatal(err)
 	}
-	d := poll(t, 30*time.Second, "firebat -> ultra falls back to the overlay", path(lab.PathOverlay))
+	d := testutil.Poll(t, 30*time.Second, "firebat -> ultra falls back to the overlay", path(lab.PathOverlay))
 	t.Logf("LAN break -> overlay path in %v", d)
 	if r, err := lab.Ping(ctx, src.NS, src.Addr, dst.Addr, 84, false, 3*time.Second); err != nil || !r.Reply {
 		t.Errorf("firebat -> ultra over the overlay: %v %v", r, err)
@@ -220,6 +221,6 @@ func TestLANFallback(t *testing.T) {
 	if err := l.SetLANLink("ultra", true); err != nil {
 		t.Fatal(err)
 	}
-	d = poll(t, 30*time.Second, "firebat -> ultra back on the LAN", path(lab.PathLAN))
+	d = testutil.Poll(t, 30*time.Second, "firebat -> ultra back on the LAN", path(lab.PathLAN))
 	t.Logf("LAN heal -> LAN path in %v", d)
 }

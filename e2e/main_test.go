@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ducksnest/netd/internal/testutil"
 	"github.com/ducksnest/netd/netd/lab"
 )
 
@@ -43,9 +44,7 @@ func runMain(m *testing.M) int {
 
 func needRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: builds network namespaces and runs netd in them")
-	}
+	testutil.NeedRoot(t, "builds network namespaces and runs netd in them")
 }
 
 // labName is unique per test, fixed length so no name prefixes another.
@@ -67,30 +66,6 @@ func upLab(t *testing.T, hold ...string) *lab.Lab {
 		t.Fatal(err)
 	}
 	return upLabWith(t, data, hold...)
-}
-
-// poll calls cond every 50ms until it returns true or d passes.
-func poll(t *testing.T, d time.Duration, what string, cond func() (bool, error)) time.Duration {
-	t.Helper()
-	start := time.Now()
-	deadline := start.Add(d)
-	for {
-		ok, err := cond()
-		if err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-		if ok {
-			return time.Since(start)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not reached within %v", what, d)
-		}
-		select {
-		case <-t.Context().Done():
-			t.Fatalf("%s: %v", what, t.Context().Err())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
 }
 
 func others(l *lab.Lab, name string) []string {

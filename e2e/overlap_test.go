@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ducksnest/netd/internal/testutil"
+
 	"github.com/ducksnest/netd/netd/lab"
 )
 
@@ -107,7 +109,7 @@ func TestOverlappingRestarts(t *testing.T) {
 	ctx := t.Context()
 	const a, b, c = "old", "ultra", "firebat"
 	converged := func(what string) {
-		poll(t, 120*time.Second, what, func() (bool, error) {
+		testutil.Poll(t, 120*time.Second, what, func() (bool, error) {
 			for _, n := range []string{a, b, c} {
 				if ok, err := sessionsUp(t, l, n); !ok || err != nil {
 					return ok, err
@@ -137,7 +139,7 @@ func TestOverlappingRestarts(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		poll(t, 60*time.Second, node+" reconciles BGP while the other node is down", func() (bool, error) {
+		testutil.Poll(t, 60*time.Second, node+" reconciles BGP while the other node is down", func() (bool, error) {
 			return bgpRuns(t, l, node) > runs, nil
 		})
 	}
@@ -175,7 +177,7 @@ func TestOverlappingRestarts(t *testing.T) {
 					// while it is down.
 					kill(o.first)
 					start(o.first)
-					poll(t, 180*time.Second, o.first+" synced after its restart", func() (bool, error) {
+					testutil.Poll(t, 180*time.Second, o.first+" synced after its restart", func() (bool, error) {
 						return bgpSynced(t, l, o.first), nil
 					})
 					runs := bgpRuns(t, l, o.first)
@@ -186,9 +188,9 @@ func TestOverlappingRestarts(t *testing.T) {
 				converged(name + ": converged after")
 				// Until both have pruned what nobody re-announced.
 				for _, n := range []string{a, b} {
-					poll(t, 180*time.Second, n+" synced", func() (bool, error) { return bgpSynced(t, l, n), nil })
+					testutil.Poll(t, 180*time.Second, n+" synced", func() (bool, error) { return bgpSynced(t, l, n), nil })
 					runs := routeRuns(t, l, n)
-					poll(t, 60*time.Second, n+" reconciles its routes once synced", func() (bool, error) {
+					testutil.Poll(t, 60*time.Second, n+" reconciles its routes once synced", func() (bool, error) {
 						return routeRuns(t, l, n) > runs, nil
 					})
 				}
@@ -234,7 +236,7 @@ func TestSlowestNodeRestart(t *testing.T) {
 	ctx := t.Context()
 	const node = "control-plane"
 	converged := func(what string) time.Duration {
-		return poll(t, 120*time.Second, what, func() (bool, error) {
+		return testutil.Poll(t, 120*time.Second, what, func() (bool, error) {
 			if ok, err := sessionsUp(t, l, node); !ok || err != nil {
 				return ok, err
 			}
@@ -275,9 +277,9 @@ func TestSlowestNodeRestart(t *testing.T) {
 			took := converged(mode + ": converged after")
 			// Past the point where a fixed bound would have pruned, and
 			// past the route run that prunes what nobody re-announced.
-			poll(t, 180*time.Second, node+" synced", func() (bool, error) { return bgpSynced(t, l, node), nil })
+			testutil.Poll(t, 180*time.Second, node+" synced", func() (bool, error) { return bgpSynced(t, l, node), nil })
 			runs := routeRuns(t, l, node)
-			poll(t, 60*time.Second, node+" reconciles its routes once synced", func() (bool, error) {
+			testutil.Poll(t, 60*time.Second, node+" reconciles its routes once synced", func() (bool, error) {
 				return routeRuns(t, l, node) > runs, nil
 			})
 			converged(mode + ": still converged after the prune")

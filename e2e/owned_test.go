@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ducksnest/netd/internal/testutil"
 	"github.com/ducksnest/netd/netd/lab"
 )
 
@@ -41,7 +43,8 @@ func unowned(t *testing.T, l *lab.Lab, ns string) []string {
 
 // TestUnownedStateSurvives: a user's static route in main, tailscaled's
 // table 52 and its rule 5270 (plus an extra table-52 route) are untouched
-// by netd's start, resync and stop.
+// by netd's start, periodic resync, reload and stop; the resync, with no
+// signal, and the reload each put back a netd route deleted by hand.
 func TestUnownedStateSurvives(t *testing.T) {
 	needRoot(t)
 	all := []string{"control-plane", "firebat", "old", "ultra"}
@@ -81,23 +84,62 @@ func TestUnownedStateSurvives(t *testing.T) {
 		}
 	}
 	same("after start")
-	// Resync: remove one of netd's routes, reload with SIGHUP and wait for
-	// the route to come back.
+
+	// Drift repair without a signal: a route of netd's deleted by hand comes
+	// back at the next periodic resync. netd never learns of the deletion
+	// (it watches no kernel route events), and nothing else changes in the
+	// lab, so only the resync can put it back. The lab runs netd with the
+	// default --resync (30s), as the NixOS module deploys it; the test
+	// deletes the route right after convergence, so it waits less than one
+	// period (the deadline adds room for a busy machine).
+	routeRuns := func() float64 {
+		return metric(t, l, "firebat", "netd_reconcile_runs_total", `reconciler="routes",result="ok"`)
+	}
+	loadedAt := func() string { // when firebat's netd last (re)loaded its policy
+		st, err := l.Status(ctx, "firebat")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v struct {
+			Policy struct{ LoadedAt string } `json:"policy"`
+		}
+		if err := json.Unmarshal(st.Raw, &v); err != nil || v.Policy.LoadedAt == "" {
+			t.Fatalf("firebat's status has no policy.loadedAt (%v): %s", err, st.Raw)
+		}
+		return v.Policy.LoadedAt
+	}
 	rs, err := l.Routes("firebat")
 	if err != nil || len(rs) == 0 {
 		t.Fatalf("firebat has no netd routes: %v", err)
 	}
 	victim := rs[0].Dst.String()
+	runs, loaded := routeRuns(), loadedAt()
+	ipIn(t, fb.NS, "route", "del", victim, "table", "244")
+	restored := func() (bool, error) {
+		ok, _, err := l.HasRoutes("firebat", all)
+		return ok, err
+	}
+	d := testutil.Poll(t, 60*time.Second, "the periodic resync restores the deleted route "+victim, restored)
+	t.Logf("deleted route restored by the periodic resync in %v", d)
+	if got := routeRuns(); got <= runs {
+		t.Errorf("route reconciles %v before, %v after the repair: want at least one run", runs, got)
+	}
+	if got := loadedAt(); got != loaded {
+		t.Errorf("firebat reloaded its policy during the repair (at %s, before %s): not the resync", got, loaded)
+	}
+	same("after the periodic resync")
+
+	// A reload (SIGHUP) repairs at once.
 	ipIn(t, fb.NS, "route", "del", victim, "table", "244")
 	for _, n := range l.Nodes {
 		_ = syscall.Kill(n.Netd.PID, syscall.SIGHUP)
 	}
-	d := poll(t, 45*time.Second, "netd restores the deleted route "+victim, func() (bool, error) {
-		ok, _, err := l.HasRoutes("firebat", all)
-		return ok, err
-	})
-	t.Logf("deleted route restored in %v", d)
-	same("after resync")
+	d = testutil.Poll(t, 45*time.Second, "the reload restores the deleted route "+victim, restored)
+	t.Logf("deleted route restored by a reload in %v", d)
+	if loadedAt() == loaded {
+		t.Error("SIGHUP did not reload firebat's policy")
+	}
+	same("after the reload")
 	for _, n := range all {
 		if err := l.StopNetd(ctx, n, 10*time.Second); err != nil {
 			t.Fatal(err)

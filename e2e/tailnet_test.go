@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/ducksnest/netd/acl"
+	"github.com/ducksnest/netd/internal/testutil"
 	"github.com/ducksnest/netd/netd/lab"
 	"github.com/ducksnest/netd/netd/localapi"
 	"github.com/ducksnest/netd/policy"
@@ -61,9 +62,8 @@ func tailscaleTools(t *testing.T) lab.TailnetConfig {
 // through the acl package.
 func TestTailnet(t *testing.T) {
 	needRoot(t)
-	if _, err := os.Stat("/dev/net/tun"); err != nil {
-		t.Fatalf("tailscaled needs /dev/net/tun: %v", err)
-	}
+	_, err := os.Stat("/dev/net/tun")
+	testutil.Require(t, err == nil, "tailscaled needs /dev/net/tun (the tun kernel module): %v", err)
 	tc := tailscaleTools(t)
 	data, err := os.ReadFile(policyPath)
 	if err != nil {
@@ -112,9 +112,9 @@ func TestTailnet(t *testing.T) {
 		if l != nil {
 			if tn2, err2 := lab.LoadTailnet(l); err2 == nil {
 				for n := range tn2.Socket {
-					t.Logf("--- tailscaled log of %s:\n%s", n, tailFile(filepath.Join(tn2.Dir, n, "tailscaled.log"), 15))
+					t.Logf("--- tailscaled log of %s:\n%s", n, testutil.TailFile(filepath.Join(tn2.Dir, n, "tailscaled.log"), 15))
 				}
-				t.Logf("--- headscale log:\n%s", tailFile(filepath.Join(tn2.Dir, "headscale.log"), 30))
+				t.Logf("--- headscale log:\n%s", testutil.TailFile(filepath.Join(tn2.Dir, "headscale.log"), 30))
 			}
 		}
 		t.Fatal(err)
@@ -222,7 +222,7 @@ func TestTailnet(t *testing.T) {
 
 	t.Run("throughput", func(t *testing.T) {
 		// WireGuard must run peer to peer, not through the DERP relay.
-		poll(t, 30*time.Second, "a direct WireGuard path control-plane -> firebat", func() (bool, error) {
+		testutil.Poll(t, 30*time.Second, "a direct WireGuard path control-plane -> firebat", func() (bool, error) {
 			s, err := tn.Client("control-plane").Status(ctx)
 			if err != nil {
 				return false, err
@@ -285,7 +285,7 @@ func TestTailnet(t *testing.T) {
 			t.Fatalf("apply without the pod grant: %+v %v", res, err)
 		}
 		var blocked time.Duration
-		poll(t, 60*time.Second, "pod traffic blocked", func() (bool, error) {
+		testutil.Poll(t, 60*time.Second, "pod traffic blocked", func() (bool, error) {
 			if podOK(300*time.Millisecond) == nil {
 				return false, nil
 			}
@@ -303,7 +303,7 @@ func TestTailnet(t *testing.T) {
 		if res, err := acl.Apply(ctx, target, &st.Tailnet, acl.Options{}); err != nil || !res.Written {
 			t.Fatalf("restore: %+v %v", res, err)
 		}
-		poll(t, 60*time.Second, "pod traffic restored", func() (bool, error) {
+		testutil.Poll(t, 60*time.Second, "pod traffic restored", func() (bool, error) {
 			return podOK(300*time.Millisecond) == nil, nil
 		})
 		restored := time.Since(applied2)
@@ -381,7 +381,7 @@ func TestTailnet(t *testing.T) {
 		if err := tn.RestartTailscaled(ctx, "control-plane"); err != nil {
 			t.Fatal(err)
 		}
-		back := poll(t, 90*time.Second, "pod traffic after restarting tailscaled", func() (bool, error) {
+		back := testutil.Poll(t, 90*time.Second, "pod traffic after restarting tailscaled", func() (bool, error) {
 			return podOK(2*time.Second) == nil, nil
 		})
 		t.Logf("MEASURE tailscaled restart on control-plane: pod traffic back %v after the restart began (%v after tailscaled was up)",
@@ -389,7 +389,7 @@ func TestTailnet(t *testing.T) {
 		// tailscale0 went away with tailscaled, and the kernel dropped
 		// netd's routes through it; until netd puts them back, table 52
 		// (accept-routes) carries the traffic. netd must restore its own.
-		poll(t, 90*time.Second, "netd routes on control-plane after the restart", func() (bool, error) {
+		testutil.Poll(t, 90*time.Second, "netd routes on control-plane after the restart", func() (bool, error) {
 			ok, _, err := l.HasRoutes("control-plane", others(l, "control-plane"))
 			return ok, err
 		})
@@ -473,16 +473,4 @@ func nodeBulk(ctx context.Context, a, b *lab.Node, n int) (time.Duration, error)
 	payload := make([]byte, n)
 	_, _ = rand.Read(payload)
 	return lab.TCPEcho(ctx, lab.Pod{NS: a.NS, Addr: a.OverlayAddr}, netip.AddrPortFrom(b.OverlayAddr, 10250), payload, 2*time.Minute)
-}
-
-func tailFile(path string, lines int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	ls := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(ls) > lines {
-		ls = ls[len(ls)-lines:]
-	}
-	return strings.Join(ls, "\n")
 }

@@ -14,7 +14,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	api "github.com/osrg/gobgp/v3/api"
 	gobgplog "github.com/osrg/gobgp/v3/pkg/log"
@@ -63,18 +62,6 @@ func Addrs(t T, n int) []netip.Addr {
 	}
 	t.Fatalf("no free loopback addresses")
 	return nil
-}
-
-// Eventually polls cond until it returns true or d passes.
-func Eventually(t T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond) // polling interval, not a wait for an event
-	}
 }
 
 // Peer is a plain GoBGP speaker (no netd filtering): a stand-in for a

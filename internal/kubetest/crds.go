@@ -49,7 +49,7 @@ func (s *Server) installCRDs() error {
 		names = append(names, u.GetName())
 	}
 	for _, n := range names {
-		err := poll(30*time.Second, func() error {
+		err := retry(30*time.Second, "CRD "+n+" established", func() error {
 			u, err := dyn.Resource(crdResource).Get(ctx, n, metav1.GetOptions{})
 			if err != nil {
 				return err

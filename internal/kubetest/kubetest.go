@@ -6,7 +6,6 @@
 package kubetest
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -28,6 +27,8 @@ import (
 	"time"
 
 	"k8s.io/client-go/rest"
+
+	"github.com/ducksnest/netd/internal/testutil"
 )
 
 // Binaries are the paths of the two server binaries.
@@ -52,7 +53,7 @@ func FindBinaries() (Binaries, error) {
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return b, fmt.Errorf("scripts/kube-tools.sh: %w: %s", err, lastLines(stderr.String(), 5))
+		return b, fmt.Errorf("scripts/kube-tools.sh: %w: %s", err, testutil.Tail(stderr.String(), 5))
 	}
 	for _, l := range strings.Split(string(out), "\n") {
 		if v, ok := strings.CutPrefix(l, "KUBE_APISERVER="); ok {
@@ -71,11 +72,6 @@ func FindBinaries() (Binaries, error) {
 func executable(p string) bool {
 	st, err := os.Stat(p)
 	return err == nil && !st.IsDir() && st.Mode()&0o111 != 0
-}
-
-func lastLines(s string, n int) string {
-	l := strings.Split(strings.TrimSpace(s), "\n")
-	return strings.Join(l[max(0, len(l)-n):], "\n")
 }
 
 func moduleRoot() (string, error) {
@@ -113,12 +109,13 @@ type Server struct {
 }
 
 // Start starts a server for the test and stops it when the test ends. It
-// skips the test if the binaries cannot be built.
+// skips the test if the binaries cannot be built (fails it with
+// NETD_TEST_REQUIRE=all).
 func Start(t testing.TB) *Server {
 	t.Helper()
 	bin, err := FindBinaries()
 	if err != nil {
-		t.Skipf("kube-apiserver/etcd unavailable (run scripts/kube-tools.sh): %v", err)
+		testutil.Skip(t, "kube-apiserver/etcd unavailable (run scripts/kube-tools.sh): %v", err)
 	}
 	s, err := New(bin, t.TempDir())
 	if err != nil {
@@ -261,16 +258,40 @@ func (s *Server) start(cmd *exec.Cmd, name string) (*proc, error) {
 	return p, nil
 }
 
-// poll is poll that gives up as soon as the process exits.
+// poll is retry that gives up as soon as the process exits.
 func (p *proc) poll(timeout time.Duration, f func() error) error {
-	return poll(timeout, func() error {
+	return retry(timeout, filepath.Base(p.cmd.Path), func() error {
 		select {
 		case <-p.done:
-			return errExited{p.err}
+			return errPermanent{errExited{p.err}}
 		default:
 		}
 		return f()
 	})
+}
+
+// errPermanent ends retry at once.
+type errPermanent struct{ err error }
+
+func (e errPermanent) Error() string { return e.err.Error() }
+func (e errPermanent) Unwrap() error { return e.err }
+
+// retry calls f until it returns nil, an errPermanent, or timeout passes;
+// the error names f's last error.
+func retry(timeout time.Duration, what string, f func() error) error {
+	var last error
+	_, err := testutil.Wait(timeout, what, func() (bool, error) {
+		last = f()
+		var perm errPermanent
+		if errors.As(last, &perm) {
+			return false, perm.err
+		}
+		return last == nil, nil
+	})
+	if err != nil && last != nil && !errors.As(last, new(errPermanent)) {
+		return fmt.Errorf("%w: %w", err, last)
+	}
+	return err
 }
 
 type errExited struct{ err error }
@@ -291,7 +312,7 @@ func (s *Server) StartAPIServer() error {
 	insecure := &http.Client{Transport: &http.Transport{TLSClientConfig: insecureTLS()}, Timeout: 5 * time.Second}
 	url := "https://127.0.0.1:" + strconv.Itoa(s.apiPort) + "/readyz"
 	if err := api.poll(90*time.Second, func() error { return get(insecure, url, s.token) }); err != nil {
-		return fmt.Errorf("kube-apiserver not ready: %w\n%s", err, s.logTail("kube-apiserver", 20))
+		return fmt.Errorf("kube-apiserver not ready: %w\n%s", err, testutil.TailFile(filepath.Join(s.dir, "kube-apiserver.log"), 20))
 	}
 	return nil
 }
@@ -337,17 +358,6 @@ func stop(p *proc) error {
 	return nil
 }
 
-func (s *Server) logTail(name string, n int) string {
-	b, _ := os.ReadFile(filepath.Join(s.dir, name+".log"))
-	var lines []string
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		lines = append(lines, sc.Text())
-	}
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
-}
-
 // freePorts returns three free TCP ports on 127.0.0.1.
 func freePorts() (int, int, int, error) {
 	var ports [3]int
@@ -385,21 +395,4 @@ func get(c *http.Client, url, token string) error {
 		return fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
 	return nil
-}
-
-// poll calls f until it succeeds or timeout passes.
-func poll(timeout time.Duration, f func() error) error {
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		err := f()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return err
-		}
-		<-tick.C
-	}
 }

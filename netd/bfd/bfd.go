@@ -24,15 +24,12 @@ package bfd
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/netip"
 	"slices"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -82,12 +79,15 @@ type Server struct {
 	log     *slog.Logger
 	metrics *metrics
 
+	// listen opens the packet I/O (UDP sockets; tests swap it).
+	listen func(ctx context.Context) (conn, error)
+
 	mu       sync.Mutex
 	ctx      context.Context // set by Run
 	want     []netip.Addr
 	sessions map[netip.Addr]*peerRT
 	byDiscr  map[uint32]*session
-	tx       *net.UDPConn
+	conn     conn
 }
 
 type peerRT struct {
@@ -128,6 +128,9 @@ func New(cfg Config, reg prometheus.Registerer) (*Server, error) {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{cfg: cfg, log: cfg.Log, sessions: map[netip.Addr]*peerRT{}, byDiscr: map[uint32]*session{}}
+	s.listen = func(ctx context.Context) (conn, error) {
+		return listenUDP(ctx, s.cfg.Local, s.cfg.Port, s.cfg.Port)
+	}
 	s.metrics = newMetrics(s)
 	if reg != nil {
 		if err := reg.Register(s.metrics); err != nil {
@@ -179,10 +182,10 @@ func (s *Server) syncLocked() {
 // Run opens the sockets and runs the sessions until ctx is done. It
 // retries the sockets while the local address is not there yet.
 func (s *Server) Run(ctx context.Context) error {
-	var rx *net.UDPConn
+	var c conn
 	for {
 		var err error
-		rx, err = s.open(ctx)
+		c, err = s.listen(ctx)
 		if err == nil {
 			break
 		}
@@ -193,67 +196,31 @@ func (s *Server) Run(ctx context.Context) error {
 		case <-time.After(time.Second):
 		}
 	}
-	defer rx.Close()
+	defer c.closeRead()
 	s.mu.Lock()
+	s.conn = c
 	s.ctx = ctx
 	s.syncLocked()
 	s.mu.Unlock()
 	s.log.Info("bfd running", "local", s.cfg.Local, "port", s.cfg.Port, "txInterval", s.cfg.TxInterval, "multiplier", s.cfg.Multiplier)
 	go func() {
 		<-ctx.Done()
-		rx.Close()
+		c.closeRead()
 	}()
-	s.readLoop(rx)
-	s.mu.Lock()
-	tx := s.tx
-	s.mu.Unlock()
+	s.readLoop(c)
 	// Give the sessions' AdminDown packets a moment before closing.
-	time.AfterFunc(100*time.Millisecond, func() { tx.Close() })
+	time.AfterFunc(100*time.Millisecond, func() { c.closeWrite() })
 	return nil
 }
 
-func (s *Server) open(ctx context.Context) (*net.UDPConn, error) {
-	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-		var serr error
-		err := c.Control(func(fd uintptr) {
-			if serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IP, syscall.IP_TTL, 255); serr != nil {
-				return
-			}
-			serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IP, syscall.IP_RECVTTL, 1)
-		})
-		return errors.Join(err, serr)
-	}}
-	pc, err := lc.ListenPacket(ctx, "udp4", netip.AddrPortFrom(s.cfg.Local, uint16(s.cfg.Port)).String())
-	if err != nil {
-		return nil, fmt.Errorf("listening on bfd port: %w", err)
-	}
-	var tc net.PacketConn
-	for range 64 {
-		// RFC 5881 4: source port in 49152-65535.
-		src := netip.AddrPortFrom(s.cfg.Local, uint16(49152+rand.IntN(16384)))
-		if tc, err = lc.ListenPacket(ctx, "udp4", src.String()); err == nil {
-			break
-		}
-	}
-	if err != nil {
-		pc.Close()
-		return nil, fmt.Errorf("opening bfd source port: %w", err)
-	}
-	s.mu.Lock()
-	s.tx = tc.(*net.UDPConn)
-	s.mu.Unlock()
-	return pc.(*net.UDPConn), nil
-}
-
-func (s *Server) readLoop(rx *net.UDPConn) {
+func (s *Server) readLoop(c conn) {
 	buf := make([]byte, 512)
-	oob := make([]byte, 128)
 	for {
-		n, oobn, _, from, err := rx.ReadMsgUDPAddrPort(buf, oob)
+		n, from, ttl, err := c.read(buf)
 		if err != nil {
 			return // closed
 		}
-		if ttl, ok := recvTTL(oob[:oobn]); !ok || ttl != 255 {
+		if ttl != 255 {
 			s.metrics.dropped.Inc()
 			continue // RFC 5881 5: single hop only
 		}
@@ -266,10 +233,10 @@ func (s *Server) readLoop(rx *net.UDPConn) {
 		var ss *session
 		if p.yourDiscr != 0 {
 			ss = s.byDiscr[p.yourDiscr]
-			if ss != nil && ss.peer != from.Addr().Unmap() {
+			if ss != nil && ss.peer != from {
 				ss = nil
 			}
-		} else if rt := s.sessions[from.Addr().Unmap()]; rt != nil {
+		} else if rt := s.sessions[from]; rt != nil {
 			ss = rt.s
 		}
 		s.mu.Unlock()
@@ -284,27 +251,14 @@ func (s *Server) readLoop(rx *net.UDPConn) {
 	}
 }
 
-func recvTTL(oob []byte) (int, bool) {
-	msgs, err := syscall.ParseSocketControlMessage(oob)
-	if err != nil {
-		return 0, false
-	}
-	for _, m := range msgs {
-		if m.Header.Level == syscall.IPPROTO_IP && m.Header.Type == syscall.IP_TTL && len(m.Data) >= 4 {
-			return int(m.Data[0]) | int(m.Data[1])<<8 | int(m.Data[2])<<16 | int(m.Data[3])<<24, true
-		}
-	}
-	return 0, false
-}
-
 func (s *Server) send(peer netip.Addr, b []byte) {
 	s.mu.Lock()
-	tx := s.tx
+	c := s.conn
 	s.mu.Unlock()
-	if tx == nil {
+	if c == nil {
 		return
 	}
-	if _, err := tx.WriteToUDPAddrPort(b, netip.AddrPortFrom(peer, uint16(s.cfg.Port))); err == nil {
+	if err := c.write(b, peer); err == nil {
 		s.metrics.sent.Inc()
 	}
 }

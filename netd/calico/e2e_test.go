@@ -12,6 +12,7 @@ import (
 
 	"github.com/ducksnest/netd/bgp"
 	"github.com/ducksnest/netd/bgp/bgptest"
+	"github.com/ducksnest/netd/internal/testutil"
 	"github.com/ducksnest/netd/policy/desired"
 )
 
@@ -88,7 +89,7 @@ func TestAffinityToBGP(t *testing.T) {
 		p := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 244, byte(i), 0}), 26)
 		start := time.Now()
 		addAffinity(t, c, "a", p.String(), "confirmed")
-		waitFor(t, 20*time.Second, "b to learn "+p.String(), func() bool { return learned(p) })
+		testutil.Eventually(t, 20*time.Second, "b to learn "+p.String(), func() bool { return learned(p) })
 		lat = append(lat, time.Since(start))
 	}
 	slices.Sort(lat)
@@ -101,5 +102,5 @@ func TestAffinityToBGP(t *testing.T) {
 	if err := c.Dynamic.Resource(BlockAffinities).Delete(t.Context(), affinityName("a", withdrawn.String()), metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "b to drop the released block", func() bool { return !learned(withdrawn) })
+	testutil.Eventually(t, 20*time.Second, "b to drop the released block", func() bool { return !learned(withdrawn) })
 }

@@ -12,6 +12,8 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
+
+	"github.com/ducksnest/netd/internal/testutil"
 )
 
 // TestLeaderElection races two reconcilers on one Lease: only the holder
@@ -61,12 +63,12 @@ func TestLeaderElection(t *testing.T) {
 	ctxB, stopB := context.WithCancel(t.Context())
 	defer stopB()
 	doneA := instance(ctxA, "node-a", false)
-	waitFor(t, 20*time.Second, "node-a to lead", func() bool { mu.Lock(); defer mu.Unlock(); return !started["node-a"].IsZero() })
+	testutil.Eventually(t, 20*time.Second, "node-a to lead", func() bool { mu.Lock(); defer mu.Unlock(); return !started["node-a"].IsZero() })
 	doneB := instance(ctxB, "node-b", true)
 	// B runs alongside for a while: it must not lead nor write.
-	waitFor(t, 10*time.Second, "node-a's objects", func() bool { return exists(t, c, IPPools, "pods") })
+	testutil.Eventually(t, 10*time.Second, "node-a's objects", func() bool { return exists(t, c, IPPools, "pods") })
 	hold := time.Now().Add(2 * lease)
-	waitFor(t, 3*lease, "two lease periods", func() bool { return time.Now().After(hold) })
+	testutil.Eventually(t, 3*lease, "two lease periods", func() bool { return time.Now().After(hold) })
 	mu.Lock()
 	if !started["node-b"].IsZero() || writes["node-b"] != 0 {
 		t.Errorf("node-b ran while node-a held the lease (writes %d)", writes["node-b"])
@@ -84,12 +86,12 @@ func TestLeaderElection(t *testing.T) {
 	if err := <-doneA; err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, lease, "node-b to take over within the lease duration", func() bool { mu.Lock(); defer mu.Unlock(); return !started["node-b"].IsZero() })
+	testutil.Eventually(t, lease, "node-b to take over within the lease duration", func() bool { mu.Lock(); defer mu.Unlock(); return !started["node-b"].IsZero() })
 	mu.Lock()
 	handover := started["node-b"].Sub(lost)
 	mu.Unlock()
 	t.Logf("handover after release: %v (lease %v)", handover, lease)
-	waitFor(t, 5*time.Second, "node-b's write", func() bool { return specBool(get(t, c, IPPools, "pods"), "natOutgoing") })
+	testutil.Eventually(t, 5*time.Second, "node-b's write", func() bool { return specBool(get(t, c, IPPools, "pods"), "natOutgoing") })
 	stopB()
 	if err := <-doneB; err != nil {
 		t.Fatal(err)
@@ -178,7 +180,7 @@ func TestLeaderLost(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	doneA := run(ctx, ca, "node-a")
-	waitFor(t, 20*time.Second, "node-a to lead", func() bool { return seen("node-a start") })
+	testutil.Eventually(t, 20*time.Second, "node-a to lead", func() bool { return seen("node-a start") })
 	doneB := run(ctx, c, "node-b")
 	l, err := c.Kube.CoordinationV1().Leases(LeaseNamespace).Get(ctx, "netd-calico", metav1.GetOptions{})
 	if err != nil {
@@ -187,8 +189,8 @@ func TestLeaderLost(t *testing.T) {
 	proxy.cut()
 	cutAt := time.Now()
 	lastRenew := l.Spec.RenewTime.Time
-	waitFor(t, 2*lease, "node-a to stop leading", func() bool { return seen("node-a stop") })
-	waitFor(t, 3*lease, "node-b to lead", func() bool { return seen("node-b start") })
+	testutil.Eventually(t, 2*lease, "node-a to stop leading", func() bool { return seen("node-a stop") })
+	testutil.Eventually(t, 3*lease, "node-b to lead", func() bool { return seen("node-b start") })
 	mu.Lock()
 	stopA, startB := events["node-a stop"], events["node-b start"]
 	mu.Unlock()

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -17,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/ducksnest/netd/internal/kubetest"
+	"github.com/ducksnest/netd/internal/testutil"
 	"github.com/ducksnest/netd/policy/desired"
 )
 
@@ -49,7 +49,7 @@ func TestMain(m *testing.M) {
 
 // server returns the shared API server with no Calico objects, Leases or
 // Events left by an earlier test.
-func server(t *testing.T) *kubetest.Server {
+func server(t testing.TB) *kubetest.Server {
 	t.Helper()
 	srvOnce.Do(func() {
 		bin, err := kubetest.FindBinaries()
@@ -65,7 +65,7 @@ func server(t *testing.T) *kubetest.Server {
 		srv, srvErr = kubetest.New(bin, srvDir)
 	})
 	if srvSkip != nil {
-		t.Skipf("kube-apiserver/etcd unavailable (run scripts/kube-tools.sh): %v", srvSkip)
+		testutil.Skip(t, "kube-apiserver/etcd unavailable (run scripts/kube-tools.sh): %v", srvSkip)
 	}
 	if srvErr != nil {
 		t.Fatal(srvErr)
@@ -169,20 +169,6 @@ func create(t testing.TB, c *Clients, r schema.GroupVersionResource, kind, name 
 		t.Fatalf("creating %s %s: %v", kind, name, err)
 	}
 	return out
-}
-
-// waitFor polls cond every 10 ms until it holds or the deadline passes.
-func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		<-tick.C
-	}
 }
 
 func ops(p Plan) string {

@@ -302,10 +302,7 @@ func (l *Lab) Bulk(ctx context.Context, echo *EchoServers, s, d Pod, n int) *Bul
 // a lab namespace has its peer outside the lab.
 func (l *Lab) CheckIsolation(ctx context.Context) error {
 	outside := []netip.Addr{netip.MustParseAddr("1.1.1.1"), netip.MustParseAddr("8.8.8.8"), netip.MustParseAddr("198.51.100.7")}
-	nss, err := listNS(l.Name + "-")
-	if err != nil {
-		return err
-	}
+	nss := l.ownNamespaces()
 	pods := map[string]bool{}
 	for _, p := range l.allPodsAndProbes() {
 		pods[p.NS] = true

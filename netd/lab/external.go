@@ -50,11 +50,15 @@ func (l *Lab) AddRouter(ctx context.Context, name, on string, addr netip.Prefix)
 	default:
 		return nil, fmt.Errorf("router %s: on must be %q or %q, not %q", name, OnLAN, OnWAN, on)
 	}
-	if err := addNS(ctx, r.NS); err != nil {
-		return nil, err
+	// Recorded before it is made, so that Down finds it after a crash.
+	if nsExists(r.NS) {
+		return nil, fmt.Errorf("namespace %s already exists", r.NS)
 	}
 	l.Namespaces = append(l.Namespaces, r.NS)
 	if err := l.save(); err != nil {
+		return nil, err
+	}
+	if err := addNS(ctx, r.NS); err != nil {
 		return nil, err
 	}
 	if err := withHandle(r.NS, func(h *netlink.Handle) error { return linkUp(h, "lo") }); err != nil {
@@ -87,7 +91,9 @@ func (l *Lab) AddRouter(ctx context.Context, name, on string, addr netip.Prefix)
 }
 
 // Spawn starts argv in namespace ns in its own session, logging to
-// logPath, and registers it under key for StopProc. Down ends it too.
+// logPath, and registers it under key for StopProc. It returns once the
+// process runs in ns, so that Down, which ends whatever runs in the lab's
+// namespaces, finds it.
 func (l *Lab) Spawn(key, ns, logPath string, argv ...string) (*Process, error) {
 	if _, ok := l.procs[key]; ok {
 		return nil, fmt.Errorf("process %q already started", key)
@@ -108,7 +114,11 @@ func (l *Lab) Spawn(key, ns, logPath string, argv ...string) (*Process, error) {
 	l.procs[key] = p
 	ticks, _ := startTicks(cmd.Process.Pid)
 	l.log.Info("started", "proc", key, "pid", cmd.Process.Pid, "ns", ns)
-	return &Process{PID: cmd.Process.Pid, StartTicks: ticks, Started: time.Now()}, nil
+	pid := cmd.Process.Pid
+	if err := waitStarted(context.Background(), p, key, func() bool { in, _ := PIDInNS(pid, ns); return in }); err != nil {
+		return nil, err
+	}
+	return &Process{PID: pid, StartTicks: ticks, Started: time.Now()}, nil
 }
 
 // ProcRunning reports whether the process started under key still runs.

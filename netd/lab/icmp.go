@@ -6,12 +6,21 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/netip"
 	"os"
+	"syscall"
 	"time"
 
+	"golang.org/x/net/icmp"
+	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
+
+	"github.com/ducksnest/netd/netd/probe"
 )
+
+// protocolICMP is IANA's protocol number of ICMPv4.
+const protocolICMP = 1
 
 // PingResult is what came back for an ICMP echo.
 type PingResult struct {
@@ -53,39 +62,33 @@ func Ping(ctx context.Context, ns string, src, dst netip.Addr, size int, df bool
 	if size < 28 {
 		return PingResult{}, fmt.Errorf("ping size %d below 28", size)
 	}
-	var fd int
-	err := InNS(ns, func() error {
-		var err error
-		fd, err = unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_ICMP)
-		if err != nil {
-			return fmt.Errorf("opening raw icmp socket: %w", err)
-		}
-		return nil
-	})
-	if err != nil {
-		return PingResult{}, err
-	}
-	defer unix.Close(fd)
 	pmtu := unix.IP_PMTUDISC_DONT
 	if df {
 		pmtu = unix.IP_PMTUDISC_DO
 	}
-	if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, pmtu); err != nil {
-		return PingResult{}, fmt.Errorf("setting IP_MTU_DISCOVER: %w", err)
+	c, err := listenICMP(ctx, ns, src, pmtu)
+	if err != nil {
+		return PingResult{}, err
 	}
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: src.As4()}); err != nil {
-		return PingResult{}, fmt.Errorf("binding %s: %w", src, err)
-	}
+	defer c.Close()
 	id := uint16(rand.IntN(1 << 16))
-	to := &unix.SockaddrInet4{Addr: dst.As4()}
+	to := &net.IPAddr{IP: dst.AsSlice()}
+	data := make([]byte, size-28) // after the IP and ICMP headers
+	for i := range data {
+		data[i] = byte(i + 8)
+	}
 	deadline := time.Now().Add(timeout)
 	buf := make([]byte, 65536)
 	for seq := uint16(1); ; seq++ {
 		if err := ctx.Err(); err != nil {
 			return PingResult{}, fmt.Errorf("ping %s: %w", dst, err)
 		}
+		req, err := probe.EchoRequest(id, seq, data)
+		if err != nil {
+			return PingResult{}, fmt.Errorf("building echo request: %w", err)
+		}
 		sent := time.Now()
-		if err := unix.Sendto(fd, echoRequest(id, seq, size-20), 0, to); err != nil {
+		if _, err := c.WriteTo(req, to); err != nil {
 			if errors.Is(err, unix.EMSGSIZE) {
 				return PingResult{LocalTooBig: true}, nil
 			}
@@ -99,24 +102,18 @@ func Ping(ctx context.Context, ns string, src, dst netip.Addr, size int, df bool
 		if next.After(deadline) {
 			next = deadline
 		}
+		if err := c.SetReadDeadline(next); err != nil {
+			return PingResult{}, fmt.Errorf("setting read deadline: %w", err)
+		}
 		for {
-			wait := time.Until(next)
-			if wait <= 0 {
+			n, from, err := c.ReadFrom(buf)
+			if errors.Is(err, os.ErrDeadlineExceeded) {
 				break
 			}
-			pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-			n, err := unix.Poll(pfd, int(wait.Milliseconds())+1)
-			if err != nil && !errors.Is(err, unix.EINTR) {
-				return PingResult{}, fmt.Errorf("polling icmp socket: %w", err)
-			}
-			if n <= 0 {
-				continue
-			}
-			m, _, err := unix.Recvfrom(fd, buf, unix.MSG_DONTWAIT)
 			if err != nil {
-				continue
+				return PingResult{}, fmt.Errorf("reading icmp socket: %w", err)
 			}
-			if r, ok := parseICMP(buf[:m], id, dst); ok {
+			if r, ok := parseICMP(buf[:n], addrOf(from), id, dst); ok {
 				if r.Reply {
 					r.RTT = time.Since(sent)
 				}
@@ -129,68 +126,81 @@ func Ping(ctx context.Context, ns string, src, dst netip.Addr, size int, df bool
 	}
 }
 
-// echoRequest builds an ICMP echo request of n bytes (header included).
-func echoRequest(id, seq uint16, n int) []byte {
-	b := make([]byte, n)
-	b[0] = 8 // echo request
-	binary.BigEndian.PutUint16(b[4:], id)
-	binary.BigEndian.PutUint16(b[6:], seq)
-	for i := 8; i < n; i++ {
-		b[i] = byte(i)
+// listenICMP opens a raw ICMP socket bound to src inside namespace ns,
+// with the given IP_MTU_DISCOVER mode (-1: the kernel's default).
+func listenICMP(ctx context.Context, ns string, src netip.Addr, pmtu int) (*net.IPConn, error) {
+	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+		if pmtu < 0 {
+			return nil
+		}
+		var serr error
+		err := rc.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, pmtu)
+		})
+		if serr != nil {
+			return fmt.Errorf("setting IP_MTU_DISCOVER: %w", serr)
+		}
+		return err
+	}}
+	var pc net.PacketConn
+	err := InNS(ns, func() error {
+		var err error
+		if pc, err = lc.ListenPacket(ctx, "ip4:icmp", src.String()); err != nil {
+			return fmt.Errorf("opening raw icmp socket on %s: %w", src, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	binary.BigEndian.PutUint16(b[2:], checksum(b))
-	return b
+	return pc.(*net.IPConn), nil
 }
 
-func checksum(b []byte) uint16 {
-	var s uint32
-	for i := 0; i+1 < len(b); i += 2 {
-		s += uint32(b[i])<<8 | uint32(b[i+1])
+func addrOf(a net.Addr) netip.Addr {
+	ia, ok := a.(*net.IPAddr)
+	if !ok {
+		return netip.Addr{}
 	}
-	if len(b)%2 == 1 {
-		s += uint32(b[len(b)-1]) << 8
-	}
-	for s>>16 != 0 {
-		s = s&0xffff + s>>16
-	}
-	return ^uint16(s)
+	ip, _ := netip.AddrFromSlice(ia.IP)
+	return ip.Unmap()
 }
 
-// parseICMP reads an IPv4 packet with an ICMP message and says whether it
-// answers our echo (id) to dst.
-func parseICMP(p []byte, id uint16, dst netip.Addr) (PingResult, bool) {
-	if len(p) < 20 {
+// parseICMP reads an ICMP message (as read from an ip4:icmp socket, the IP
+// header stripped) that came from from, and says whether it answers our
+// echo (id) to dst: the reply, or an error quoting our request.
+func parseICMP(b []byte, from netip.Addr, id uint16, dst netip.Addr) (PingResult, bool) {
+	m, err := icmp.ParseMessage(protocolICMP, b)
+	if err != nil {
 		return PingResult{}, false
 	}
-	ihl := int(p[0]&0x0f) * 4
-	if len(p) < ihl+8 {
+	var quoted []byte
+	switch body := m.Body.(type) {
+	case *icmp.Echo:
+		rid, _, ok := probe.EchoReply(b)
+		return PingResult{Reply: true}, ok && rid == id && from == dst
+	case *icmp.DstUnreach:
+		quoted = body.Data
+	case *icmp.TimeExceeded:
+		quoted = body.Data
+	default:
 		return PingResult{}, false
 	}
-	from := netip.AddrFrom4([4]byte(p[12:16]))
-	ic := p[ihl:]
-	switch ic[0] {
-	case 0: // echo reply
-		if binary.BigEndian.Uint16(ic[4:]) == id && from == dst {
-			return PingResult{Reply: true}, true
-		}
-	case 3, 11: // unreachable, time exceeded: check the quoted packet
-		in := ic[8:]
-		if len(in) < 20 {
-			return PingResult{}, false
-		}
-		iihl := int(in[0]&0x0f) * 4
-		if len(in) < iihl+8 || in[9] != unix.IPPROTO_ICMP || netip.AddrFrom4([4]byte(in[16:20])) != dst {
-			return PingResult{}, false
-		}
-		if binary.BigEndian.Uint16(in[iihl+4:]) != id {
-			return PingResult{}, false
-		}
-		if ic[0] == 3 && ic[1] == 4 {
-			return PingResult{FragNeeded: true, MTU: int(binary.BigEndian.Uint16(ic[6:])), From: from}, true
-		}
-		return PingResult{Unreachable: fmt.Sprintf("icmp type %d code %d from %s", ic[0], ic[1], from), From: from}, true
+	h, err := icmp.ParseIPv4Header(quoted)
+	if err != nil || h.Protocol != protocolICMP || !h.Dst.Equal(dst.AsSlice()) {
+		return PingResult{}, false
 	}
-	return PingResult{}, false
+	req, err := icmp.ParseMessage(protocolICMP, quoted[h.Len:])
+	if err != nil || req.Type != ipv4.ICMPTypeEcho {
+		return PingResult{}, false
+	}
+	if e, ok := req.Body.(*icmp.Echo); !ok || uint16(e.ID) != id {
+		return PingResult{}, false
+	}
+	if m.Type == ipv4.ICMPTypeDestinationUnreachable && m.Code == 4 {
+		// RFC 1191: the next-hop MTU is in the header's last two bytes.
+		return PingResult{FragNeeded: true, MTU: int(binary.BigEndian.Uint16(b[6:8])), From: from}, true
+	}
+	return PingResult{Unreachable: fmt.Sprintf("icmp type %d code %d from %s", m.Type, m.Code, from), From: from}, true
 }
 
 // FlushRouteCache drops cached path MTUs in ns (ip route flush cache).

@@ -8,23 +8,20 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/ducksnest/netd/internal/testutil"
 	"github.com/ducksnest/netd/policy/desired"
 )
 
 func needRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: builds network namespaces")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("needs iproute2's ip")
-	}
+	testutil.NeedRoot(t, "builds network namespaces")
+	testutil.NeedBinary(t, "ip", "iproute2")
 }
 
 // testState is the ducksnest example by hand: three home nodes on a LAN and
@@ -60,7 +57,12 @@ func testState() *desired.State {
 // testLab builds the topology under a unique name and removes it at the end.
 func testLab(t *testing.T, st *desired.State) *Lab {
 	t.Helper()
-	name := fmt.Sprintf("dnt%04x", rand.IntN(1<<16))
+	return testLabNamed(t, fmt.Sprintf("dnt%04x", rand.IntN(1<<16)), st)
+}
+
+// testLabNamed builds the topology as lab name and removes it at the end.
+func testLabNamed(t *testing.T, name string, st *desired.State) *Lab {
+	t.Helper()
 	dir := t.TempDir()
 	log := slog.New(slog.NewTextHandler(tWriter{t}, nil))
 	t.Cleanup(func() {
@@ -77,6 +79,37 @@ func testLab(t *testing.T, st *desired.State) *Lab {
 		t.Fatal(err)
 	}
 	return l
+}
+
+// startIn starts argv in namespace ns with ip netns exec, as a crashed run
+// would leave a process there, and waits until it has entered ns (it does
+// so only after it started). done closes when it has exited; it is killed
+// by PID at the end of the test.
+func startIn(t *testing.T, ns string, argv ...string) (pid int, done <-chan struct{}) {
+	t.Helper()
+	cmd := exec.Command("ip", append([]string{"netns", "exec", ns}, argv...)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(exited)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-exited
+	})
+	testutil.Poll(t, 30*time.Second, fmt.Sprintf("process %d in namespace %s", cmd.Process.Pid, ns), func() (bool, error) {
+		select {
+		case <-exited:
+			return false, fmt.Errorf("%v exited before entering the namespace", argv)
+		default:
+		}
+		return PIDInNS(cmd.Process.Pid, ns)
+	})
+	return cmd.Process.Pid, exited
 }
 
 type tWriter struct{ t *testing.T }
@@ -161,38 +194,69 @@ func TestLabLANBreakChangesPath(t *testing.T) {
 	}
 }
 
+// TestDownAfterCrash: a crashed run leaves its namespaces and a process in
+// one of them; lab down, from another process (it knows only the state
+// file), ends the process and deletes every namespace, and is safe to
+// repeat.
 func TestDownAfterCrash(t *testing.T) {
 	needRoot(t)
 	st := testState()
 	st.Nodes = st.Nodes[:2]
 	l := testLab(t, st)
 	ctx := t.Context()
-	// A process left in a lab namespace, as a crashed run would leave one.
-	cmd := exec.Command("ip", "netns", "exec", l.Nodes[0].NS, "sleep", "300")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() { _ = cmd.Process.Kill() })
-	// Forget the state file, as if the previous run had crashed early.
-	if err := os.Remove(filepath.Join(l.StateDir, stateFileName)); err != nil {
-		t.Fatal(err)
-	}
+	_, done := startIn(t, l.Nodes[0].NS, "sleep", "300")
 	if err := Down(ctx, l.Name, l.StateDir, nil); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("process in the lab namespace survived lab down")
-	}
-	if left, _ := listNS(l.Name + "-"); len(left) > 0 {
+	// Down saw the process gone; the reaping is ours.
+	testutil.Eventually(t, 30*time.Second, "the process left in the lab reaped", func() bool {
+		select {
+		case <-done:
+			return true
+		default:
+			return false
+		}
+	})
+	if left := l.ownNamespaces(); len(left) > 0 {
 		t.Fatalf("namespaces left after down: %v", left)
 	}
 	if err := Down(ctx, l.Name, l.StateDir, nil); err != nil {
 		t.Fatalf("second down: %v", err)
+	}
+}
+
+// TestDownOnlyItsOwn: the labs "N-x" and "N" exist side by side (N's
+// namespaces are not N-x's), and lab down of N leaves every namespace and
+// process of N-x alone.
+func TestDownOnlyItsOwn(t *testing.T) {
+	needRoot(t)
+	st := testState()
+	st.Nodes = st.Nodes[:2]
+	name := fmt.Sprintf("dnt%04x", rand.IntN(1<<16))
+	other := testLabNamed(t, name+"-x", st)
+	l := testLabNamed(t, name, st)
+	for _, ns := range l.Namespaces {
+		if slices.Contains(other.Namespaces, ns) {
+			t.Fatalf("both labs claim %s", ns)
+		}
+	}
+	pid, done := startIn(t, other.Nodes[0].NS, "sleep", "300")
+	if err := Down(t.Context(), l.Name, l.StateDir, nil); err != nil {
+		t.Fatal(err)
+	}
+	if left := l.ownNamespaces(); len(left) > 0 {
+		t.Fatalf("namespaces of %s left after its down: %v", l.Name, left)
+	}
+	if got := other.ownNamespaces(); !slices.Equal(got, other.Namespaces) {
+		t.Fatalf("lab down %s removed namespaces of %s: has %v, want %v", l.Name, other.Name, got, other.Namespaces)
+	}
+	select {
+	case <-done:
+		t.Fatalf("lab down %s ended process %d of lab %s", l.Name, pid, other.Name)
+	default:
+	}
+	if in, err := PIDInNS(pid, other.Nodes[0].NS); err != nil || !in {
+		t.Fatalf("process %d of %s: in its namespace %v, %v", pid, other.Name, in, err)
 	}
 }
 

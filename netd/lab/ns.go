@@ -116,22 +116,16 @@ func delNS(ctx context.Context, name string) error {
 	return err
 }
 
-// listNS returns the named namespaces whose name starts with prefix.
-func listNS(prefix string) ([]string, error) {
-	ents, err := os.ReadDir(netnsDir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("listing namespaces: %w", err)
-	}
+// ownNamespaces returns the namespaces the lab made (as its state lists
+// them) that exist.
+func (l *Lab) ownNamespaces() []string {
 	var out []string
-	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), prefix) {
-			out = append(out, e.Name())
+	for _, ns := range l.Namespaces {
+		if nsExists(ns) {
+			out = append(out, ns)
 		}
 	}
-	return out, nil
+	return out
 }
 
 // nsPIDs returns the pids of the processes in the named namespace.
@@ -147,4 +141,20 @@ func nsPIDs(ctx context.Context, name string) ([]int, error) {
 		}
 	}
 	return pids, nil
+}
+
+// PIDInNS reports whether process pid runs in the named network namespace
+// (its /proc/PID/ns/net is the namespace's file). "ip netns exec NS cmd"
+// enters NS only after it started: wait for this before acting on what
+// runs in NS (ip netns pids, lab down).
+func PIDInNS(pid int, ns string) (bool, error) {
+	want, err := os.Stat(filepath.Join(netnsDir, ns))
+	if err != nil {
+		return false, fmt.Errorf("namespace %s: %w", ns, err)
+	}
+	got, err := os.Stat(fmt.Sprintf("/proc/%d/ns/net", pid))
+	if err != nil {
+		return false, fmt.Errorf("network namespace of process %d: %w", pid, err)
+	}
+	return os.SameFile(want, got), nil
 }

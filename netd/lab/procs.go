@@ -31,8 +31,10 @@ func (l *Lab) StartNetd(ctx context.Context, node string) error {
 
 // StartNetdArgs starts a node's netd like StartNetd, with extra arguments
 // appended after the node's NetdArgs (for example "--stop-mode",
-// "graceful" or "--bfd=false"; a later flag wins).
-func (l *Lab) StartNetdArgs(_ context.Context, node string, extra ...string) error {
+// "graceful" or "--bfd=false"; a later flag wins). It returns once ip has entered the
+// namespace and exec'd netd, so that what follows (a signal, lab down)
+// finds netd, not ip.
+func (l *Lab) StartNetdArgs(ctx context.Context, node string, extra ...string) error {
 	n, err := l.Node(node)
 	if err != nil {
 		return err
@@ -61,7 +63,36 @@ func (l *Lab) StartNetdArgs(_ context.Context, node string, extra ...string) err
 	ticks, _ := startTicks(cmd.Process.Pid)
 	n.Netd = &Process{PID: cmd.Process.Pid, StartTicks: ticks, Started: time.Now()}
 	l.log.Info("started netd", "node", node, "pid", n.Netd.PID, "ns", n.NS, "extra", extra)
-	return l.save()
+	if err := l.save(); err != nil {
+		return err
+	}
+	pid := cmd.Process.Pid
+	return waitStarted(ctx, p, "netd of "+node, func() bool { return ourNetd(pid, l.Netd, node) })
+}
+
+// waitStarted waits until ready says that p, just started with "ip netns
+// exec", is where the caller expects it (in the namespace, exec'd); it
+// fails if p exits first.
+func waitStarted(ctx context.Context, p *proc, what string, ready func() bool) error {
+	deadline := time.NewTimer(30 * time.Second)
+	defer deadline.Stop()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for !ready() {
+		select {
+		case <-p.done:
+			if p.err == nil {
+				return fmt.Errorf("%s exited at start", what)
+			}
+			return fmt.Errorf("%s exited at start: %w", what, p.err)
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %s to start: %w", what, ctx.Err())
+		case <-deadline.C:
+			return fmt.Errorf("%s (pid %d) did not start within 30s", what, p.cmd.Process.Pid)
+		case <-tick.C:
+		}
+	}
+	return nil
 }
 
 // netdCommand is the command that starts a node's netd in its namespace:

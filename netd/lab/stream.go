@@ -1,15 +1,14 @@
 package lab
 
 import (
-	"encoding/binary"
-	"errors"
-	"fmt"
+	"context"
 	"math/rand/v2"
+	"net"
 	"net/netip"
 	"sync"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/ducksnest/netd/netd/probe"
 )
 
 // PingStream sends ICMP echo requests at a fixed rate from a namespace and
@@ -17,7 +16,7 @@ import (
 // restart.
 type PingStream struct {
 	Src, Dst netip.Addr
-	fd       int
+	conn     *net.IPConn
 	id       uint16
 	stop     chan struct{}
 	done     sync.WaitGroup
@@ -30,29 +29,11 @@ type PingStream struct {
 // StartPingStream starts sending one echo request every interval from
 // src (inside ns) to dst.
 func StartPingStream(ns string, src, dst netip.Addr, interval time.Duration) (*PingStream, error) {
-	var fd int
-	err := InNS(ns, func() error {
-		var err error
-		fd, err = unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_ICMP)
-		if err != nil {
-			return fmt.Errorf("opening raw icmp socket: %w", err)
-		}
-		return nil
-	})
+	c, err := listenICMP(context.Background(), ns, src, -1)
 	if err != nil {
 		return nil, err
 	}
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: src.As4()}); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("binding %s: %w", src, err)
-	}
-	// A receive timeout lets the reader notice Stop.
-	tv := unix.Timeval{Usec: 100000}
-	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("setting receive timeout: %w", err)
-	}
-	s := &PingStream{Src: src, Dst: dst, fd: fd, id: uint16(rand.IntN(1 << 16)), stop: make(chan struct{}), replied: map[uint16]bool{}}
+	s := &PingStream{Src: src, Dst: dst, conn: c, id: uint16(rand.IntN(1 << 16)), stop: make(chan struct{}), replied: map[uint16]bool{}}
 	s.done.Add(2)
 	go s.send(interval)
 	go s.receive()
@@ -63,13 +44,16 @@ func (s *PingStream) send(interval time.Duration) {
 	defer s.done.Done()
 	t := time.NewTicker(interval)
 	defer t.Stop()
-	to := &unix.SockaddrInet4{Addr: s.Dst.As4()}
+	to := &net.IPAddr{IP: s.Dst.AsSlice()}
+	data := make([]byte, 56) // 64-byte ICMP messages, as ping sends
 	for seq := uint16(1); ; seq++ {
 		s.mu.Lock()
 		s.sent++
 		s.mu.Unlock()
 		// A send error (no route) is a lost packet.
-		_ = unix.Sendto(s.fd, echoRequest(s.id, seq, 64), 0, to)
+		if req, err := probe.EchoRequest(s.id, seq, data); err == nil {
+			_, _ = s.conn.WriteTo(req, to)
+		}
 		select {
 		case <-s.stop:
 			return
@@ -78,42 +62,26 @@ func (s *PingStream) send(interval time.Duration) {
 	}
 }
 
+// receive counts replies until a second after Stop (replies still in
+// flight), then returns.
 func (s *PingStream) receive() {
 	defer s.done.Done()
+	go func() {
+		<-s.stop
+		_ = s.conn.SetReadDeadline(time.Now().Add(time.Second))
+	}()
 	buf := make([]byte, 1500)
-	stopAt := time.Time{}
 	for {
-		select {
-		case <-s.stop:
-			if stopAt.IsZero() {
-				stopAt = time.Now()
-			}
-		default:
-		}
-		// After Stop, wait up to 1s for replies still in flight.
-		if !stopAt.IsZero() && time.Since(stopAt) > time.Second {
-			return
-		}
-		n, _, err := unix.Recvfrom(s.fd, buf, 0)
+		n, from, err := s.conn.ReadFrom(buf)
 		if err != nil {
-			if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
-				continue
-			}
-			return
+			return // the deadline after Stop, or a broken socket
 		}
-		p := buf[:n]
-		if len(p) < 28 {
-			continue
-		}
-		ihl := int(p[0]&0x0f) * 4
-		if len(p) < ihl+8 || p[ihl] != 0 || netip.AddrFrom4([4]byte(p[12:16])) != s.Dst {
-			continue
-		}
-		if binary.BigEndian.Uint16(p[ihl+4:]) != s.id {
+		id, seq, ok := probe.EchoReply(buf[:n])
+		if !ok || id != s.id || addrOf(from) != s.Dst {
 			continue
 		}
 		s.mu.Lock()
-		s.replied[binary.BigEndian.Uint16(p[ihl+6:])] = true
+		s.replied[seq] = true
 		s.mu.Unlock()
 	}
 }
@@ -123,7 +91,7 @@ func (s *PingStream) receive() {
 func (s *PingStream) Stop() (sent int, lost []uint16) {
 	close(s.stop)
 	s.done.Wait()
-	unix.Close(s.fd)
+	_ = s.conn.Close()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for seq := uint16(1); int(seq) <= s.sent; seq++ {

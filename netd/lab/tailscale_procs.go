@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"tailscale.com/ipn"
+
+	"github.com/ducksnest/netd/internal/testutil"
 )
 
 // headscaleConfig keeps headscale offline: its own embedded DERP server is
@@ -92,7 +94,7 @@ func (tn *Tailnet) startHeadscale(ctx context.Context) error {
 	}
 	return tn.poll(ctx, 30*time.Second, "headscale to answer", func() error {
 		if !alive(p) {
-			return errors.New("headscale exited: " + tail(filepath.Join(tn.Dir, "headscale.log"), 15))
+			return errors.New("headscale exited: " + testutil.TailFile(filepath.Join(tn.Dir, "headscale.log"), 15))
 		}
 		c, err := tn.dialWAN(ctx, "tcp", fmt.Sprintf("%s:%d", tsControlIP, tsHSPort))
 		if err != nil {
@@ -160,7 +162,7 @@ func (tn *Tailnet) startTailscaled(ctx context.Context, n *Node) error {
 	}
 	return tn.poll(ctx, 30*time.Second, "tailscaled of "+n.Name+" to listen", func() error {
 		if !alive(p) {
-			return errors.New("tailscaled exited: " + tail(filepath.Join(dir, "tailscaled.log"), 15))
+			return errors.New("tailscaled exited: " + testutil.TailFile(filepath.Join(dir, "tailscaled.log"), 15))
 		}
 		_, err := tn.Client(n.Name).GetPrefs(ctx)
 		return err
@@ -277,16 +279,4 @@ func (tn *Tailnet) poll(ctx context.Context, timeout time.Duration, what string,
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-}
-
-func tail(path string, lines int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	ls := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(ls) > lines {
-		ls = ls[len(ls)-lines:]
-	}
-	return strings.Join(ls, "\n")
 }

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+
+	"github.com/ducksnest/netd/internal/testutil"
 )
 
 func (cfg *Config) defaults() error {
@@ -48,14 +50,16 @@ func Build(ctx context.Context, cfg Config) (*Lab, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	if left, err := listNS(cfg.Name + "-"); err != nil {
-		return nil, err
-	} else if len(left) > 0 {
-		return nil, fmt.Errorf("lab %s already has namespaces (%s ...): run lab down first", cfg.Name, left[0])
-	}
 	l, err := plan(cfg)
 	if err != nil {
 		return nil, err
+	}
+	// Every namespace the lab will make must be new: the state file
+	// records them before any is made, and Down deletes what it records.
+	for _, ns := range l.Namespaces {
+		if nsExists(ns) {
+			return nil, fmt.Errorf("namespace %s already exists: run lab down --name %s first, or choose another lab name", ns, cfg.Name)
+		}
 	}
 	l.log = orDiscard(cfg.Logger)
 	l.procs = map[string]*proc{}
@@ -117,8 +121,13 @@ func Up(ctx context.Context, cfg Config) (*Lab, error) {
 	return l, l.WaitConverged(cctx, run)
 }
 
-// Down ends every process of the lab and deletes every namespace named
-// "<name>-...". It needs no state file, and is safe to repeat.
+// Down ends every process of the lab in stateDir (default: the lab's own)
+// and deletes the namespaces it made, as its state file lists them (Build
+// and AddRouter record a namespace before making it, so a crashed run
+// leaves nothing unlisted). It never touches another lab's namespaces,
+// even one whose name starts with "<name>-" (the lab "rel-x" for "rel").
+// Without a state file there is nothing of the lab to remove. It is safe
+// to repeat.
 func Down(ctx context.Context, name, stateDir string, log *slog.Logger) error {
 	if stateDir == "" {
 		stateDir = StateDirFor(name)
@@ -135,7 +144,8 @@ func Down(ctx context.Context, name, stateDir string, log *slog.Logger) error {
 	return l.Down(ctx)
 }
 
-// Down ends the lab's processes and deletes its namespaces.
+// Down ends the lab's processes (its netds and whatever runs in its
+// namespaces) and deletes its namespaces.
 func (l *Lab) Down(ctx context.Context) error {
 	var errs []error
 	for _, n := range l.Nodes {
@@ -149,10 +159,7 @@ func (l *Lab) Down(ctx context.Context) error {
 		}
 		n.Netd = nil
 	}
-	nss, err := listNS(l.Name + "-")
-	if err != nil {
-		errs = append(errs, err)
-	}
+	nss := l.ownNamespaces()
 	for _, ns := range nss {
 		pids, err := nsPIDs(ctx, ns)
 		if err != nil {
@@ -393,15 +400,7 @@ func (l *Lab) LogTail(node string, lines int) string {
 	if err != nil {
 		return err.Error()
 	}
-	b, err := os.ReadFile(n.Log)
-	if err != nil {
-		return err.Error()
-	}
-	ls := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(ls) > lines {
-		ls = ls[len(ls)-lines:]
-	}
-	return strings.Join(ls, "\n")
+	return testutil.TailFile(n.Log, lines)
 }
 
 // copyFile copies src to dst (replacing it) with the given mode.

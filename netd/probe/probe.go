@@ -20,7 +20,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/net/icmp"
-	"golang.org/x/net/ipv4"
 )
 
 // Options tune the prober. Zero values take the defaults.
@@ -29,8 +28,17 @@ type Options struct {
 	DownAfter int           // missed replies that take a path down (default 3)
 	UpAfter   int           // answered probes that bring it back (default 3)
 	// Listen opens the ICMP socket (default icmp.ListenPacket on the
-	// current network namespace); tests open it in another namespace.
-	Listen func(src netip.Addr) (*icmp.PacketConn, error)
+	// current network namespace); tests open it in another namespace, or
+	// pass an in-memory one.
+	Listen func(src netip.Addr) (PacketConn, error)
+}
+
+// PacketConn is what the prober needs of an ICMP socket; *icmp.PacketConn
+// has it.
+type PacketConn interface {
+	ReadFrom(b []byte) (int, net.Addr, error)
+	WriteTo(b []byte, dst net.Addr) (int, error)
+	Close() error
 }
 
 func (o *Options) defaults() {
@@ -44,7 +52,7 @@ func (o *Options) defaults() {
 		o.UpAfter = 3
 	}
 	if o.Listen == nil {
-		o.Listen = func(src netip.Addr) (*icmp.PacketConn, error) {
+		o.Listen = func(src netip.Addr) (PacketConn, error) {
 			return icmp.ListenPacket("ip4:icmp", src.String())
 		}
 	}
@@ -78,7 +86,7 @@ type target struct {
 type Prober struct {
 	opts    Options
 	log     *slog.Logger
-	id      int
+	id      uint16
 	changes chan struct{}
 	up      *prometheus.GaugeVec
 	flaps   *prometheus.CounterVec
@@ -95,7 +103,7 @@ func New(log *slog.Logger, reg prometheus.Registerer, opts Options) (*Prober, er
 	p := &Prober{
 		opts:    opts,
 		log:     log,
-		id:      rand.IntN(0xffff) + 1,
+		id:      uint16(rand.IntN(0xffff) + 1),
 		changes: make(chan struct{}, 1),
 		targets: map[netip.Addr]*target{},
 		reset:   make(chan struct{}, 1),
@@ -259,7 +267,7 @@ func (p *Prober) allDown() {
 	}
 }
 
-func (p *Prober) sendAll(conn *icmp.PacketConn) {
+func (p *Prober) sendAll(conn PacketConn) {
 	now := time.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -272,8 +280,7 @@ func (p *Prober) sendAll(conn *icmp.PacketConn) {
 			}
 		}
 		t.seq++
-		msg := icmp.Message{Type: ipv4.ICMPTypeEcho, Body: &icmp.Echo{ID: p.id, Seq: int(t.seq), Data: []byte("netd-lan-probe")}}
-		b, err := msg.Marshal(nil)
+		b, err := EchoRequest(p.id, t.seq, []byte("netd-lan-probe"))
 		if err != nil {
 			continue
 		}
@@ -286,7 +293,7 @@ func (p *Prober) sendAll(conn *icmp.PacketConn) {
 	}
 }
 
-func (p *Prober) receive(conn *icmp.PacketConn) {
+func (p *Prober) receive(conn PacketConn) {
 	buf := make([]byte, 1500)
 	for {
 		n, from, err := conn.ReadFrom(buf)
@@ -296,12 +303,8 @@ func (p *Prober) receive(conn *icmp.PacketConn) {
 			}
 			continue
 		}
-		m, err := icmp.ParseMessage(1, buf[:n])
-		if err != nil || m.Type != ipv4.ICMPTypeEchoReply {
-			continue
-		}
-		echo, ok := m.Body.(*icmp.Echo)
-		if !ok || echo.ID != p.id {
+		id, seq, ok := EchoReply(buf[:n])
+		if !ok || id != p.id {
 			continue
 		}
 		ipa, ok := from.(*net.IPAddr)
@@ -312,7 +315,7 @@ func (p *Prober) receive(conn *icmp.PacketConn) {
 		if !ok {
 			continue
 		}
-		p.reply(addr.Unmap(), uint16(echo.Seq))
+		p.reply(addr.Unmap(), seq)
 	}
 }
 

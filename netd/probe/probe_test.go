@@ -13,6 +13,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vishvananda/netns"
 	"golang.org/x/net/icmp"
+
+	"github.com/ducksnest/netd/internal/testutil"
 )
 
 // ip runs an iproute2 command and fails the test on error.
@@ -24,8 +26,8 @@ func ip(t *testing.T, args ...string) {
 }
 
 // inNS opens the ICMP socket inside the named namespace.
-func inNS(name string) func(netip.Addr) (*icmp.PacketConn, error) {
-	return func(src netip.Addr) (*icmp.PacketConn, error) {
+func inNS(name string) func(netip.Addr) (PacketConn, error) {
+	return func(src netip.Addr) (PacketConn, error) {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
 		orig, err := netns.Get()
@@ -46,26 +48,13 @@ func inNS(name string) func(netip.Addr) (*icmp.PacketConn, error) {
 	}
 }
 
-func eventually(t *testing.T, d time.Duration, what string, f func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !f() {
-		if time.Since(start) > d {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond) // polling interval, not a wait for an outcome
-	}
-	return time.Since(start)
-}
-
 // TestProberLANPath probes a peer across a real veth pair in two fresh
-// namespaces: the path is up while the peer answers, goes down within a
-// second when the peer's link goes down, and comes back only after UpAfter
-// answered probes.
+// namespaces, with the default timers: the path is up while the peer
+// answers, goes down when the peer's link goes down, and comes back when
+// it is up again. The exact hysteresis is tested in virtual time
+// (hysteresis_test.go); this test adds the kernel's ICMP.
 func TestProberLANPath(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces")
-	}
+	testutil.NeedRoot(t, "creates network namespaces")
 	a, b := fmt.Sprintf("netd-probe-a-%d", os.Getpid()), fmt.Sprintf("netd-probe-b-%d", os.Getpid())
 	for _, n := range []string{a, b} {
 		ip(t, "netns", "add", n)
@@ -78,8 +67,7 @@ func TestProberLANPath(t *testing.T) {
 	ip(t, "-n", b, "link", "set", "eth0", "up")
 
 	reg := prometheus.NewRegistry()
-	p, err := New(slog.New(slog.DiscardHandler), reg,
-		Options{Interval: 50 * time.Millisecond, Listen: inNS(a)})
+	p, err := New(slog.New(slog.DiscardHandler), reg, Options{Listen: inNS(a)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +77,7 @@ func TestProberLANPath(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
 
-	eventually(t, 5*time.Second, "a reply", func() bool {
+	testutil.Eventually(t, 5*time.Second, "a reply", func() bool {
 		s := p.Status()
 		return len(s) == 1 && s[0].LastRTT != ""
 	})
@@ -97,15 +85,15 @@ func TestProberLANPath(t *testing.T) {
 		t.Fatal("path down although the peer answers")
 	}
 	ip(t, "-n", b, "link", "set", "eth0", "down")
-	took := eventually(t, 5*time.Second, "path down", func() bool { return !p.Up(peer) })
-	t.Logf("path down %v after the peer's link went down (interval 50ms, DownAfter 3)", took)
+	took := testutil.Eventually(t, 5*time.Second, "path down", func() bool { return !p.Up(peer) })
+	t.Logf("path down %v after the peer's link went down (interval 200ms, DownAfter 3)", took)
 	select {
 	case <-p.Changes():
 	default:
 		t.Error("no change signalled for down")
 	}
 	ip(t, "-n", b, "link", "set", "eth0", "up")
-	eventually(t, 10*time.Second, "path up", func() bool { return p.Up(peer) })
+	testutil.Eventually(t, 10*time.Second, "path up", func() bool { return p.Up(peer) })
 	s := p.Status()
 	if s[0].Flaps != 2 {
 		t.Errorf("flaps = %d, want 2 (down, up)", s[0].Flaps)

@@ -3,6 +3,7 @@ package reconcile
 import (
 	"context"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -59,7 +60,8 @@ type Loop struct {
 	Trigger *Trigger
 	// Resync is the period of the full resync that catches drift.
 	Resync time.Duration
-	// MinBackoff and MaxBackoff bound the retry delay after a failure.
+	// MinBackoff and MaxBackoff bound the retry delay after a failure
+	// (defaults 100ms and 10s); see Run.
 	MinBackoff, MaxBackoff time.Duration
 	Log                    *slog.Logger
 	Metrics                *Metrics
@@ -68,8 +70,14 @@ type Loop struct {
 	status Status
 }
 
-// Run calls Fn on every trigger and every Resync until ctx is done. After a
-// failure it retries with exponential backoff. Cancellation is not an error.
+// Run calls Fn on every trigger and every Resync until ctx is done.
+// Cancellation is not an error.
+//
+// After a failure it retries with exponential backoff and jitter: the nth
+// failure in a row waits a random time in [b/2, b], where b is MinBackoff
+// doubled n-1 times, at most MaxBackoff. The jitter keeps nodes that failed
+// together (an API server restart) from retrying together. A trigger or
+// resync during the wait runs at once; a success resets the backoff.
 func (l *Loop) Run(ctx context.Context) error {
 	minB, maxB := l.MinBackoff, l.MaxBackoff
 	if minB <= 0 {
@@ -101,7 +109,7 @@ func (l *Loop) Run(ctx context.Context) error {
 			if retry != nil {
 				retry.Stop()
 			}
-			retry = time.NewTimer(backoff)
+			retry = time.NewTimer(jitter(backoff))
 			retryC = retry.C
 			backoff = min(backoff*2, maxB)
 			continue
@@ -109,6 +117,11 @@ func (l *Loop) Run(ctx context.Context) error {
 		backoff = minB
 		retryC = nil
 	}
+}
+
+// jitter returns a random delay in [b/2, b].
+func jitter(b time.Duration) time.Duration {
+	return b/2 + rand.N(b-b/2+1)
 }
 
 func (l *Loop) once(ctx context.Context) error {

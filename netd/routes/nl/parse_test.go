@@ -15,6 +15,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/ducksnest/netd/internal/testutil"
 )
 
 func fromNetlink(r *netlink.Route) (Route, error) {
@@ -66,9 +68,7 @@ func prefixOf(n *net.IPNet) (netip.Prefix, error) {
 // checks that the in-place dump parser reads them exactly as
 // vishvananda/netlink's deserializer does.
 func TestParseMatchesNetlink(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates a network namespace")
-	}
+	testutil.NeedRoot(t, "creates a network namespace")
 	name := fmt.Sprintf("netdrt-parse-%d", os.Getpid())
 	ip := func(args ...string) {
 		t.Helper()

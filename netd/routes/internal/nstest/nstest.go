@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/vishvananda/netns"
+
+	"github.com/ducksnest/netd/internal/testutil"
 )
 
 var counter atomic.Int64
@@ -22,13 +24,12 @@ type NS struct {
 	Handle netns.NsHandle
 }
 
-// New skips the test unless it runs as root, then creates a namespace
+// New skips the test unless it runs as root (fails it with
+// NETD_TEST_REQUIRE=all), then creates a namespace
 // named after the test process and brings lo up in it.
 func New(tb testing.TB) *NS {
 	tb.Helper()
-	if os.Geteuid() != 0 {
-		tb.Skip("needs root: creates network namespaces")
-	}
+	testutil.NeedRoot(tb, "creates network namespaces")
 	name := fmt.Sprintf("netdrt-%d-%d", os.Getpid(), counter.Add(1))
 	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
 		tb.Fatalf("ip netns add %s: %v: %s", name, err, out)

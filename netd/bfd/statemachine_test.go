@@ -1,0 +1,365 @@
+package bfd
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// wire joins in-memory conns by address: what one writes to a peer
+// arrives at the conn of that address with the wire's TTL, unless the
+// link of either end is cut. It lets the state machine run in a
+// testing/synctest bubble, in virtual time.
+type wire struct {
+	mu   sync.Mutex
+	ends map[netip.Addr]*memConn
+	cut  map[netip.Addr]bool
+	ttl  int
+}
+
+func newWire() *wire {
+	return &wire{ends: map[netip.Addr]*memConn{}, cut: map[netip.Addr]bool{}, ttl: 255}
+}
+
+type datagram struct {
+	b    []byte
+	from netip.Addr
+	ttl  int
+}
+
+type memConn struct {
+	w              *wire
+	addr           netip.Addr
+	in             chan datagram
+	rdone, wdone   chan struct{}
+	rclose, wclose sync.Once
+}
+
+// attach makes srv use a new conn of the wire at its local address.
+func (w *wire) attach(srv *Server) {
+	srv.listen = func(context.Context) (conn, error) {
+		c := &memConn{w: w, addr: srv.cfg.Local, in: make(chan datagram, 64),
+			rdone: make(chan struct{}), wdone: make(chan struct{})}
+		w.mu.Lock()
+		w.ends[c.addr] = c
+		w.mu.Unlock()
+		return c, nil
+	}
+}
+
+func (w *wire) setCut(a netip.Addr, cut bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.cut[a] = cut
+}
+
+func (w *wire) setTTL(ttl int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.ttl = ttl
+}
+
+func (c *memConn) read(buf []byte) (int, netip.Addr, int, error) {
+	select {
+	case d := <-c.in:
+		return copy(buf, d.b), d.from, d.ttl, nil
+	case <-c.rdone:
+		return 0, netip.Addr{}, 0, net.ErrClosed
+	}
+}
+
+func (c *memConn) write(b []byte, peer netip.Addr) error {
+	select {
+	case <-c.wdone:
+		return net.ErrClosed
+	default:
+	}
+	c.w.mu.Lock()
+	dst, ttl := c.w.ends[peer], c.w.ttl
+	lost := c.w.cut[c.addr] || c.w.cut[peer]
+	c.w.mu.Unlock()
+	if dst == nil || lost {
+		return nil // sent, and lost on the way
+	}
+	select {
+	case dst.in <- datagram{b: append([]byte(nil), b...), from: c.addr, ttl: ttl}:
+	default:
+	}
+	return nil
+}
+
+func (c *memConn) closeRead()  { c.rclose.Do(func() { close(c.rdone) }) }
+func (c *memConn) closeWrite() { c.wclose.Do(func() { close(c.wdone) }) }
+
+// change is one OnChange call and when it happened.
+type change struct {
+	up bool
+	at time.Time
+}
+
+// node is a Server on the wire with its reported changes.
+type node struct {
+	srv    *Server
+	reg    *prometheus.Registry
+	mu     sync.Mutex
+	ch     []change
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+var (
+	addrA = netip.MustParseAddr("100.64.0.1")
+	addrB = netip.MustParseAddr("100.64.0.2")
+)
+
+// startNode runs a Server at local with peers on w; stop it with stop.
+func startNode(t *testing.T, w *wire, local netip.Addr, cfg Config, peers ...netip.Addr) *node {
+	t.Helper()
+	n := &node{reg: prometheus.NewRegistry(), done: make(chan struct{})}
+	cfg.Local = local
+	cfg.OnChange = func(_ netip.Addr, up bool) {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		n.ch = append(n.ch, change{up, time.Now()})
+	}
+	srv, err := New(cfg, n.reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.attach(srv)
+	srv.SetPeers(peers)
+	n.srv = srv
+	ctx, cancel := context.WithCancel(context.Background())
+	n.cancel = cancel
+	go func() {
+		defer close(n.done)
+		_ = srv.Run(ctx)
+	}()
+	return n
+}
+
+// stop ends the node's Run (a clean stop: AdminDown to its peers) and
+// waits until its goroutines are gone.
+func (n *node) stop() {
+	n.cancel()
+	<-n.done
+	time.Sleep(time.Second) // virtual: lets the AdminDown go and the conn close
+	synctest.Wait()
+}
+
+func (n *node) changes() []change {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]change(nil), n.ch...)
+}
+
+func (n *node) state() PeerState {
+	s := n.srv.States()
+	if len(s) != 1 {
+		return PeerState{}
+	}
+	return s[0]
+}
+
+// until advances virtual time in 1ms steps until cond holds (at most d)
+// and returns when it did.
+func until(t *testing.T, d time.Duration, what string, cond func() bool) time.Time {
+	t.Helper()
+	end := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(end) {
+			t.Fatalf("%s: not within %v", what, d)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return time.Now()
+}
+
+var fast = Config{TxInterval: 100 * time.Millisecond, Multiplier: 5, HoldDown: time.Second, MaxHoldDown: 4 * time.Second}
+
+// TestUpThenFastAndDetection: two servers come up within the slow start
+// and report it once; once up they send every TxInterval (jittered to
+// 75-100%); a silent peer is reported down after exactly the detection
+// time (multiplier x interval) since its last packet.
+func TestUpThenFastAndDetection(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWire()
+		start := time.Now()
+		a := startNode(t, w, addrA, fast, addrB)
+		b := startNode(t, w, addrB, fast, addrA)
+		upAt := until(t, 3*time.Second, "a admits b", func() bool { return a.state().Admitted })
+		if got := a.changes(); len(got) != 1 || !got[0].up {
+			t.Fatalf("a reported %v, want one up", got)
+		}
+		t.Logf("up after %v", upAt.Sub(start))
+
+		// Fast: 10 s up means 100-134 packets from a (interval 75-100 ms).
+		sent0 := promtest.ToFloat64(a.srv.metrics.sent)
+		time.Sleep(10 * time.Second)
+		if n := promtest.ToFloat64(a.srv.metrics.sent) - sent0; n < 100 || n > 134 {
+			t.Errorf("a sent %v packets in 10s up, want 100-134 (TxInterval 100ms, jitter 75-100%%)", n)
+		}
+		if got := a.changes(); len(got) != 1 {
+			t.Fatalf("a reported %v during 10s of a steady session", got)
+		}
+
+		// Silent: b's packets stop arriving. a's detection timer was reset
+		// by b's last packet at most one interval before the cut.
+		w.setCut(addrB, true)
+		cutAt := time.Now()
+		downAt := until(t, 2*time.Second, "a reports b down", func() bool { return len(a.changes()) == 2 })
+		if d := downAt.Sub(cutAt); d < 400*time.Millisecond || d > 500*time.Millisecond {
+			t.Errorf("silent peer reported down %v after the cut, want 400-500ms (detection 5 x 100ms since its last packet)", d)
+		}
+		if c := a.changes()[1]; c.up {
+			t.Errorf("second change %v, want down", c)
+		}
+		if s := a.state(); s.State != "down" || s.Admitted || s.Downs != 1 {
+			t.Errorf("a's state after the detection: %+v", s)
+		}
+		w.setCut(addrB, false)
+		a.stop()
+		b.stop()
+	})
+}
+
+// TestSlowWhileDown: a session that is not up sends one packet a second
+// (75-100% jittered), as RFC 5880 6.8.3 asks.
+func TestSlowWhileDown(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWire()
+		a := startNode(t, w, addrA, fast, addrB) // b never answers
+		time.Sleep(20 * time.Second)
+		if n := promtest.ToFloat64(a.srv.metrics.sent); n < 20 || n > 28 {
+			t.Errorf("%v packets in 20s without a peer, want 20-28 (1/s, jitter 75-100%%)", n)
+		}
+		if s := a.state(); s.State != "down" || len(a.changes()) != 0 {
+			t.Errorf("state %+v, changes %v", s, a.changes())
+		}
+		a.stop()
+	})
+}
+
+// TestAdminDownIsNotAFailure: a peer that stops cleanly sends AdminDown;
+// the session goes down without a report and without counting for the
+// dampening, so the peer's return is admitted at once.
+func TestAdminDownIsNotAFailure(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWire()
+		a := startNode(t, w, addrA, fast, addrB)
+		b := startNode(t, w, addrB, fast, addrA)
+		until(t, 3*time.Second, "up", func() bool { return a.state().Admitted })
+		b.stop()
+		if s := a.state(); s.State != "down" || s.Admitted || s.Downs != 0 {
+			t.Errorf("a's state after b's clean stop: %+v, want down, not admitted, no down counted", s)
+		}
+		if got := a.changes(); len(got) != 1 {
+			t.Errorf("a reported %v, want only the first up", got)
+		}
+		b = startNode(t, w, addrB, fast, addrA)
+		until(t, 3*time.Second, "up again", func() bool { return a.state().Admitted })
+		if got := a.changes(); len(got) != 2 || !got[1].up {
+			t.Errorf("a reported %v, want up, up (no hold-down after an AdminDown)", got)
+		}
+		a.stop()
+		b.stop()
+	})
+}
+
+// TestHoldDownDoubles: after each failure in the last minute the
+// re-admission waits HoldDown, doubled per recent down, up to MaxHoldDown;
+// downs older than a minute are forgotten. The session itself comes up at
+// once; only the report waits.
+func TestHoldDownDoubles(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWire()
+		a := startNode(t, w, addrA, fast, addrB)
+		b := startNode(t, w, addrB, fast, addrA)
+		until(t, 3*time.Second, "up", func() bool { return a.state().Admitted })
+		flap := func(i int) time.Duration {
+			t.Helper()
+			w.setCut(addrB, true)
+			until(t, 2*time.Second, "down", func() bool { return a.state().State == "down" })
+			w.setCut(addrB, false)
+			upAt := until(t, 5*time.Second, "session up", func() bool { return a.state().State == "up" })
+			if a.state().Admitted {
+				t.Fatalf("flap %d: admitted at once", i)
+			}
+			admittedAt := until(t, 10*time.Second, "admitted", func() bool { return a.state().Admitted })
+			return admittedAt.Sub(upAt)
+		}
+		for i, want := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 4 * time.Second} {
+			// Both ends are seen up to 1ms late (until's step).
+			if got := flap(i); got < want-time.Millisecond || got > want+time.Millisecond {
+				t.Errorf("flap %d: re-admitted %v after the session came up, want %v", i, got, want)
+			}
+		}
+		time.Sleep(dampWindow + time.Second)
+		if got := flap(4); got < time.Second-time.Millisecond || got > time.Second+time.Millisecond {
+			t.Errorf("flap after a quiet minute: re-admitted after %v, want %v (old downs forgotten)", got, time.Second)
+		}
+		got := a.changes()
+		if len(got) != 1+2*5 {
+			t.Errorf("%d changes, want the first up and 5 x (down, up)", len(got))
+		}
+		if s := a.state(); s.Downs != 5 {
+			t.Errorf("downs = %d, want 5", s.Downs)
+		}
+		a.stop()
+		b.stop()
+	})
+}
+
+// TestDropsWrongTTL: a packet that did not arrive with TTL 255 may come
+// from beyond the link (RFC 5881 5): dropped and counted, no session.
+func TestDropsWrongTTL(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWire()
+		w.setTTL(254)
+		a := startNode(t, w, addrA, fast, addrB)
+		b := startNode(t, w, addrB, fast, addrA)
+		time.Sleep(10 * time.Second)
+		if s := a.state(); s.State != "down" {
+			t.Errorf("session %+v with TTL 254 packets, want down", s)
+		}
+		if n := promtest.ToFloat64(a.srv.metrics.dropped); n < 5 {
+			t.Errorf("dropped = %v, want every packet of b counted", n)
+		}
+		a.stop()
+		b.stop()
+	})
+}
+
+// TestSetPeersRemoves: removing a peer ends its session (the peer sees
+// AdminDown, not a failure) and its metrics; adding it back starts a new
+// session.
+func TestSetPeersRemoves(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWire()
+		a := startNode(t, w, addrA, fast, addrB)
+		b := startNode(t, w, addrB, fast, addrA)
+		until(t, 3*time.Second, "up", func() bool { return b.state().Admitted })
+		a.srv.SetPeers(nil)
+		until(t, time.Second, "b sees the session down", func() bool { return b.state().State == "down" })
+		if len(a.srv.States()) != 0 {
+			t.Errorf("a still has sessions: %v", a.srv.States())
+		}
+		if got := b.changes(); len(got) != 1 || b.state().Downs != 0 {
+			t.Errorf("b reported %v (downs %d) after a removed it, want only the up", got, b.state().Downs)
+		}
+		if n, err := promtest.GatherAndCount(a.reg, "netd_bfd_session_up"); err != nil || n != 0 {
+			t.Errorf("a's session gauge: %d series, %v", n, err)
+		}
+		a.srv.SetPeers([]netip.Addr{addrB})
+		until(t, 3*time.Second, "up again", func() bool { return a.state().Admitted && b.state().Admitted })
+		a.stop()
+		b.stop()
+	})
+}

@@ -1,0 +1,32 @@
+package probe
+
+import (
+	"golang.org/x/net/icmp"
+	"golang.org/x/net/ipv4"
+)
+
+// protocolICMP is IANA's protocol number of ICMPv4, as icmp.ParseMessage
+// wants it.
+const protocolICMP = 1
+
+// EchoRequest returns an ICMPv4 echo request (header and data; the
+// checksum filled in) as written to an ip4:icmp socket. The lab's pings
+// use it too.
+func EchoRequest(id, seq uint16, data []byte) ([]byte, error) {
+	m := icmp.Message{Type: ipv4.ICMPTypeEcho, Body: &icmp.Echo{ID: int(id), Seq: int(seq), Data: data}}
+	return m.Marshal(nil)
+}
+
+// EchoReply reports whether b, an ICMPv4 message as read from an ip4:icmp
+// socket (no IP header), is an echo reply, and its id and sequence number.
+func EchoReply(b []byte) (id, seq uint16, ok bool) {
+	m, err := icmp.ParseMessage(protocolICMP, b)
+	if err != nil || m.Type != ipv4.ICMPTypeEchoReply {
+		return 0, 0, false
+	}
+	e, ok := m.Body.(*icmp.Echo)
+	if !ok {
+		return 0, 0, false
+	}
+	return uint16(e.ID), uint16(e.Seq), true
+}
