@@ -39,7 +39,7 @@ func (clockCheck) Run(ctx context.Context, in *Input) []Finding {
 						" -p icmp --icmp-type timestamp-request -j nixos-fw-accept\";) and allow ICMP between nodes in the tailnet policy; or compare `chronyc tracking` on both"}
 			default:
 				out[i] = skewFinding(id, p.Name, r.Offset, r.RTT/2+time.Millisecond,
-					fmt.Sprintf("ICMP timestamp %s -> %s: peer clock %+v against ours (round trip %v)", in.Node.OverlayAddr, p.Address, r.Offset.Round(time.Millisecond), r.RTT.Round(time.Microsecond)))
+					fmt.Sprintf("ICMP timestamp %s -> %s: peer clock %s against ours (round trip %v)", in.Node.OverlayAddr, p.Address, signed(r.Offset), r.RTT.Round(time.Microsecond)))
 			}
 		})
 	}
@@ -54,7 +54,7 @@ func (clockCheck) Run(ctx context.Context, in *Input) []Finding {
 			mid := t0.Add(rtt / 2)
 			off := srv.Add(500 * time.Millisecond).Sub(mid)
 			out = append(out, skewFinding("apiserver", "the API server", off, 500*time.Millisecond+rtt/2,
-				fmt.Sprintf("API server Date %s, our clock at mid-request %s: offset %+v ± %v", srv.Format(time.RFC1123), mid.UTC().Format("15:04:05.000"), off.Round(time.Millisecond), (500*time.Millisecond+rtt/2).Round(time.Millisecond))))
+				fmt.Sprintf("API server Date %s, our clock at mid-request %s: offset %s ± %v", srv.Format(time.RFC1123), mid.UTC().Format("15:04:05.000"), signed(off), (500*time.Millisecond+rtt/2).Round(time.Millisecond))))
 		}
 	}
 	if len(out) == 0 {
@@ -77,4 +77,13 @@ func skewFinding(id, who string, off, accuracy time.Duration, ev string) Finding
 	f.Why = "certificates (kubelet and netd client certificates, the API server's serving certificate) are refused before their NotBefore and after their NotAfter, and service account tokens beyond a minute of leeway; a clock off by that much breaks TLS to the API server"
 	f.Fix = "run time sync on every node (NixOS: services.chrony.enable = true or services.timesyncd) and check `chronyc tracking` / `timedatectl`"
 	return f
+}
+
+// signed renders d to the millisecond with its sign.
+func signed(d time.Duration) string {
+	d = d.Round(time.Millisecond)
+	if d >= 0 {
+		return "+" + d.String()
+	}
+	return d.String()
 }

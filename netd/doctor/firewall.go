@@ -336,12 +336,12 @@ func nftExpr(r *FWRule, raw json.RawMessage) string {
 			}
 			left := nftValue(m.Left)
 			right := nftValue(m.Right)
-			switch {
-			case left == "meta iifname":
+			switch left {
+			case "meta iifname":
 				r.InIface, r.InNeg = right, m.Op == "!="
-			case left == "meta oifname":
+			case "meta oifname":
 				r.OutIface, r.OutNeg = right, m.Op == "!="
-			case left == "ip saddr":
+			case "ip saddr":
 				p, err := netip.ParsePrefix(right)
 				if err != nil {
 					p, err = netip.ParsePrefix(right + "/32")

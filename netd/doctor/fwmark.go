@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strings"
 )
 
 // The mark bits each component owns.
@@ -129,6 +128,3 @@ func prefixAll(p string, ss []string) []string {
 	}
 	return out
 }
-
-// joinLines is for findings that list rules.
-func joinLines(ss []string) string { return strings.Join(ss, "\n") }
