@@ -44,7 +44,7 @@ func (routingCheck) Run(ctx context.Context, in *Input) []Finding {
 	ev := []string{"want: " + want}
 	for _, r := range rules {
 		if r.Table == rt.Table || r.Table == tailscaleTable {
-			ev = append(ev, "rule: "+r.String())
+			ev = append(ev, "rule: "+ruleText(r))
 		}
 	}
 	switch {
@@ -56,7 +56,7 @@ func (routingCheck) Run(ctx context.Context, in *Input) []Finding {
 		var ahead []string
 		for _, r := range ts {
 			if r.Priority <= rt.RulePriority {
-				ahead = append(ahead, r.String())
+				ahead = append(ahead, ruleText(r))
 			}
 		}
 		if len(ahead) > 0 {
@@ -97,6 +97,9 @@ func (routingCheck) Run(ctx context.Context, in *Input) []Finding {
 	}
 	return out
 }
+
+// ruleText is the rule as `ip rule` would say it, without trailing space.
+func ruleText(r nl.Rule) string { return strings.TrimSpace(r.String()) }
 
 func minPriority(rs []nl.Rule) int {
 	m := 1 << 31
@@ -179,10 +182,10 @@ func (shadowCheck) Run(ctx context.Context, in *Input) []Finding {
 		if err != nil {
 			return fail("earlier-tables", err)
 		}
-		ev = append(ev, fmt.Sprintf("%s: %d routes over pod blocks", r.String(), len(hits)))
+		ev = append(ev, fmt.Sprintf("%s: %d routes over pod blocks", ruleText(r), len(hits)))
 		for _, h := range hits {
 			if r.Selectors {
-				soft = append(soft, h+" (only for packets matching: "+r.String()+")")
+				soft = append(soft, h+" (only for packets matching: "+ruleText(r)+")")
 			} else {
 				hard = append(hard, h)
 			}
