@@ -42,23 +42,33 @@ func TestDoctorTailnet(t *testing.T) {
 	}
 
 	t.Run("clean tailnet passes", func(t *testing.T) {
-		for _, n := range l.Nodes {
-			rep, code := doc(t, n.Name)
-			for _, f := range rep.Findings {
-				switch {
-				case f.Result == doctor.Pass, f.Result == doctor.Skip && f.ID == "felix/config":
-				case f.ID == "netd/bfd" && f.Result == doctor.Warn:
-					// The generated tailnet policy does not let BFD (UDP
-					// 3784) through yet (issue 12): the doctor says so.
-					t.Logf("%s: %s: %s %v", n.Name, f.ID, f.Summary, f.Evidence)
-				default:
-					t.Errorf("%s: %s %s: %s %v", n.Name, f.ID, f.Result, f.Summary, f.Evidence)
+		poll(t, 30*time.Second, "a clean report on every node", func() (bool, error) {
+			var bad []string
+			for _, n := range l.Nodes {
+				rep, code := doc(t, n.Name)
+				for _, f := range rep.Findings {
+					switch {
+					case f.Result == doctor.Pass, f.Result == doctor.Skip && f.ID == "felix/config":
+					case f.ID == "netd/bfd" && f.Result == doctor.Warn:
+						// The generated tailnet policy does not let BFD
+						// (UDP 3784) through yet (issue 12): the doctor
+						// says so, as a warning.
+					default:
+						bad = append(bad, fmt.Sprintf("%s: %s %s: %s %v", n.Name, f.ID, f.Result, f.Summary, f.Evidence))
+					}
+					if f.ID == "netd/bfd" && n.Name == "firebat" {
+						t.Logf("%s: %s %s: %s %v", n.Name, f.ID, f.Result, f.Summary, f.Evidence)
+					}
+				}
+				if code != 0 {
+					bad = append(bad, fmt.Sprintf("%s: exit %d", n.Name, code))
 				}
 			}
-			if code != 0 {
-				t.Errorf("%s: exit %d", n.Name, code)
+			if len(bad) > 0 {
+				t.Logf("not clean yet: %v", bad)
 			}
-		}
+			return len(bad) == 0, nil
+		})
 	})
 
 	t.Run("accept-routes off", func(t *testing.T) {

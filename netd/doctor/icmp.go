@@ -96,34 +96,11 @@ func (ICMPProber) Ping(ctx context.Context, src, dst netip.Addr, size int, timeo
 		replyAt time.Time
 	)
 	sent, err := exchange(ctx, src, dst, msg, timeout, func(raw []byte, from netip.Addr, at time.Time) bool {
-		m, err := icmp.ParseMessage(1, raw)
-		if err != nil {
-			return false
+		res, ok := classifyEcho(raw, from, dst, id, seq)
+		if ok {
+			r, replyAt = res, at
 		}
-		switch b := m.Body.(type) {
-		case *icmp.Echo:
-			if m.Type == ipv4.ICMPTypeEchoReply && from == dst && b.ID == int(id) && b.Seq == int(seq) {
-				r.Reply, replyAt = true, at
-				return true
-			}
-		case *icmp.DstUnreach:
-			if !quotes(b.Data, dst, id) {
-				return false
-			}
-			r.From = from
-			if m.Code == 4 {
-				r.FragNeeded, r.MTU = true, int(binary.BigEndian.Uint16(raw[6:8]))
-			} else {
-				r.Other = fmt.Sprintf("destination unreachable (code %d) from %s", m.Code, from)
-			}
-			return true
-		case *icmp.TimeExceeded:
-			if quotes(b.Data, dst, id) {
-				r.Other = "time exceeded from " + from.String()
-				return true
-			}
-		}
-		return false
+		return ok
 	})
 	if errors.Is(err, unix.EMSGSIZE) {
 		return PingResult{LocalTooBig: true}, nil
@@ -135,6 +112,37 @@ func (ICMPProber) Ping(ctx context.Context, src, dst netip.Addr, size int, timeo
 		r.RTT = replyAt.Sub(sent)
 	}
 	return r, nil
+}
+
+// classifyEcho says what an ICMP message received after our echo request
+// (id, seq) to dst means for it; ok is false if it is about something else.
+func classifyEcho(raw []byte, from, dst netip.Addr, id, seq uint16) (r PingResult, ok bool) {
+	m, err := icmp.ParseMessage(1, raw)
+	if err != nil {
+		return r, false
+	}
+	switch b := m.Body.(type) {
+	case *icmp.Echo:
+		if m.Type == ipv4.ICMPTypeEchoReply && from == dst && b.ID == int(id) && b.Seq == int(seq) {
+			return PingResult{Reply: true}, true
+		}
+	case *icmp.DstUnreach:
+		if !quotes(b.Data, dst, id) {
+			return r, false
+		}
+		r.From = from
+		if m.Code == 4 {
+			r.FragNeeded, r.MTU = true, int(binary.BigEndian.Uint16(raw[6:8]))
+		} else {
+			r.Other = fmt.Sprintf("destination unreachable (code %d) from %s", m.Code, from)
+		}
+		return r, true
+	case *icmp.TimeExceeded:
+		if quotes(b.Data, dst, id) {
+			return PingResult{Other: "time exceeded from " + from.String()}, true
+		}
+	}
+	return r, false
 }
 
 // quotes reports whether an ICMP error's payload (the original IP header

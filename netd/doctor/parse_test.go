@@ -1,10 +1,15 @@
 package doctor
 
 import (
+	"encoding/binary"
+	"net"
 	"net/netip"
 	"os"
 	"testing"
 	"time"
+
+	"golang.org/x/net/icmp"
+	"golang.org/x/net/ipv4"
 )
 
 func findRule(t *testing.T, rs []FWRule, chain, text string) FWRule {
@@ -173,5 +178,28 @@ func TestFelixExcludes(t *testing.T) {
 	}
 	if _, err := felixExcludes("/[/", "x"); err == nil {
 		t.Error("a bad regexp was accepted")
+	}
+}
+
+// TestClassifyEcho: an echo reply, and a frag-needed quoting our request
+// with the next-hop MTU; messages about other probes are not ours.
+func TestClassifyEcho(t *testing.T) {
+	dst, hop := netip.MustParseAddr("100.64.0.2"), netip.MustParseAddr("100.64.0.9")
+	req, _ := (&icmp.Message{Type: ipv4.ICMPTypeEcho, Body: &icmp.Echo{ID: 7, Seq: 9, Data: make([]byte, 1252)}}).Marshal(nil)
+	reply, _ := (&icmp.Message{Type: ipv4.ICMPTypeEchoReply, Body: &icmp.Echo{ID: 7, Seq: 9}}).Marshal(nil)
+	if r, ok := classifyEcho(reply, dst, dst, 7, 9); !ok || !r.Reply {
+		t.Errorf("reply: %+v %v", r, ok)
+	}
+	if _, ok := classifyEcho(reply, dst, dst, 8, 9); ok {
+		t.Error("a reply to another probe was taken")
+	}
+	hdr, _ := (&ipv4.Header{Version: 4, Len: 20, TotalLen: 1280, TTL: 64, Protocol: 1, Src: net.IPv4(100, 64, 0, 1), Dst: dst.AsSlice()}).Marshal()
+	fn, _ := (&icmp.Message{Type: ipv4.ICMPTypeDestinationUnreachable, Code: 4, Body: &icmp.DstUnreach{Data: append(hdr, req[:8]...)}}).Marshal(nil)
+	binary.BigEndian.PutUint16(fn[6:8], 1200) // the next-hop MTU
+	if r, ok := classifyEcho(fn, hop, dst, 7, 9); !ok || !r.FragNeeded || r.MTU != 1200 || r.From != hop {
+		t.Errorf("frag-needed: %+v %v", r, ok)
+	}
+	if _, ok := classifyEcho(fn, hop, netip.MustParseAddr("100.64.0.3"), 7, 9); ok {
+		t.Error("a frag-needed for another destination was taken")
 	}
 }
