@@ -2,12 +2,9 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -19,37 +16,6 @@ func init() {
 	commands["status"] = command{summary: "show a running netd's peers, routes and drift", run: runStatus}
 }
 
-// fetchStatus asks the daemon behind socket for its status.
-func fetchStatus(ctx context.Context, socket string) (daemon.Status, []byte, error) {
-	var st daemon.Status
-	c := &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", socket)
-		},
-	}, Timeout: 10 * time.Second}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://netd/status", nil)
-	if err != nil {
-		return st, nil, err
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return st, nil, fmt.Errorf("asking netd at %s (is it running?): %w", socket, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return st, nil, fmt.Errorf("reading status: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return st, nil, fmt.Errorf("netd answered %s: %s", resp.Status, strings.TrimSpace(string(body)))
-	}
-	if err := json.Unmarshal(body, &st); err != nil {
-		return st, nil, fmt.Errorf("decoding status: %w", err)
-	}
-	return st, body, nil
-}
-
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("netd status", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -58,7 +24,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := fs.Parse(args); err != nil {
 		return exitError{code: 2}
 	}
-	st, raw, err := fetchStatus(ctx, *socket)
+	st, raw, err := daemon.StatusClient{Socket: *socket}.Status(ctx)
 	if err != nil {
 		return err
 	}

@@ -21,6 +21,7 @@ type Fake struct {
 	rules  []Rule
 	links  map[string]int
 	addrs  map[netip.Addr]string // address -> device
+	mtus   map[string]int        // device -> MTU, if set
 	writes int
 	// Fail, if set, is called for every route op before it is applied; a
 	// non-nil error fails that op.
@@ -37,7 +38,7 @@ var _ Kernel = (*Fake)(nil)
 
 // NewFake returns a Fake with the given devices (indexes 2, 3, ...; 1 is lo).
 func NewFake(links ...string) *Fake {
-	f := &Fake{routes: map[fakeKey]Route{}, links: map[string]int{"lo": 1}, addrs: map[netip.Addr]string{}}
+	f := &Fake{routes: map[fakeKey]Route{}, links: map[string]int{"lo": 1}, addrs: map[netip.Addr]string{}, mtus: map[string]int{}}
 	for _, l := range links {
 		f.AddLink(l)
 	}

@@ -1,7 +1,8 @@
 // Package nl is the narrow kernel interface of netd's routing: list the
 // routes of one table, list/add/delete policy rules, apply a batch of route
-// replace/delete operations, resolve device names, and find the device that
-// holds an address (the LAN device). Every read netd's routing makes of the
+// replace/delete operations, resolve device names, find the device that
+// holds an address (the LAN device), list devices, and ask which route a
+// packet takes (netd doctor). Every read netd's routing makes of the
 // kernel goes through it, so the fake sees it and the real implementation
 // retries interrupted dumps. Netlink implements it
 // on a *netlink.Handle plus a raw NETLINK_ROUTE socket that sends many route
@@ -39,6 +40,12 @@ type Kernel interface {
 	// AddrDevice returns the name of the device that holds the IPv4
 	// address a.
 	AddrDevice(ctx context.Context, a netip.Addr) (string, error)
+	// Links lists the devices with their MTU and state.
+	Links(ctx context.Context) ([]Link, error)
+	// RouteGet asks the kernel which route a packet to q.Dst takes (`ip
+	// route get`), through the policy rules: the table it was found in,
+	// the device and the gateway.
+	RouteGet(ctx context.Context, q RouteQuery) (Lookup, error)
 }
 
 // Route is one kernel route (IPv4).

@@ -1,0 +1,180 @@
+package doctor
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"strings"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
+
+	"github.com/ducksnest/netd/netd/calico"
+	"github.com/ducksnest/netd/netd/daemon"
+)
+
+// SocketStatus reads a running netd through its status socket.
+type SocketStatus struct {
+	Client daemon.StatusClient
+	// the status is read once per run
+	st  *daemon.Status
+	err error
+}
+
+// NewSocketStatus returns a NetdStatus for the socket at path.
+func NewSocketStatus(path string) *SocketStatus {
+	return &SocketStatus{Client: daemon.StatusClient{Socket: path}}
+}
+
+// Status implements NetdStatus; it asks netd once and remembers the answer.
+func (s *SocketStatus) Status(ctx context.Context) (daemon.Status, error) {
+	if s.st == nil && s.err == nil {
+		st, _, err := s.Client.Status(ctx)
+		s.st, s.err = &st, err
+	}
+	return *s.st, s.err
+}
+
+// BFD implements NetdStatus from netd's netd_bfd_session_up metric.
+func (s *SocketStatus) BFD(ctx context.Context) (map[netip.Addr]bool, bool, error) {
+	b, err := s.Client.Metrics(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	return ParseBFDMetrics(b)
+}
+
+// ParseBFDMetrics reads netd_bfd_session_up{peer="ADDR"} samples from a
+// Prometheus text exposition; on is false when netd exports no BFD metric
+// at all (BFD off).
+func ParseBFDMetrics(b []byte) (up map[netip.Addr]bool, on bool, err error) {
+	up = map[netip.Addr]bool{}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "netd_bfd_") {
+			on = true
+		}
+		rest, ok := strings.CutPrefix(line, `netd_bfd_session_up{peer="`)
+		if !ok {
+			continue
+		}
+		addr, val, ok := strings.Cut(rest, `"} `)
+		if !ok {
+			return nil, on, fmt.Errorf("unexpected metric line %q", line)
+		}
+		a, err := netip.ParseAddr(addr)
+		if err != nil {
+			return nil, on, fmt.Errorf("metric line %q: %w", line, err)
+		}
+		up[a] = strings.TrimSpace(val) == "1"
+	}
+	return up, on, sc.Err()
+}
+
+// KubeCluster reads the API server with a kubeconfig.
+type KubeCluster struct {
+	cfg  *rest.Config
+	dyn  dynamic.Interface
+	disc discovery.DiscoveryInterface
+	http *http.Client
+}
+
+// NewKubeCluster builds the clients from a kubeconfig file.
+func NewKubeCluster(kubeconfig string) (*KubeCluster, error) {
+	cfg, err := calico.LoadConfig(kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Timeout = 10 * time.Second
+	hc, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("building http client: %w", err)
+	}
+	dyn, err := dynamic.NewForConfigAndClient(cfg, hc)
+	if err != nil {
+		return nil, fmt.Errorf("building dynamic client: %w", err)
+	}
+	disc, err := discovery.NewDiscoveryClientForConfigAndClient(cfg, hc)
+	if err != nil {
+		return nil, fmt.Errorf("building discovery client: %w", err)
+	}
+	return &KubeCluster{cfg: cfg, dyn: dyn, disc: disc, http: hc}, nil
+}
+
+// felixV3 is Calico's public API (native v3 CRDs or the aggregated API
+// server); calico.FelixConfigurations is its CRD storage, v1.
+var felixV3 = schema.GroupVersionResource{Group: "projectcalico.org", Version: "v3", Resource: "felixconfigurations"}
+
+// Felix implements Cluster: projectcalico.org/v3 if the cluster serves it,
+// else crd.projectcalico.org/v1.
+func (k *KubeCluster) Felix(ctx context.Context) (FelixConfig, string, error) {
+	gvr := calico.FelixConfigurations
+	if rl, err := k.disc.ServerResourcesForGroupVersion(felixV3.GroupVersion().String()); err == nil {
+		for _, r := range rl.APIResources {
+			if r.Name == felixV3.Resource {
+				gvr = felixV3
+			}
+		}
+	}
+	src := gvr.GroupVersion().String()
+	u, err := k.dyn.Resource(gvr).Get(ctx, "default", metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return FelixConfig{}, src, fmt.Errorf("no FelixConfiguration \"default\" (%s)", src)
+	}
+	if err != nil {
+		return FelixConfig{}, src, fmt.Errorf("reading FelixConfiguration default (%s): %w", src, err)
+	}
+	return felixFrom(u), src, nil
+}
+
+func felixFrom(u *unstructured.Unstructured) FelixConfig {
+	var fc FelixConfig
+	if s, ok, _ := unstructured.NestedString(u.Object, "spec", "interfaceExclude"); ok {
+		fc.InterfaceExclude = &s
+	}
+	if s, ok, _ := unstructured.NestedString(u.Object, "spec", "mtuIfacePattern"); ok {
+		fc.MTUIfacePattern = &s
+	}
+	if v, ok, _ := unstructured.NestedFieldNoCopy(u.Object, "spec", "iptablesMarkMask"); ok {
+		var m uint32
+		switch n := v.(type) {
+		case int64:
+			m = uint32(n)
+		case float64:
+			m = uint32(n)
+		}
+		fc.IptablesMarkMask = &m
+	}
+	return fc
+}
+
+// ServerTime implements Cluster with the Date header of GET /version.
+func (k *KubeCluster) ServerTime(ctx context.Context) (time.Time, time.Duration, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(k.cfg.Host, "/")+"/version", nil)
+	if err != nil {
+		return time.Time{}, 0, err
+	}
+	start := time.Now()
+	resp, err := k.http.Do(req)
+	if err != nil {
+		return time.Time{}, 0, fmt.Errorf("GET /version: %w", err)
+	}
+	rtt := time.Since(start)
+	resp.Body.Close()
+	d, err := http.ParseTime(resp.Header.Get("Date"))
+	if err != nil {
+		return time.Time{}, rtt, fmt.Errorf("the API server's Date header %q: %w", resp.Header.Get("Date"), err)
+	}
+	return d, rtt, nil
+}
