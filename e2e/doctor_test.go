@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ducksnest/netd/internal/testutil"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
@@ -39,7 +41,7 @@ func TestDoctor(t *testing.T) {
 		// BFD comes up on its own schedule after the routes converge:
 		// poll until every node's report is clean.
 		var bad []string
-		poll(t, 30*time.Second, "a clean report on every node", func() (bool, error) {
+		testutil.Poll(t, 30*time.Second, "a clean report on every node", func() (bool, error) {
 			bad = nil
 			for _, n := range l.Nodes {
 				rep, code := runDoctor(t, l, n.Name)
@@ -207,7 +209,7 @@ func TestDoctor(t *testing.T) {
 				t.Error(err)
 			}
 		})
-		poll(t, 30*time.Second, "firebat's session to old down", func() (bool, error) {
+		testutil.Poll(t, 30*time.Second, "firebat's session to old down", func() (bool, error) {
 			st, err := l.PeerStates(ctx, "firebat")
 			return err == nil && st["old"] != "established", err
 		})

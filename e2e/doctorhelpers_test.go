@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ducksnest/netd/internal/testutil"
+
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
@@ -36,7 +38,7 @@ func needFirewallTools(t *testing.T) {
 		return
 	}
 	if _, err := exec.LookPath("apt-get"); err != nil {
-		t.Skip("needs iptables and nftables (apt install iptables nftables)")
+		testutil.Skip(t, "needs iptables and nftables (apt install iptables nftables)")
 	}
 	for _, args := range [][]string{{"update", "-qq"}, {"install", "-y", "-qq", "iptables", "nftables"}} {
 		cmd := exec.CommandContext(t.Context(), "apt-get", args...)

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ducksnest/netd/internal/testutil"
+
 	"github.com/ducksnest/netd/netd/doctor"
 	"github.com/ducksnest/netd/netd/lab"
 )
@@ -42,7 +44,7 @@ func TestDoctorTailnet(t *testing.T) {
 	}
 
 	t.Run("clean tailnet passes", func(t *testing.T) {
-		poll(t, 30*time.Second, "a clean report on every node", func() (bool, error) {
+		testutil.Poll(t, 30*time.Second, "a clean report on every node", func() (bool, error) {
 			var bad []string
 			for _, n := range l.Nodes {
 				rep, code := doc(t, n.Name)
@@ -102,7 +104,7 @@ func TestDoctorTailnet(t *testing.T) {
 		})
 		var rep *doctor.Report
 		var code int
-		poll(t, 30*time.Second, "firebat's tailscaled to see its block unapproved", func() (bool, error) {
+		testutil.Poll(t, 30*time.Second, "firebat's tailscaled to see its block unapproved", func() (bool, error) {
 			rep, code = doc(t, "firebat", "--only", "tailscale")
 			return rep.Result == doctor.Fail, nil
 		})
