@@ -20,6 +20,7 @@ import (
 
 	"github.com/ducksnest/netd/internal/kubetest"
 	"github.com/ducksnest/netd/netd/calico"
+	"github.com/ducksnest/netd/netd/kube"
 	"github.com/ducksnest/netd/netd/lab"
 )
 
@@ -36,7 +37,7 @@ const apiAddr = "100.64.255.254"
 func TestCalicoIPAM(t *testing.T) {
 	needRoot(t)
 	s := kubetest.Start(t)
-	c, err := calico.NewClients(s.Config)
+	c, err := kube.NewClient(s.Config)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,11 +167,11 @@ func apiThroughLab(t *testing.T, l *lab.Lab, s *kubetest.Server) string {
 	return kc
 }
 
-func addAffinity(ctx context.Context, t *testing.T, c *calico.Clients, node string, block netip.Prefix) string {
+func addAffinity(ctx context.Context, t *testing.T, c *kube.Client, node string, block netip.Prefix) string {
 	t.Helper()
 	name := fmt.Sprintf("%s-%s-%d", node, strings.ReplaceAll(block.Addr().String(), ".", "-"), block.Bits())
 	u := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": calico.GroupVersion.String(), "kind": "BlockAffinity",
+		"apiVersion": calico.V1.String(), "kind": "BlockAffinity",
 		"metadata": map[string]any{"name": name},
 		"spec":     map[string]any{"node": node, "cidr": block.String(), "state": "confirmed", "deleted": false},
 	}}

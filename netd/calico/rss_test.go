@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ducksnest/netd/netd/kube"
 )
 
 const rssChildEnv = "NETD_CALICO_RSS_CHILD"
@@ -51,17 +53,17 @@ func rssChild(kubeconfig string) int {
 		fmt.Println(memory())
 		return 0
 	}
-	cfg, err := LoadConfig(kubeconfig)
+	cfg, err := kube.LoadConfig(kubeconfig)
 	if err != nil {
 		fmt.Println(err)
 		return 1
 	}
-	c, err := NewClients(cfg)
+	c, err := kube.NewClient(cfg)
 	if err != nil {
 		fmt.Println(err)
 		return 1
 	}
-	src, err := NewAffinitySource(c.Dynamic, "node-1", slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	src, err := NewAffinitySource(c.Dynamic, BlockAffinities, "node-1", slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	if err != nil {
 		fmt.Println(err)
 		return 1
