@@ -54,7 +54,7 @@ func TestCalicoIPAM(t *testing.T) {
 	}
 	l.NetdArgs = map[string][]string{}
 	for _, n := range l.Nodes {
-		l.NetdArgs[n.Name] = []string{"--kubeconfig", kc}
+		l.NetdArgs[n.Name] = []string{"--kubeconfig", kc(n.Name)}
 		if err := l.StartNetd(ctx, n.Name); err != nil {
 			t.Fatal(err)
 		}
@@ -121,8 +121,9 @@ func TestCalicoIPAM(t *testing.T) {
 }
 
 // apiThroughLab forwards apiAddr:6443 on the lab's overlay bridge to the
-// test API server and returns a kubeconfig for the nodes.
-func apiThroughLab(t *testing.T, l *lab.Lab, s *kubetest.Server) string {
+// test API server and returns, for a node, the kubeconfig of its netd
+// identity (mkpki.sh), through the forward.
+func apiThroughLab(t *testing.T, l *lab.Lab, s *kubetest.Server) func(node string) string {
 	t.Helper()
 	ctx := t.Context()
 	if out, err := exec.CommandContext(ctx, "ip", "-n", l.WAN, "addr", "add", apiAddr+"/10", "dev", "br0").CombinedOutput(); err != nil {
@@ -156,15 +157,24 @@ func apiThroughLab(t *testing.T, l *lab.Lab, s *kubetest.Server) string {
 			}()
 		}
 	}()
-	b, err := os.ReadFile(s.Kubeconfig)
-	if err != nil {
-		t.Fatal(err)
+	return func(node string) string {
+		path, err := s.NetdKubeconfig(node)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The API server's certificate (mkpki.sh) names the control plane
+		// "kubetest", not the lab's forwarding address.
+		kc := filepath.Join(t.TempDir(), node+".kubeconfig")
+		out := strings.Replace(string(b), "server: "+s.Config.Host, "server: https://"+apiAddr+":6443\n    tls-server-name: kubetest", 1)
+		if err := os.WriteFile(kc, []byte(out), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return kc
 	}
-	kc := filepath.Join(t.TempDir(), "lab.kubeconfig")
-	if err := os.WriteFile(kc, []byte(strings.Replace(string(b), s.Config.Host, "https://"+apiAddr+":6443", 1)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return kc
 }
 
 func addAffinity(ctx context.Context, t *testing.T, c *kube.Client, node string, block netip.Prefix) string {
