@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"strconv"
@@ -51,8 +52,19 @@ func readMem(l *lab.Lab, node string) (memSample, error) {
 			m.file = kb / 1024
 		}
 	}
-	err = lab.InNS(n.NS, func() error {
-		resp, err := http.Get("http://" + lab.DefaultMetricsAddr + "/metrics")
+	// The socket is made in the node's namespace; net/http would dial from
+	// another thread.
+	var conn net.Conn
+	if err := lab.InNS(n.NS, func() error {
+		var err error
+		conn, err = net.Dial("tcp", lab.DefaultMetricsAddr)
+		return err
+	}); err != nil {
+		return m, err
+	}
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(context.Context, string, string) (net.Conn, error) { return conn, nil }}}
+	err = func() error {
+		resp, err := hc.Get("http://" + lab.DefaultMetricsAddr + "/metrics")
 		if err != nil {
 			return err
 		}
@@ -68,7 +80,7 @@ func readMem(l *lab.Lab, node string) (memSample, error) {
 			}
 		}
 		return nil
-	})
+	}()
 	return m, err
 }
 
