@@ -106,6 +106,9 @@ func TestCalicoIPAM(t *testing.T) {
 		if strings.Contains(string(st.Raw), `"leader": true`) {
 			leaders++
 		}
+		if !strings.Contains(string(st.Raw), `"served": "`+calico.ServedV1+`"`) {
+			t.Errorf("%s does not report the Calico API it uses", n.Name)
+		}
 		if !strings.Contains(string(st.Raw), `"podSource": "calico-ipam"`) {
 			t.Errorf("%s does not take its blocks from Calico IPAM", n.Name)
 		}

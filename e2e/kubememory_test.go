@@ -30,8 +30,11 @@ func (m memSample) String() string {
 
 func readMem(l *lab.Lab, node string) (memSample, error) {
 	n, err := l.Node(node)
-	if err != nil || n.Netd == nil {
-		return memSample{}, fmt.Errorf("netd of %s: not running (%v)", node, err)
+	if err != nil {
+		return memSample{}, err
+	}
+	if n.Netd == nil {
+		return memSample{}, fmt.Errorf("netd of %s is not running", node)
 	}
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", n.Netd.PID))
 	if err != nil {
