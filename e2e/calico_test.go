@@ -21,6 +21,7 @@ import (
 	"github.com/ducksnest/netd/internal/kubetest"
 	"github.com/ducksnest/netd/internal/testutil"
 	"github.com/ducksnest/netd/netd/calico"
+	"github.com/ducksnest/netd/netd/kube"
 	"github.com/ducksnest/netd/netd/lab"
 )
 
@@ -37,7 +38,7 @@ const apiAddr = "100.64.255.254"
 func TestCalicoIPAM(t *testing.T) {
 	needRoot(t)
 	s := kubetest.Start(t)
-	c, err := calico.NewClients(s.Config)
+	c, err := kube.NewClient(s.Config)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +55,7 @@ func TestCalicoIPAM(t *testing.T) {
 	}
 	l.NetdArgs = map[string][]string{}
 	for _, n := range l.Nodes {
-		l.NetdArgs[n.Name] = []string{"--kubeconfig", kc}
+		l.NetdArgs[n.Name] = []string{"--kubeconfig", kc(n.Name)}
 		if err := l.StartNetd(ctx, n.Name); err != nil {
 			t.Fatal(err)
 		}
@@ -106,6 +107,9 @@ func TestCalicoIPAM(t *testing.T) {
 		if strings.Contains(string(st.Raw), `"leader": true`) {
 			leaders++
 		}
+		if !strings.Contains(string(st.Raw), `"served": "`+calico.ServedV1+`"`) {
+			t.Errorf("%s does not report the Calico API it uses", n.Name)
+		}
 		if !strings.Contains(string(st.Raw), `"podSource": "calico-ipam"`) {
 			t.Errorf("%s does not take its blocks from Calico IPAM", n.Name)
 		}
@@ -121,8 +125,9 @@ func TestCalicoIPAM(t *testing.T) {
 }
 
 // apiThroughLab forwards apiAddr:6443 on the lab's overlay bridge to the
-// test API server and returns a kubeconfig for the nodes.
-func apiThroughLab(t *testing.T, l *lab.Lab, s *kubetest.Server) string {
+// test API server and returns, for a node, the kubeconfig of its netd
+// identity (mkpki.sh), through the forward.
+func apiThroughLab(t *testing.T, l *lab.Lab, s *kubetest.Server) func(node string) string {
 	t.Helper()
 	ctx := t.Context()
 	if out, err := exec.CommandContext(ctx, "ip", "-n", l.WAN, "addr", "add", apiAddr+"/10", "dev", "br0").CombinedOutput(); err != nil {
@@ -156,22 +161,31 @@ func apiThroughLab(t *testing.T, l *lab.Lab, s *kubetest.Server) string {
 			}()
 		}
 	}()
-	b, err := os.ReadFile(s.Kubeconfig)
-	if err != nil {
-		t.Fatal(err)
+	return func(node string) string {
+		path, err := s.NetdKubeconfig(node)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The API server's certificate (mkpki.sh) names the control plane
+		// "kubetest", not the lab's forwarding address.
+		kc := filepath.Join(t.TempDir(), node+".kubeconfig")
+		out := strings.Replace(string(b), "server: "+s.Config.Host, "server: https://"+apiAddr+":6443\n    tls-server-name: kubetest", 1)
+		if err := os.WriteFile(kc, []byte(out), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return kc
 	}
-	kc := filepath.Join(t.TempDir(), "lab.kubeconfig")
-	if err := os.WriteFile(kc, []byte(strings.Replace(string(b), s.Config.Host, "https://"+apiAddr+":6443", 1)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return kc
 }
 
-func addAffinity(ctx context.Context, t *testing.T, c *calico.Clients, node string, block netip.Prefix) string {
+func addAffinity(ctx context.Context, t *testing.T, c *kube.Client, node string, block netip.Prefix) string {
 	t.Helper()
 	name := fmt.Sprintf("%s-%s-%d", node, strings.ReplaceAll(block.Addr().String(), ".", "-"), block.Bits())
 	u := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": calico.GroupVersion.String(), "kind": "BlockAffinity",
+		"apiVersion": calico.V1.String(), "kind": "BlockAffinity",
 		"metadata": map[string]any{"name": name},
 		"spec":     map[string]any{"node": node, "cidr": block.String(), "state": "confirmed", "deleted": false},
 	}}

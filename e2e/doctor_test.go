@@ -17,6 +17,7 @@ import (
 	"github.com/ducksnest/netd/internal/kubetest"
 	"github.com/ducksnest/netd/netd/calico"
 	"github.com/ducksnest/netd/netd/doctor"
+	"github.com/ducksnest/netd/netd/kube"
 	"github.com/ducksnest/netd/netd/lab"
 )
 
@@ -158,15 +159,15 @@ func TestDoctor(t *testing.T) {
 
 	t.Run("felix", func(t *testing.T) {
 		s := kubetest.Start(t)
-		c, err := calico.NewClients(s.Config)
+		c, err := kube.NewClient(s.Config)
 		if err != nil {
 			t.Fatal(err)
 		}
-		kc := apiThroughLab(t, l, s)
+		kc := apiThroughLab(t, l, s)("firebat")
 		felix := c.Dynamic.Resource(calico.FelixConfigurations)
 		st := policyState(t, data)
 		fc := &unstructured.Unstructured{Object: map[string]any{
-			"apiVersion": calico.GroupVersion.String(), "kind": "FelixConfiguration", "metadata": map[string]any{"name": "default"},
+			"apiVersion": calico.V1.String(), "kind": "FelixConfiguration", "metadata": map[string]any{"name": "default"},
 			"spec": map[string]any{"interfaceExclude": st.Calico.Felix.InterfaceExclude, "mtuIfacePattern": st.Calico.Felix.MTUIfacePattern,
 				"iptablesMarkMask": int64(st.Calico.Felix.IptablesMarkMask)},
 		}}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ducksnest/netd/acl"
 	"github.com/ducksnest/netd/netd/calico"
+	"github.com/ducksnest/netd/netd/kube"
 	"github.com/ducksnest/netd/policy/desired"
 )
 
@@ -92,17 +93,23 @@ func setupParts(path string, f applyFlags, stderr io.Writer) (*applyParts, error
 	}
 	p := &applyParts{st: st}
 	if f.only != "tailnet" && f.kubeconfig != "" {
-		cfg, err := calico.LoadConfig(f.kubeconfig)
+		cfg, err := kube.LoadConfig(f.kubeconfig)
 		if err != nil {
 			return nil, err
 		}
-		c, err := calico.NewClients(cfg)
+		c, err := kube.NewClient(cfg)
 		if err != nil {
 			return nil, err
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		api, err := calico.Discover(ctx, c)
+		if err != nil {
+			return nil, fmt.Errorf("calico part: %w", err)
 		}
 		host, _ := os.Hostname()
 		log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-		p.calico = calico.NewReconciler(c, log, "netd-cli@"+host)
+		p.calico = calico.NewReconciler(c, api, log, "netd-cli@"+host)
 	}
 	if f.only != "calico" {
 		t, err := acl.TargetFromEnv()

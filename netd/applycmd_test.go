@@ -14,20 +14,25 @@ func TestPolicyDiffApply(t *testing.T) {
 		t.Setenv(v, "") // the tailnet part is not configured here
 	}
 	s := kubetest.Start(t)
-	code, out, errOut := runCLI(t, "policy", "diff", examplePolicy, "--kubeconfig", s.Kubeconfig)
+	// The CLI runs as a node's netd identity (mkpki.sh), under netd's RBAC.
+	kc, err := s.NetdKubeconfig("firebat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runCLI(t, "policy", "diff", examplePolicy, "--kubeconfig", kc)
 	if code != 1 || !strings.Contains(out, "create               IPPool ") || !strings.Contains(out, "create               IPAMConfig default") {
 		t.Fatalf("diff: code %d\n%s%s", code, out, errOut)
 	}
 	t.Logf("netd policy diff:\n%s", out)
-	code, out, errOut = runCLI(t, "policy", "apply", examplePolicy, "--kubeconfig", s.Kubeconfig)
+	code, out, errOut = runCLI(t, "policy", "apply", examplePolicy, "--kubeconfig", kc)
 	if code != 0 || !strings.Contains(out, "calico: applied  create               FelixConfiguration default") {
 		t.Fatalf("apply: code %d\n%s%s", code, out, errOut)
 	}
-	code, out, errOut = runCLI(t, "policy", "diff", examplePolicy, "--kubeconfig", s.Kubeconfig, "--format", "json")
+	code, out, errOut = runCLI(t, "policy", "diff", examplePolicy, "--kubeconfig", kc, "--format", "json")
 	if code != 0 || !strings.Contains(out, `"actions": null`) || !strings.Contains(out, `"changes": false`) {
 		t.Fatalf("diff after apply: code %d\n%s%s", code, out, errOut)
 	}
-	code, _, errOut = runCLI(t, "policy", "apply", "--kubeconfig", s.Kubeconfig)
+	code, _, errOut = runCLI(t, "policy", "apply", "--kubeconfig", kc)
 	if code != 2 || !strings.Contains(errOut, "usage:") {
 		t.Errorf("apply without FILE: code %d\n%s", code, errOut)
 	}

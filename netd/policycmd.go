@@ -161,7 +161,8 @@ func policyCheck(args []string, stdout, stderr io.Writer) error {
 
 func policyRender(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("render", stderr)
-	cal := fs.Bool("calico", false, "Calico manifests (IPPools, IPAMConfig, FelixConfiguration, BGPConfiguration)")
+	cal := fs.Bool("calico", false, "Calico manifests (IPPools, IPAMConfiguration, FelixConfiguration, BGPConfiguration)")
+	calAPI := fs.String("calico-api", "v3", "with --calico: v3 (projectcalico.org/v3, for calicoctl or kubectl) or v1 (crd.projectcalico.org/v1, a cluster without v3)")
 	tn := fs.Bool("tailnet", false, "the tailnet policy as HuJSON")
 	node := fs.String("node", "", "the desired state of one node")
 	state := fs.Bool("state", false, "the whole desired state as JSON")
@@ -177,6 +178,8 @@ func policyRender(args []string, stdout, stderr io.Writer) error {
 		switch {
 		case n != 1:
 			err = errors.New("choose exactly one of --calico, --tailnet, --node NAME, --state")
+		case *calAPI != "v3" && *calAPI != "v1":
+			err = fmt.Errorf("--calico-api must be v3 or v1, not %q", *calAPI)
 		case *format != "yaml" && *format != "json":
 			err = fmt.Errorf("--format must be yaml or json, not %q", *format)
 		}
@@ -192,7 +195,11 @@ func policyRender(args []string, stdout, stderr io.Writer) error {
 	var out []byte
 	switch {
 	case *cal:
-		out, err = calico.Render(s)
+		gv := calico.V3
+		if *calAPI == "v1" {
+			gv = calico.V1
+		}
+		out, err = calico.Render(s, gv)
 	case *tn:
 		out = s.Tailnet.Tailscale.HuJSON
 	case *state:

@@ -60,6 +60,17 @@ func printStatus(w io.Writer, st daemon.Status) {
 	fmt.Fprintf(w, "\nadvertised: %v (from %s)\n", st.Advertised, st.PodSource)
 	if c := st.Cluster; c != nil {
 		fmt.Fprintf(w, "kubernetes: block affinities synced=%v, calico sync=%v, lease holder=%v\n", c.AffinitySynced, c.SyncCalico, c.Leader)
+		if c.CalicoAPI != nil {
+			fmt.Fprintf(w, "  calico API: %s (writes %s; block affinities %s, IPAM blocks %s)\n", c.CalicoAPI.Served,
+				c.CalicoAPI.GroupVersion, c.CalicoAPI.BlockAffinities.GroupVersion(), c.CalicoAPI.IPAMBlocks.GroupVersion())
+		}
+		for _, e := range []struct{ what, err string }{
+			{"calico API", c.CalicoAPIError}, {"block affinities", c.AffinityError}, {"lease", c.LeaseError},
+		} {
+			if e.err != "" {
+				fmt.Fprintf(w, "  %s error: %s\n", e.what, e.err)
+			}
+		}
 		if cs := c.Calico; cs != nil {
 			for _, p := range cs.Pending {
 				fmt.Fprintf(w, "  pending %s %s: %s\n", p.Kind, p.Name, p.Reason)

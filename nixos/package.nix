@@ -28,7 +28,7 @@ buildGoModule {
   # The NAR hash of `go mod vendor` for go.mod/go.sum. nixos/check.sh
   # recomputes it (go mod vendor into a temp dir, `nix hash path`) and
   # fails when this line is stale; `nixos/check.sh --update` rewrites it.
-  vendorHash = "sha256-jXS6ua8Rcel0sNeLYqrkwzdIiNdrD/Yr8edBSXoCTSE=";
+  vendorHash = "sha256-aXgTWuzD9x5BXQihNAo4TshooxzoUEHozjPewjLEJpw=";
 
   subPackages = [ "netd" ];
 

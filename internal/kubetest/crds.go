@@ -28,7 +28,11 @@ func (s *Server) installCRDs() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	files, err := fs.Glob(crds.FS, "*.yaml")
+	pattern := "*.yaml"
+	if s.crds == CalicoV3 {
+		pattern = "v3/*.yaml"
+	}
+	files, err := fs.Glob(crds.FS, pattern)
 	if err != nil {
 		return err
 	}

@@ -1,8 +1,12 @@
 // Package kubetest starts a real Kubernetes API server for tests: etcd and
 // kube-apiserver on 127.0.0.1, built from the Go module proxy by
-// scripts/kube-tools.sh, with the Calico CRDs of netd/calico/crds
-// installed. Processes are stopped by PID, API server before etcd, when
-// the test ends (even on failure) and die with the test binary.
+// scripts/kube-tools.sh, with --authorization-mode=Node,RBAC, the PKI of
+// nixos/pki/mkpki.sh, netd's RBAC rules (deploy/rbac) and Calico's CRDs
+// (netd/calico/crds: the crd.projectcalico.org/v1 ones, or Calico's native
+// projectcalico.org/v3 ones) installed. The harness itself is an admin
+// (Config); netd runs as a node identity (NetdClient, NetdKubeconfig).
+// Processes are stopped by PID, API server before etcd, when the test ends
+// (even on failure) and die with the test binary.
 package kubetest
 
 import (
@@ -22,10 +26,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 
 	"github.com/ducksnest/netd/internal/testutil"
@@ -106,18 +112,37 @@ type Server struct {
 	apiPort  int
 	token    string
 	stopOnce bool
+	crds     CRDs
+
+	pkiMu    sync.Mutex
+	pkiNodes []string
 }
 
-// Start starts a server for the test and stops it when the test ends. It
-// skips the test if the binaries cannot be built (fails it with
-// NETD_TEST_REQUIRE=all).
-func Start(t testing.TB) *Server {
+// CRDs chooses the Calico API a server serves.
+type CRDs int
+
+const (
+	// CalicoV1 is a cluster with Calico's crd.projectcalico.org/v1 CRDs
+	// only (no projectcalico.org/v3 served).
+	CalicoV1 CRDs = iota
+	// CalicoV3 is a cluster with Calico's native projectcalico.org/v3
+	// CRDs (Calico 3.32+ without the aggregated API server).
+	CalicoV3
+)
+
+// Start starts a server with the v1 CRDs for the test and stops it when
+// the test ends. It skips the test if the binaries cannot be built (fails
+// it with NETD_TEST_REQUIRE=all).
+func Start(t testing.TB) *Server { return StartWith(t, CalicoV1) }
+
+// StartWith is Start with the Calico CRDs of crds.
+func StartWith(t testing.TB, crds CRDs) *Server {
 	t.Helper()
 	bin, err := FindBinaries()
 	if err != nil {
 		testutil.Skip(t, "kube-apiserver/etcd unavailable (run scripts/kube-tools.sh): %v", err)
 	}
-	s, err := New(bin, t.TempDir())
+	s, err := NewWith(bin, t.TempDir(), crds)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,9 +155,12 @@ func Start(t testing.TB) *Server {
 }
 
 // New starts etcd and kube-apiserver with their state in dir and installs
-// the Calico CRDs. The caller must call Stop.
-func New(bin Binaries, dir string) (_ *Server, err error) {
-	s := &Server{bin: bin, dir: dir}
+// netd's RBAC rules and the Calico v1 CRDs. The caller must call Stop.
+func New(bin Binaries, dir string) (*Server, error) { return NewWith(bin, dir, CalicoV1) }
+
+// NewWith is New with the Calico CRDs of crds.
+func NewWith(bin Binaries, dir string, crds CRDs) (_ *Server, err error) {
+	s := &Server{bin: bin, dir: dir, crds: crds}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, s.Stop())
@@ -159,6 +187,9 @@ func New(bin Binaries, dir string) (_ *Server, err error) {
 	if err := s.writeAuth(); err != nil {
 		return nil, err
 	}
+	if err := s.mkpki(); err != nil {
+		return nil, err
+	}
 	s.apiPort = apiPort
 	s.apiArgs = []string{
 		"--etcd-servers=" + etcdURL,
@@ -168,7 +199,7 @@ func New(bin Binaries, dir string) (_ *Server, err error) {
 		"--secure-port=" + strconv.Itoa(apiPort),
 		"--cert-dir=" + filepath.Join(dir, "certs"),
 		"--token-auth-file=" + filepath.Join(dir, "tokens.csv"),
-		"--authorization-mode=RBAC",
+		"--authorization-mode=Node,RBAC",
 		"--service-cluster-ip-range=10.96.0.0/12",
 		"--service-account-issuer=https://kubernetes.default.svc",
 		"--service-account-key-file=" + filepath.Join(dir, "sa.pem"),
@@ -178,6 +209,7 @@ func New(bin Binaries, dir string) (_ *Server, err error) {
 		"--profiling=false",
 		"--v=0",
 	}
+	s.apiArgs = append(s.apiArgs, s.pkiArgs()...)
 	if err := s.StartAPIServer(); err != nil {
 		return nil, err
 	}
@@ -191,6 +223,13 @@ func New(bin Binaries, dir string) (_ *Server, err error) {
 		return nil, err
 	}
 	if err := s.installCRDs(); err != nil {
+		return nil, err
+	}
+	dyn, err := dynamic.NewForConfig(s.Config)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.applyRBAC(dyn); err != nil {
 		return nil, err
 	}
 	return s, nil

@@ -2,6 +2,7 @@ package calico
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -15,10 +16,13 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/ducksnest/netd/netd/kube"
 )
 
 // AffinitySource is the pod CIDR source backed by Calico IPAM: it watches
@@ -29,8 +33,12 @@ import (
 // the server returns, so nothing flaps.
 type AffinitySource struct {
 	dyn  dynamic.Interface
+	gvr  schema.GroupVersionResource
 	node string
 	log  *slog.Logger
+
+	errMu sync.Mutex
+	errs  map[string]error // by verb: the last failed list or watch, until one succeeds
 
 	changes chan struct{}
 	synced  atomic.Bool
@@ -43,11 +51,12 @@ type AffinitySource struct {
 	watchErrors prometheus.Counter
 }
 
-// NewAffinitySource returns a source for node, with its metrics
+// NewAffinitySource returns a source for node reading the BlockAffinities
+// of gvr (API.BlockAffinities), with its metrics
 // (netd_calico_affine_blocks, netd_calico_watch_errors_total) on reg.
-func NewAffinitySource(dyn dynamic.Interface, node string, log *slog.Logger, reg prometheus.Registerer) (*AffinitySource, error) {
+func NewAffinitySource(dyn dynamic.Interface, gvr schema.GroupVersionResource, node string, log *slog.Logger, reg prometheus.Registerer) (*AffinitySource, error) {
 	s := &AffinitySource{
-		dyn: dyn, node: node, log: log,
+		dyn: dyn, gvr: gvr, node: node, log: log,
 		changes: make(chan struct{}, 1),
 		owners:  map[string][]netip.Prefix{},
 		blocks: prometheus.NewGauge(prometheus.GaugeOpts{
@@ -75,19 +84,19 @@ var Backoff = wait.Backoff{Duration: 500 * time.Millisecond, Factor: 2, Jitter: 
 // Run watches BlockAffinities until ctx is done; cancellation is not an
 // error.
 func (s *AffinitySource) Run(ctx context.Context) error {
-	res := s.dyn.Resource(BlockAffinities)
+	res := s.dyn.Resource(s.gvr)
 	lw := &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			l, err := res.List(ctx, o)
-			if err != nil && ctx.Err() == nil {
-				s.failed("listing", err)
+			if ctx.Err() == nil {
+				s.result("list", kube.Explain(err, "list", s.gvr, ""))
 			}
 			return l, err
 		},
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 			w, err := res.Watch(ctx, o)
-			if err != nil && ctx.Err() == nil {
-				s.failed("watching", err)
+			if ctx.Err() == nil {
+				s.result("watch", kube.Explain(err, "watch", s.gvr, ""))
 			}
 			return w, err
 		},
@@ -108,9 +117,37 @@ func (s *AffinitySource) Run(ctx context.Context) error {
 	return nil
 }
 
-func (s *AffinitySource) failed(what string, err error) {
-	s.watchErrors.Inc()
-	s.log.Debug(what+" calico block affinities", "err", err)
+// result records the outcome of a list or watch. A failure is counted; a
+// refusal by RBAC is logged as an error (once per distinct message: the
+// reflector retries with backoff) and stays in Err until the same verb
+// succeeds; other failures (the API server is away) are retried quietly.
+func (s *AffinitySource) result(verb string, err error) {
+	s.errMu.Lock()
+	prev := s.errs[verb]
+	if s.errs == nil {
+		s.errs = map[string]error{}
+	}
+	s.errs[verb] = err
+	s.errMu.Unlock()
+	switch {
+	case err == nil:
+	case kube.IsForbidden(err):
+		s.watchErrors.Inc()
+		if prev == nil || prev.Error() != err.Error() {
+			s.log.Error("calico block affinities refused: pod blocks stay as last known", "err", err)
+		}
+	default:
+		s.watchErrors.Inc()
+		s.log.Debug("calico block affinities", "verb", verb, "err", err)
+	}
+}
+
+// Err is the last failure of listing or watching the BlockAffinities that
+// has not been followed by a success of the same verb (nil if none).
+func (s *AffinitySource) Err() error {
+	s.errMu.Lock()
+	defer s.errMu.Unlock()
+	return errors.Join(s.errs["list"], s.errs["watch"])
 }
 
 // notifyStore is the reflector's store: it slims objects and recomputes

@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/ducksnest/netd/internal/testutil"
+	"github.com/ducksnest/netd/netd/kube"
 )
 
 // affinityName is Calico's BlockAffinity name: node and cidr.
@@ -23,17 +24,17 @@ func affinityName(node, cidr string) string {
 	return fmt.Sprintf("%s-%s-%d", node, p.Addr().String(), p.Bits())
 }
 
-func addAffinity(t testing.TB, c *Clients, node, cidr, state string) string {
+func addAffinity(t testing.TB, c *kube.Client, node, cidr, state string) string {
 	t.Helper()
 	name := affinityName(node, cidr)
 	create(t, c, BlockAffinities, "BlockAffinity", name, nil, map[string]any{"node": node, "cidr": cidr, "state": state})
 	return name
 }
 
-func startSource(t testing.TB, c *Clients, node string) (*AffinitySource, *prometheus.Registry) {
+func startSource(t testing.TB, c *kube.Client, node string) (*AffinitySource, *prometheus.Registry) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	src, err := NewAffinitySource(c.Dynamic, node, testLog(t), reg)
+	src, err := NewAffinitySource(srv.NetdClient(t, node).Dynamic, BlockAffinities, node, testLog(t), reg)
 	if err != nil {
 		t.Fatal(err)
 	}

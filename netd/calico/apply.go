@@ -7,6 +7,8 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/ducksnest/netd/netd/kube"
 )
 
 // ErrConflict marks a write refused because the object changed after the
@@ -48,8 +50,10 @@ func (r *Reconciler) Apply(ctx context.Context, p Plan) (Result, error) {
 
 func (r *Reconciler) apply(ctx context.Context, a Action) error {
 	what := describe(a.Kind, a.Name)
-	res := r.dyn.Resource(resourceOf[a.Kind])
+	gvr, _ := r.api.resourceOf(a.Kind)
+	res := r.dyn.Resource(gvr)
 	var err error
+	verb := string(a.Op)
 	switch a.Op {
 	case OpCreate:
 		_, err = res.Create(ctx, a.obj, metav1.CreateOptions{FieldManager: FieldManager})
@@ -57,6 +61,7 @@ func (r *Reconciler) apply(ctx context.Context, a Action) error {
 			return fmt.Errorf("creating %s: it appeared meanwhile: %w", what, ErrConflict)
 		}
 	case OpUpdate, OpDisable:
+		verb = "update"
 		obj := a.obj.DeepCopy()
 		obj.SetResourceVersion(a.ResourceVersion)
 		_, err = res.Update(ctx, obj, metav1.UpdateOptions{FieldManager: FieldManager})
@@ -74,24 +79,24 @@ func (r *Reconciler) apply(ctx context.Context, a Action) error {
 		return fmt.Errorf("%s %s at resourceVersion %s: %w", a.Op, what, a.ResourceVersion, ErrConflict)
 	}
 	if err != nil {
-		return fmt.Errorf("%s %s: %w", a.Op, what, err)
+		return fmt.Errorf("%s %s: %w", a.Op, what, kube.Explain(err, verb, gvr, ""))
 	}
 	return nil
 }
 
 // checkDrained re-reads a pool and the IPAMBlocks right before a delete.
 func (r *Reconciler) checkDrained(ctx context.Context, name string) error {
-	pool, err := r.dyn.Resource(IPPools).Get(ctx, name, metav1.GetOptions{})
+	pool, err := r.dyn.Resource(r.api.IPPools).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
-		return fmt.Errorf("getting IPPool %s: %w", name, err)
+		return fmt.Errorf("getting IPPool %s: %w", name, kube.Explain(err, "get", r.api.IPPools, ""))
 	}
 	pc, err := poolCIDR(pool)
 	if err != nil {
 		return err
 	}
-	l, err := r.dyn.Resource(IPAMBlocks).List(ctx, metav1.ListOptions{})
+	l, err := r.dyn.Resource(r.api.IPAMBlocks).List(ctx, metav1.ListOptions{})
 	if err != nil {
-		return fmt.Errorf("listing ipamblocks: %w", err)
+		return fmt.Errorf("listing ipamblocks: %w", kube.Explain(err, "list", r.api.IPAMBlocks, ""))
 	}
 	if n := blocksIn(pc, l.Items); n > 0 {
 		return fmt.Errorf("delete IPPool %s: %d IPAMBlock(s) appeared: %w", name, n, ErrConflict)

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ducksnest/netd/netd/kube"
+
 	"github.com/prometheus/client_golang/prometheus"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
@@ -195,17 +197,17 @@ func BenchmarkWatchRSS(b *testing.B) {
 func rssChild(kubeconfig string) int {
 	blocks := 0
 	if kubeconfig != "-" {
-		cfg, err := LoadConfig(kubeconfig)
+		cfg, err := kube.LoadConfig(kubeconfig)
 		if err != nil {
 			fmt.Println(err)
 			return 1
 		}
-		c, err := NewClients(cfg)
+		c, err := kube.NewClient(cfg)
 		if err != nil {
 			fmt.Println(err)
 			return 1
 		}
-		src, err := NewAffinitySource(c.Dynamic, "node-1", slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+		src, err := NewAffinitySource(c.Dynamic, BlockAffinities, "node-1", slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 		if err != nil {
 			fmt.Println(err)
 			return 1

@@ -15,9 +15,12 @@
 // (state confirmed) and reports each node's affine blocks: this node's are
 // what netd advertises, everybody's feed the BGP import filter.
 //
-// Calico's CRDs are crd.projectcalico.org/v1, while the typed Go API
-// (github.com/projectcalico/api) is projectcalico.org/v3, served only by
-// the Calico API server. The CRDs carry the same spec fields, so this
-// package talks to them with the dynamic client and unstructured objects:
-// no dependency on the Calico module, and no conversion layer.
+// Which Calico API the cluster serves is asked at start (Discover):
+// Calico's public projectcalico.org/v3, from native CRDs (Calico 3.32+,
+// no API server) or from the aggregated calico-apiserver, and
+// crd.projectcalico.org/v1 (Calico's storage CRDs) only where no v3 is
+// served. The aggregated API server serves no IPAMBlocks: those are read
+// from v1 there. The specs are built from the github.com/projectcalico/api
+// types and written through the dynamic client as unstructured objects
+// (netd/kube): no typed clientset, no scheme.
 package calico

@@ -17,6 +17,7 @@ import (
 
 	"github.com/ducksnest/netd/internal/kubetest"
 	"github.com/ducksnest/netd/internal/testutil"
+	"github.com/ducksnest/netd/netd/kube"
 	"github.com/ducksnest/netd/policy/desired"
 )
 
@@ -77,18 +78,18 @@ func server(t testing.TB) *kubetest.Server {
 			t.Fatalf("resetting %s: %v", r.Resource, err)
 		}
 	}
-	if err := c.Kube.CoordinationV1().Leases(LeaseNamespace).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{}); err != nil {
+	if err := c.Dynamic.Resource(kube.Leases).Namespace(kube.LeaseNamespace).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Kube.CoreV1().Events(EventNamespace).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{}); err != nil {
+	if err := c.Dynamic.Resource(kube.Events).Namespace(kube.EventNamespace).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	return srv
 }
 
-func clients(t testing.TB, s *kubetest.Server) *Clients {
+func clients(t testing.TB, s *kubetest.Server) *kube.Client {
 	t.Helper()
-	c, err := NewClients(s.Config)
+	c, err := kube.NewClient(s.Config)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +121,7 @@ func state(cidr string, nat bool) *desired.State {
 	}
 }
 
-func get(t testing.TB, c *Clients, r schema.GroupVersionResource, name string) *unstructured.Unstructured {
+func get(t testing.TB, c *kube.Client, r schema.GroupVersionResource, name string) *unstructured.Unstructured {
 	t.Helper()
 	u, err := c.Dynamic.Resource(r).Get(context.Background(), name, metav1.GetOptions{})
 	if err != nil {
@@ -129,7 +130,7 @@ func get(t testing.TB, c *Clients, r schema.GroupVersionResource, name string) *
 	return u
 }
 
-func exists(t testing.TB, c *Clients, r schema.GroupVersionResource, name string) bool {
+func exists(t testing.TB, c *kube.Client, r schema.GroupVersionResource, name string) bool {
 	t.Helper()
 	_, err := c.Dynamic.Resource(r).Get(context.Background(), name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
@@ -142,7 +143,7 @@ func exists(t testing.TB, c *Clients, r schema.GroupVersionResource, name string
 }
 
 // versions maps every Calico object to its resourceVersion.
-func versions(t testing.TB, c *Clients) map[string]string {
+func versions(t testing.TB, c *kube.Client) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	for _, r := range []schema.GroupVersionResource{IPPools, IPAMConfigs, FelixConfigurations, BGPConfigurations} {
@@ -157,10 +158,10 @@ func versions(t testing.TB, c *Clients) map[string]string {
 	return out
 }
 
-func create(t testing.TB, c *Clients, r schema.GroupVersionResource, kind, name string, labels map[string]string, spec map[string]any) *unstructured.Unstructured {
+func create(t testing.TB, c *kube.Client, r schema.GroupVersionResource, kind, name string, labels map[string]string, spec map[string]any) *unstructured.Unstructured {
 	t.Helper()
 	u := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": GroupVersion.String(), "kind": kind,
+		"apiVersion": V1.String(), "kind": kind,
 		"metadata": map[string]any{"name": name}, "spec": spec,
 	}}
 	u.SetLabels(labels)

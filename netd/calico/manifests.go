@@ -2,9 +2,12 @@ package calico
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"strconv"
 
+	v3 "github.com/projectcalico/api/pkg/apis/projectcalico/v3"
+	"github.com/projectcalico/api/pkg/lib/numorstring"
 	"go.yaml.in/yaml/v3"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
@@ -43,13 +46,18 @@ func meta(name string) ManifestMeta {
 }
 
 // vxlanMode maps a pool encapsulation to Calico's vxlanMode.
-var vxlanMode = map[string]string{"None": "Never", "VXLAN": "Always", "VXLANCrossSubnet": "CrossSubnet"}
+var vxlanMode = map[string]v3.VXLANMode{"None": v3.VXLANModeNever, "VXLAN": v3.VXLANModeAlways, "VXLANCrossSubnet": v3.VXLANModeCrossSubnet}
 
 // Manifests maps the Calico part of the desired state to Calico objects of
-// API group and version gv: the IPPools, the default IPAMConfig (strict
-// affinity), FelixConfiguration and BGPConfiguration. The spec fields are
-// the same in crd.projectcalico.org/v1 and projectcalico.org/v3; gv only
-// names the API the objects are written to.
+// API group and version gv: the IPPools, the default IPAM configuration
+// (strict affinity), FelixConfiguration and BGPConfiguration. The specs are
+// built from Calico's public API types (github.com/projectcalico/api,
+// projectcalico.org/v3), whose field names and enums the
+// crd.projectcalico.org/v1 CRDs share, except the IPAM configuration: v3
+// calls it IPAMConfiguration (no autoAllocateBlocks field in the pinned
+// API: Calico allocates blocks automatically), v1 IPAMConfig. Booleans
+// netd owns (natOutgoing, disabled, strictAffinity) are always written,
+// false included, so that a hand edit is seen as drift.
 //
 // Felix has no veth MTU field: with mtuIfacePattern matching only the
 // overlay, Felix detects the overlay MTU, subtracts the encapsulation
@@ -61,51 +69,93 @@ func Manifests(s *desired.State, gv schema.GroupVersion) []Manifest {
 	apiVersion := gv.String()
 	var out []Manifest
 	for _, p := range s.Calico.IPPools {
-		out = append(out, Manifest{
-			APIVersion: apiVersion, Kind: "IPPool", Metadata: meta(p.Name),
-			Spec: map[string]any{
-				"cidr":         p.CIDR.String(),
-				"blockSize":    p.BlockSize,
-				"ipipMode":     "Never",
-				"vxlanMode":    vxlanMode[p.Encapsulation],
-				"natOutgoing":  p.NATOutgoing,
-				"disabled":     p.Disabled,
-				"nodeSelector": p.NodeSelector,
-			},
+		sp := specMap(v3.IPPoolSpec{
+			CIDR: p.CIDR.String(), BlockSize: p.BlockSize,
+			IPIPMode: v3.IPIPModeNever, VXLANMode: vxlanMode[p.Encapsulation],
+			NodeSelector: p.NodeSelector,
 		})
+		sp["natOutgoing"], sp["disabled"] = p.NATOutgoing, p.Disabled
+		out = append(out, Manifest{APIVersion: apiVersion, Kind: v3.KindIPPool, Metadata: meta(p.Name), Spec: sp})
 	}
-	out = append(out, Manifest{
-		APIVersion: apiVersion, Kind: "IPAMConfig", Metadata: meta("default"),
-		Spec: map[string]any{"strictAffinity": s.Calico.StrictAffinity, "autoAllocateBlocks": true},
-	})
-	felix := map[string]any{
-		"mtuIfacePattern":  s.Calico.Felix.MTUIfacePattern,
-		"iptablesMarkMask": HexMask(s.Calico.Felix.IptablesMarkMask),
-		"interfaceExclude": s.Calico.Felix.InterfaceExclude,
+	ipam := specMap(v3.IPAMConfigurationSpec{StrictAffinity: s.Calico.StrictAffinity})
+	ipamKind := v3.KindIPAMConfiguration
+	if gv != V3 {
+		ipamKind = "IPAMConfig"
+		ipam["autoAllocateBlocks"] = true
+	}
+	out = append(out, Manifest{APIVersion: apiVersion, Kind: ipamKind, Metadata: meta("default"), Spec: ipam})
+	felix := v3.FelixConfigurationSpec{
+		MTUIfacePattern:  s.Calico.Felix.MTUIfacePattern,
+		InterfaceExclude: s.Calico.Felix.InterfaceExclude,
 	}
 	if s.Calico.Felix.VXLANMTU > 0 {
-		felix["vxlanMTU"] = s.Calico.Felix.VXLANMTU
+		felix.VXLANMTU = &s.Calico.Felix.VXLANMTU
 	}
+	fs := specMap(felix)
+	fs["iptablesMarkMask"] = HexMask(s.Calico.Felix.IptablesMarkMask)
 	fm := meta("default")
 	fm.Annotations = map[string]string{PodMTUAnnotation: strconv.Itoa(s.Calico.Felix.VethMTU)}
-	out = append(out, Manifest{APIVersion: apiVersion, Kind: "FelixConfiguration", Metadata: fm, Spec: felix})
-	bgp := map[string]any{"nodeToNodeMeshEnabled": false}
+	out = append(out, Manifest{APIVersion: apiVersion, Kind: v3.KindFelixConfiguration, Metadata: fm, Spec: fs})
+	mesh := false
+	bgp := v3.BGPConfigurationSpec{NodeToNodeMeshEnabled: &mesh}
 	if len(s.Nodes) > 0 {
-		bgp["asNumber"] = s.Nodes[0].BGP.ASN
+		asn := numorstring.ASNumber(s.Nodes[0].BGP.ASN)
+		bgp.ASNumber = &asn
 	}
-	out = append(out, Manifest{APIVersion: apiVersion, Kind: "BGPConfiguration", Metadata: meta("default"), Spec: bgp})
+	out = append(out, Manifest{APIVersion: apiVersion, Kind: v3.KindBGPConfiguration, Metadata: meta("default"), Spec: specMap(bgp)})
 	return out
 }
 
-// Render writes the Manifests of the API the reconciler writes to
-// (GroupVersion) as a multi-document YAML stream, for `netd policy render
-// --calico`.
-func Render(s *desired.State) ([]byte, error) {
+// specMap turns a typed Calico spec into the plain map a Manifest holds
+// (whole numbers as int64, as the API server returns them).
+func specMap(spec any) map[string]any {
+	b, err := json.Marshal(spec)
+	if err != nil {
+		panic(fmt.Sprintf("encoding %T: %v", spec, err)) // plain structs of strings, ints and bools
+	}
+	var m map[string]any
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber()
+	if err := d.Decode(&m); err != nil {
+		panic(fmt.Sprintf("decoding %T: %v", spec, err))
+	}
+	for k, v := range m {
+		if v == "" { // a string field without omitempty (Felix's bpfLogLevel): not netd's
+			delete(m, k)
+		}
+	}
+	return normalizeNumbers(m).(map[string]any)
+}
+
+func normalizeNumbers(v any) any {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, e := range v {
+			v[k] = normalizeNumbers(e)
+		}
+	case []any:
+		for i, e := range v {
+			v[i] = normalizeNumbers(e)
+		}
+	case json.Number:
+		if n, err := v.Int64(); err == nil {
+			return n
+		}
+		f, _ := v.Float64()
+		return f
+	}
+	return v
+}
+
+// Render writes the Manifests of gv as a multi-document YAML stream, for
+// `netd policy render --calico` (projectcalico.org/v3, what `calicoctl
+// apply` and `kubectl apply` take on a cluster that serves it).
+func Render(s *desired.State, gv schema.GroupVersion) ([]byte, error) {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "# Generated by netd from %s (policy %s, %s). Do not edit.\n", sourceName(s), s.Name, s.Digest)
 	enc := yaml.NewEncoder(&b)
 	enc.SetIndent(2)
-	for _, m := range Manifests(s, GroupVersion) {
+	for _, m := range Manifests(s, gv) {
 		if err := enc.Encode(m); err != nil {
 			return nil, fmt.Errorf("encoding %s %s: %w", m.Kind, m.Metadata.Name, err)
 		}

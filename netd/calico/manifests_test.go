@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/ducksnest/netd/policy"
 )
@@ -30,7 +29,7 @@ func TestRenderGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := Render(st)
+	got, err := Render(st, V3)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,11 +50,11 @@ func TestRenderGolden(t *testing.T) {
 }
 
 // TestManifestsAPIVersion: the API version is the caller's choice; the
-// objects are otherwise the same.
+// objects are otherwise the same, except the IPAM configuration, which v3
+// calls IPAMConfiguration (without libcalico-go's autoAllocateBlocks).
 func TestManifestsAPIVersion(t *testing.T) {
 	st := state("10.244.0.0/16", true)
-	v3 := schema.GroupVersion{Group: "projectcalico.org", Version: "v3"}
-	a, b := Manifests(st, GroupVersion), Manifests(st, v3)
+	a, b := Manifests(st, V1), Manifests(st, V3)
 	if len(a) != 4 || len(a) != len(b) {
 		t.Fatalf("%d and %d objects, want 4", len(a), len(b))
 	}
@@ -64,6 +63,13 @@ func TestManifestsAPIVersion(t *testing.T) {
 			t.Errorf("%s: api versions %q and %q", a[i].Kind, a[i].APIVersion, b[i].APIVersion)
 		}
 		b[i].APIVersion = a[i].APIVersion
+		if a[i].Kind == "IPAMConfig" {
+			if b[i].Kind != "IPAMConfiguration" || a[i].Spec["autoAllocateBlocks"] != true || b[i].Spec["autoAllocateBlocks"] != nil {
+				t.Errorf("IPAM configuration: v1 %+v, v3 %+v", a[i], b[i])
+			}
+			b[i].Kind = a[i].Kind
+			b[i].Spec["autoAllocateBlocks"] = true
+		}
 		if d := cmp.Diff(a[i], b[i]); d != "" {
 			t.Errorf("%s differs beyond its api version:\n%s", a[i].Kind, d)
 		}

@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/ducksnest/netd/policy/desired"
 )
@@ -21,27 +20,15 @@ const FieldManager = "netd"
 // object name differs after a cidr or blockSize change).
 const PoolAnnotation = "netd.ducksnest.dev/pool"
 
-// GroupVersion is the Calico API netd reads and writes: the CRDs
-// (crd.projectcalico.org/v1). Manifests takes it as an argument, so the
-// mapping from the desired state does not depend on the choice.
-var GroupVersion = schema.GroupVersion{Group: "crd.projectcalico.org", Version: "v1"}
-
-// Calico resources.
+// The crd.projectcalico.org/v1 resources (APIV1).
 var (
-	IPPools             = GroupVersion.WithResource("ippools")
-	IPAMBlocks          = GroupVersion.WithResource("ipamblocks")
-	BlockAffinities     = GroupVersion.WithResource("blockaffinities")
-	IPAMConfigs         = GroupVersion.WithResource("ipamconfigs")
-	FelixConfigurations = GroupVersion.WithResource("felixconfigurations")
-	BGPConfigurations   = GroupVersion.WithResource("bgpconfigurations")
+	IPPools             = V1.WithResource("ippools")
+	IPAMBlocks          = V1.WithResource("ipamblocks")
+	BlockAffinities     = V1.WithResource("blockaffinities")
+	IPAMConfigs         = V1.WithResource("ipamconfigs")
+	FelixConfigurations = V1.WithResource("felixconfigurations")
+	BGPConfigurations   = V1.WithResource("bgpconfigurations")
 )
-
-var resourceOf = map[string]schema.GroupVersionResource{
-	"IPPool":             IPPools,
-	"IPAMConfig":         IPAMConfigs,
-	"FelixConfiguration": FelixConfigurations,
-	"BGPConfiguration":   BGPConfigurations,
-}
 
 // immutable are the IPPool spec fields Calico never lets change.
 var immutable = []string{"cidr", "blockSize"}
@@ -50,13 +37,13 @@ func owned(u *unstructured.Unstructured) bool {
 	return u.GetLabels()[OwnerLabel] == OwnerValue
 }
 
-// desiredObjects renders the Manifests of GroupVersion as unstructured objects,
+// desiredObjects renders the Manifests of api as unstructured objects,
 // with notes on settings the CRDs cannot hold.
-func desiredObjects(st *desired.State) ([]*unstructured.Unstructured, []Pending, error) {
+func desiredObjects(st *desired.State, api API) ([]*unstructured.Unstructured, []Pending, error) {
 	var out []*unstructured.Unstructured
 	var notes []Pending
-	for _, m := range Manifests(st, GroupVersion) {
-		if _, ok := resourceOf[m.Kind]; !ok {
+	for _, m := range Manifests(st, api.GroupVersion) {
+		if _, ok := api.resourceOf(m.Kind); !ok {
 			return nil, nil, fmt.Errorf("unknown calico kind %q", m.Kind)
 		}
 		b, err := json.Marshal(m)

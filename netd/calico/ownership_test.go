@@ -56,7 +56,7 @@ func TestMergeKeepsForeignFields(t *testing.T) {
 }
 
 func TestDesiredObjects(t *testing.T) {
-	objs, notes, err := desiredObjects(state("10.244.0.0/16", false))
+	objs, notes, err := desiredObjects(state("10.244.0.0/16", false), APIV1)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	"github.com/ducksnest/netd/netd/kube"
 	"github.com/ducksnest/netd/policy/desired"
 )
 
@@ -103,7 +104,7 @@ func (p Plan) String() string {
 
 // Plan reads the cluster and returns what would change. It writes nothing.
 func (r *Reconciler) Plan(ctx context.Context, st *desired.State) (Plan, error) {
-	want, notes, err := desiredObjects(st)
+	want, notes, err := desiredObjects(st, r.api)
 	if err != nil {
 		return Plan{}, err
 	}
@@ -122,9 +123,9 @@ func (r *Reconciler) Plan(ctx context.Context, st *desired.State) (Plan, error) 
 			p.Actions = append(p.Actions, *a)
 		}
 	}
-	pools, err := r.dyn.Resource(IPPools).List(ctx, metav1.ListOptions{})
+	pools, err := r.dyn.Resource(r.api.IPPools).List(ctx, metav1.ListOptions{})
 	if err != nil {
-		return Plan{}, fmt.Errorf("listing ippools: %w", err)
+		return Plan{}, fmt.Errorf("listing ippools: %w", kube.Explain(err, "list", r.api.IPPools, ""))
 	}
 	acts, err := r.planPools(ctx, wantPools, pools.Items)
 	if err != nil {
@@ -142,12 +143,13 @@ func (r *Reconciler) Plan(ctx context.Context, st *desired.State) (Plan, error) 
 
 // planSingleton plans one object that has a fixed name ("default").
 func (r *Reconciler) planSingleton(ctx context.Context, w *unstructured.Unstructured) (*Action, error) {
-	cur, err := r.dyn.Resource(resourceOf[w.GetKind()]).Get(ctx, w.GetName(), metav1.GetOptions{})
+	gvr, _ := r.api.resourceOf(w.GetKind())
+	cur, err := r.dyn.Resource(gvr).Get(ctx, w.GetName(), metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
 		return &Action{Op: OpCreate, Kind: w.GetKind(), Name: w.GetName(), obj: w}, nil
 	case err != nil:
-		return nil, fmt.Errorf("getting %s: %w", describe(w.GetKind(), w.GetName()), err)
+		return nil, fmt.Errorf("getting %s: %w", describe(w.GetKind(), w.GetName()), kube.Explain(err, "get", gvr, ""))
 	}
 	next, changes := merge(cur, w)
 	if len(changes) == 0 {
@@ -224,9 +226,9 @@ func (r *Reconciler) planPools(ctx context.Context, want []*unstructured.Unstruc
 			continue
 		}
 		if !blocksRead {
-			l, err := r.dyn.Resource(IPAMBlocks).List(ctx, metav1.ListOptions{})
+			l, err := r.dyn.Resource(r.api.IPAMBlocks).List(ctx, metav1.ListOptions{})
 			if err != nil {
-				return nil, fmt.Errorf("listing ipamblocks: %w", err)
+				return nil, fmt.Errorf("listing ipamblocks: %w", kube.Explain(err, "list", r.api.IPAMBlocks, ""))
 			}
 			blocks, blocksRead = l.Items, true
 		}

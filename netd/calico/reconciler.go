@@ -9,53 +9,13 @@ import (
 	"sync"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/ducksnest/netd/netd/kube"
 	"github.com/ducksnest/netd/policy/desired"
 )
 
 const ownerSelector = OwnerLabel + "=" + OwnerValue
-
-// EventNamespace holds the Events about the (cluster-scoped) Calico objects.
-const EventNamespace = "default"
-
-// Clients are the API clients netd needs.
-type Clients struct {
-	Dynamic dynamic.Interface
-	Kube    kubernetes.Interface
-}
-
-// NewClients builds the clients for cfg.
-func NewClients(cfg *rest.Config) (*Clients, error) {
-	cfg = rest.CopyConfig(cfg)
-	cfg.UserAgent = "netd"
-	dyn, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("building dynamic client: %w", err)
-	}
-	kube, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("building kubernetes client: %w", err)
-	}
-	return &Clients{Dynamic: dyn, Kube: kube}, nil
-}
-
-// LoadConfig reads a kubeconfig file; an empty path means in-cluster
-// configuration or the default loading rules ($KUBECONFIG, ~/.kube/config).
-func LoadConfig(kubeconfig string) (*rest.Config, error) {
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	rules.ExplicitPath = kubeconfig
-	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, nil).ClientConfig()
-	if err != nil {
-		return nil, fmt.Errorf("loading kubeconfig %q: %w", kubeconfig, err)
-	}
-	return cfg, nil
-}
 
 // Pending is an object waiting for something before netd can finish.
 type Pending struct {
@@ -76,12 +36,12 @@ type Status struct {
 }
 
 // Reconciler keeps the Calico objects equal to the policy. Run it on the
-// Lease holder only (RunLeader) or from the CLI.
+// Lease holder only (kube.RunWhileHolding) or from the CLI.
 type Reconciler struct {
 	dyn    dynamic.Interface
-	kube   kubernetes.Interface
+	api    API
+	events *kube.Recorder
 	log    *slog.Logger
-	source string // Event reporting instance
 
 	mu       sync.Mutex
 	status   Status
@@ -89,11 +49,15 @@ type Reconciler struct {
 	reported map[string]string // object → last pending/unowned reason sent as an Event
 }
 
-// NewReconciler returns a reconciler writing with c; identity names this
-// instance in Events (the node name).
-func NewReconciler(c *Clients, log *slog.Logger, identity string) *Reconciler {
-	return &Reconciler{dyn: c.Dynamic, kube: c.Kube, log: log, source: identity, reported: map[string]string{}}
+// NewReconciler returns a reconciler writing api's objects with c;
+// identity names this instance in Events (the node name).
+func NewReconciler(c *kube.Client, api API, log *slog.Logger, identity string) *Reconciler {
+	return &Reconciler{dyn: c.Dynamic, api: api, events: kube.NewRecorder(c, "netd", identity), log: log,
+		reported: map[string]string{}}
 }
+
+// API is the Calico API the reconciler writes.
+func (r *Reconciler) API() API { return r.api }
 
 // Reconcile makes the cluster match st: Plan, then Apply. It is
 // level-triggered and safe to repeat; a second run right after the first
@@ -148,10 +112,10 @@ var eventReason = map[Op]string{
 func (r *Reconciler) resultEvents(ctx context.Context, res Result) {
 	var errs []error
 	for _, a := range res.Applied {
-		errs = append(errs, r.event(ctx, a.Kind, a.Name, corev1.EventTypeNormal, eventReason[a.Op], describeAction(a)))
+		errs = append(errs, r.event(ctx, a.Kind, a.Name, kube.Normal, eventReason[a.Op], describeAction(a)))
 	}
 	for _, a := range res.Conflicts {
-		errs = append(errs, r.event(ctx, a.Kind, a.Name, corev1.EventTypeWarning, "Conflict",
+		errs = append(errs, r.event(ctx, a.Kind, a.Name, kube.Warning, "Conflict",
 			fmt.Sprintf("%s skipped: changed since resourceVersion %s, not overwritten", a.Op, a.ResourceVersion)))
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -181,7 +145,7 @@ func (r *Reconciler) emitEvents(ctx context.Context, s Status) {
 			if l.op == OpWaitDrain && p.Kind != "IPPool" {
 				reason = "NotApplied"
 			}
-			errs = append(errs, r.event(ctx, p.Kind, p.Name, corev1.EventTypeWarning, reason, p.Reason))
+			errs = append(errs, r.event(ctx, p.Kind, p.Name, kube.Warning, reason, p.Reason))
 		}
 	}
 	for k := range r.reported {
@@ -205,21 +169,7 @@ func describeAction(a Action) string {
 	return msg
 }
 
-// event records one core/v1 Event about a Calico object.
+// event records one Event about a Calico object.
 func (r *Reconciler) event(ctx context.Context, kind, name, typ, reason, msg string) error {
-	now := metav1.NewTime(time.Now())
-	ev := &corev1.Event{
-		ObjectMeta: metav1.ObjectMeta{GenerateName: "netd-" + name + ".", Namespace: EventNamespace},
-		InvolvedObject: corev1.ObjectReference{
-			APIVersion: GroupVersion.String(), Kind: kind, Name: name,
-		},
-		Reason: reason, Message: msg, Type: typ,
-		Source:         corev1.EventSource{Component: "netd", Host: r.source},
-		FirstTimestamp: now, LastTimestamp: now, Count: 1,
-		ReportingController: "ducksnest.dev/netd", ReportingInstance: r.source,
-	}
-	if _, err := r.kube.CoreV1().Events(EventNamespace).Create(ctx, ev, metav1.CreateOptions{}); err != nil {
-		return fmt.Errorf("creating event %s for %s: %w", reason, describe(kind, name), err)
-	}
-	return nil
+	return r.events.Event(ctx, kube.Ref{APIVersion: r.api.GroupVersion.String(), Kind: kind, Name: name}, typ, reason, msg)
 }

@@ -8,6 +8,9 @@ import (
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/ducksnest/netd/netd/kube"
 )
 
 // TestApplyFromEmpty: the first run creates every object, owned and
@@ -16,7 +19,7 @@ import (
 func TestApplyFromEmpty(t *testing.T) {
 	s := server(t)
 	c := clients(t, s)
-	r := NewReconciler(c, testLog(t), "node-a")
+	r := NewReconciler(s.NetdClient(t, "node-a"), APIV1, testLog(t), "node-a")
 	ctx := t.Context()
 	st, err := r.Reconcile(ctx, state("10.244.0.0/16", false))
 	if err != nil {
@@ -64,7 +67,7 @@ func TestApplyFromEmpty(t *testing.T) {
 func TestUpdateNATOutgoing(t *testing.T) {
 	s := server(t)
 	c := clients(t, s)
-	r := NewReconciler(c, testLog(t), "node-a")
+	r := NewReconciler(s.NetdClient(t, "node-a"), APIV1, testLog(t), "node-a")
 	ctx := t.Context()
 	if _, err := r.Reconcile(ctx, state("10.244.0.0/16", false)); err != nil {
 		t.Fatal(err)
@@ -101,7 +104,7 @@ func TestUpdateNATOutgoing(t *testing.T) {
 func TestCIDRChange(t *testing.T) {
 	s := server(t)
 	c := clients(t, s)
-	r := NewReconciler(c, testLog(t), "node-a")
+	r := NewReconciler(s.NetdClient(t, "node-a"), APIV1, testLog(t), "node-a")
 	ctx := t.Context()
 	if _, err := r.Reconcile(ctx, state("10.244.0.0/16", false)); err != nil {
 		t.Fatal(err)
@@ -142,13 +145,15 @@ func TestCIDRChange(t *testing.T) {
 	if !exists(t, c, IPPools, "pods") {
 		t.Fatal("pool with an IPAMBlock was deleted")
 	}
-	evs, err := c.Kube.CoreV1().Events(EventNamespace).List(ctx, metav1.ListOptions{})
+	evs, err := c.Dynamic.Resource(kube.Events).Namespace(kube.EventNamespace).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	reasons := map[string]int{}
 	for _, e := range evs.Items {
-		reasons[e.InvolvedObject.Name+"/"+e.Reason]++
+		name, _, _ := unstructured.NestedString(e.Object, "involvedObject", "name")
+		reason, _, _ := unstructured.NestedString(e.Object, "reason")
+		reasons[name+"/"+reason]++
 	}
 	if reasons["pods/WaitingToDrain"] != 1 || reasons["pods/Disabled"] != 1 || reasons["pods-10-245-0-0-16-26/Created"] != 1 {
 		t.Errorf("events %v", reasons)
@@ -178,7 +183,7 @@ func TestCIDRChange(t *testing.T) {
 func TestUnownedLeftAlone(t *testing.T) {
 	s := server(t)
 	c := clients(t, s)
-	r := NewReconciler(c, testLog(t), "node-a")
+	r := NewReconciler(s.NetdClient(t, "node-a"), APIV1, testLog(t), "node-a")
 	ctx := t.Context()
 	create(t, c, IPPools, "IPPool", "manual", nil, map[string]any{"cidr": "192.168.100.0/24", "blockSize": int64(26)})
 	create(t, c, FelixConfigurations, "FelixConfiguration", "default", nil, map[string]any{"mtuIfacePattern": "^eth"})
@@ -237,7 +242,7 @@ func TestUnownedLeftAlone(t *testing.T) {
 func TestConcurrentEdit(t *testing.T) {
 	s := server(t)
 	c := clients(t, s)
-	r := NewReconciler(c, testLog(t), "node-a")
+	r := NewReconciler(s.NetdClient(t, "node-a"), APIV1, testLog(t), "node-a")
 	ctx := t.Context()
 	if _, err := r.Reconcile(ctx, state("10.244.0.0/16", false)); err != nil {
 		t.Fatal(err)

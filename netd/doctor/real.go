@@ -20,6 +20,7 @@ import (
 
 	"github.com/ducksnest/netd/netd/calico"
 	"github.com/ducksnest/netd/netd/daemon"
+	"github.com/ducksnest/netd/netd/kube"
 )
 
 // SocketStatus reads a running netd through its status socket.
@@ -92,7 +93,7 @@ type KubeCluster struct {
 
 // NewKubeCluster builds the clients from a kubeconfig file.
 func NewKubeCluster(kubeconfig string) (*KubeCluster, error) {
-	cfg, err := calico.LoadConfig(kubeconfig)
+	cfg, err := kube.LoadConfig(kubeconfig)
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,8 @@
 #   hosts/<host>/...                  exactly what goes to that host's
 #                                     /var/lib/secrets/kubernetes/ (0600)
 #   admin/admin.kubeconfig            for kubectl (system:masters)
+#   hosts/<host>/netd.kubeconfig      netd's identity on that host:
+#                                     CN=ducksnest:netd:<host>, O=ducksnest:netd
 # The topology comes from the environment, defaulting to the lab's policy
 # (examples/ducksnest/policy.yaml; nixos/check.sh verifies they agree):
 #   CONTROL_PLANE=control-plane       name of the API server / etcd node
@@ -111,11 +113,14 @@ issue controller-manager "/CN=system:kube-controller-manager" clientAuth
 issue scheduler "/CN=system:kube-scheduler" clientAuth
 issue kube-proxy "/CN=system:kube-proxy" clientAuth
 issue admin "/O=system:masters/CN=admin" clientAuth
-issue netd "/O=ducksnest:netd/CN=ducksnest:netd" clientAuth
 issue calico-cni "/CN=calico-cni" clientAuth
 for n in $NODES; do
   name=${n%%=*} ip=${n#*=}
   issue "kubelet-$name" "/O=system:nodes/CN=system:node:$name" "serverAuth,clientAuth" "DNS:$name,IP:$ip"
+  # netd: one identity per node (the API server's audit log and the
+  # Lease's holder name the node), all in the group deploy/rbac/netd.json
+  # binds.
+  issue "netd-$name" "/O=ducksnest:netd/CN=ducksnest:netd:$name" clientAuth
 done
 
 # The service-account token signing key pair (not a certificate).
@@ -162,7 +167,7 @@ for n in $NODES; do
   fi
   cp "$ca" "$d/ca.pem"
   for f in "${files[@]}"; do cp "$out/issued/$f.pem" "$out/issued/$f-key.pem" "$d/"; done
-  kubeconfig netd ducksnest:netd "$server" "$d/netd.kubeconfig"
+  kubeconfig "netd-$name" "ducksnest:netd:$name" "$server" "$d/netd.kubeconfig"
   kubeconfig calico-cni calico-cni "$server" "$d/calico-cni.kubeconfig"
   chmod 0600 "$d"/*
 done

@@ -44,8 +44,9 @@ has() { grep -q -- "$2" <<<"$1"; }
 expect "CA is self-signed and verifies" openssl verify -CAfile "$ca" "$ca"
 expect "CA is a CA" bash -c "openssl x509 -in '$ca' -noout -ext basicConstraints | grep -q 'CA:TRUE'"
 
-leaves=(apiserver apiserver-kubelet-client apiserver-etcd-client etcd controller-manager scheduler kube-proxy admin netd calico-cni)
+leaves=(apiserver apiserver-kubelet-client apiserver-etcd-client etcd controller-manager scheduler kube-proxy admin calico-cni)
 for n in $NODES; do leaves+=("kubelet-${n%%=*}"); done
+for n in $NODES; do leaves+=("netd-${n%%=*}"); done
 for l in "${leaves[@]}"; do
   c=$o/issued/$l.pem k=$o/issued/$l-key.pem
   expect "$l verifies against the CA" openssl verify -CAfile "$ca" "$c"
@@ -82,7 +83,7 @@ for n in $NODES; do
   if has "$k" "DNS:$name,IPAddress:$ip$"; then ok "kubelet-$name SAN name+overlay IP"; else bad "kubelet-$name SAN ($k)"; fi
 done
 has "$(subj "$o/issued/apiserver-kubelet-client.pem")" "O=system:masters" && ok "apiserver-kubelet-client in system:masters" || bad "apiserver-kubelet-client group"
-has "$(eku "$o/issued/netd.pem")" "Client Authentication" && ok "netd EKU clientAuth" || bad "netd EKU"
+has "$(eku "$o/issued/netd-old.pem")" "Client Authentication" && ok "netd EKU clientAuth" || bad "netd EKU"
 
 # Distribution: the CA key never leaves ca/; workers get no control-plane keys.
 if find "$o/hosts" "$o/admin" -name 'ca-key.pem' | grep -q .; then bad "CA key only in ca/"; else ok "CA key only in ca/"; fi
@@ -99,7 +100,8 @@ bad_modes=$(find "$o/hosts" -type f ! -perm 0600 | wc -l)
 # The embedded kubeconfig: its client certificate verifies and is netd's.
 grep 'client-certificate-data' "$o/hosts/old/netd.kubeconfig" | awk '{print $2}' | base64 -d >"$tmp/kc.pem"
 expect "netd.kubeconfig embeds a CA-signed cert" openssl verify -CAfile "$ca" "$tmp/kc.pem"
-has "$(subj "$tmp/kc.pem")" "CN=ducksnest:netd" && ok "netd.kubeconfig user is ducksnest:netd" || bad "netd.kubeconfig user"
+has "$(subj "$tmp/kc.pem")" "CN=ducksnest:netd:old" && ok "netd.kubeconfig user is ducksnest:netd:old" || bad "netd.kubeconfig user"
+has "$(subj "$tmp/kc.pem")" "O=ducksnest:netd" && ok "netd.kubeconfig group is ducksnest:netd" || bad "netd.kubeconfig group"
 has "$(cat "$o/hosts/old/netd.kubeconfig")" "server: https://$CP_IP:6443" && ok "kubeconfig server is the control plane's overlay address" || bad "kubeconfig server"
 
 # Re-running keeps the CA and the issued certificates (idempotent).

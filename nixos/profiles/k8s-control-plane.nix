@@ -7,6 +7,7 @@ let
   lab = import ../lab.nix;
   secrets = "/var/lib/secrets/kubernetes";
   self = lab.nodes.${lab.controlPlane};
+  netdRBAC = builtins.fromJSON (builtins.readFile ../../deploy/rbac/netd.json);
 in
 {
   services.kubernetes = {
@@ -61,6 +62,18 @@ in
       value = "true";
       effect = "NoSchedule";
     };
+
+    # netd's RBAC (deploy/rbac/netd.json: per-node identities
+    # CN=ducksnest:netd:<node> in group ducksnest:netd, from
+    # nixos/pki/mkpki.sh). Bootstrap addons are applied with cluster-admin
+    # rights when the addon manager starts: the addon manager's own role
+    # could not grant these (RBAC forbids granting what one does not hold).
+    addonManager.bootstrapAddons = lib.listToAttrs (
+      map (o: {
+        name = "netd-${lib.toLower o.kind}-${o.metadata.namespace or "cluster"}";
+        value = o;
+      }) netdRBAC.items
+    );
 
     addons.dns = {
       enable = true;

@@ -12,5 +12,5 @@ import "embed"
 
 // FS holds the CRD manifests, one per file.
 //
-//go:embed *.yaml
+//go:embed *.yaml v3/*.yaml
 var FS embed.FS

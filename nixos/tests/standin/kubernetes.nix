@@ -4,7 +4,9 @@
 # addons/dns}.nix: the options of services.kubernetes.{roles, masterAddress,
 # apiserverAddress, clusterCidr, easyCerts, caFile, dataDir, featureGates,
 # path, secretsPath, package, kubeconfig} and of apiserver, controllerManager,
-# scheduler, kubelet, proxy, addons.dns, flannel.enable, addonManager.enable,
+# scheduler, kubelet, proxy, addons.dns, flannel.enable, addonManager
+# (enable, bootstrapAddons, addons, and the addon manager's own RBAC
+# bootstrap addons when RBAC is on),
 # with nixpkgs' types and defaults; and the role logic of default.nix and
 # kubelet.nix that decides what a host's definitions meet: a role turns
 # on flannel and easyCerts (mkDefault true: a host must switch them off),
@@ -233,7 +235,23 @@ in
     };
 
     flannel.enable = lib.mkEnableOption "flannel networking";
-    addonManager.enable = lib.mkEnableOption "Kubernetes addon manager";
+    addonManager = {
+      # addon-manager.nix
+      bootstrapAddons = mkOption {
+        description = ''
+          Bootstrap addons are like regular addons, but they are applied with cluster-admin rigths.
+          They are applied at addon-manager startup only.
+        '';
+        default = { };
+        type = types.attrsOf types.attrs;
+      };
+      addons = mkOption {
+        description = "Kubernetes addons (any kind of Kubernetes resource can be an addon).";
+        default = { };
+        type = types.attrsOf (types.either types.attrs (types.listOf types.attrs));
+      };
+      enable = lib.mkEnableOption "Whether to enable Kubernetes addon manager.";
+    };
   };
 
   config = lib.mkMerge [
@@ -322,6 +340,73 @@ in
         value = "true";
         effect = "NoSchedule";
       };
+    })
+    # addon-manager.nix: the addon manager's own RBAC, as bootstrap addons.
+    (lib.mkIf (top.addonManager.enable && lib.elem "RBAC" top.apiserver.authorizationMode) {
+      services.kubernetes.addonManager.bootstrapAddons =
+        let
+          name = "system:kube-addon-manager";
+          namespace = "kube-system";
+        in
+        {
+          kube-addon-manager-r = {
+            apiVersion = "rbac.authorization.k8s.io/v1";
+            kind = "Role";
+            metadata = { inherit name namespace; };
+            rules = [
+              {
+                apiGroups = [ "*" ];
+                resources = [ "*" ];
+                verbs = [ "*" ];
+              }
+            ];
+          };
+          kube-addon-manager-rb = {
+            apiVersion = "rbac.authorization.k8s.io/v1";
+            kind = "RoleBinding";
+            metadata = { inherit name namespace; };
+            roleRef = {
+              apiGroup = "rbac.authorization.k8s.io";
+              kind = "Role";
+              inherit name;
+            };
+            subjects = [
+              {
+                apiGroup = "rbac.authorization.k8s.io";
+                kind = "User";
+                inherit name;
+              }
+            ];
+          };
+          kube-addon-manager-cluster-lister-cr = {
+            apiVersion = "rbac.authorization.k8s.io/v1";
+            kind = "ClusterRole";
+            metadata.name = "${name}:cluster-lister";
+            rules = [
+              {
+                apiGroups = [ "*" ];
+                resources = [ "*" ];
+                verbs = [ "list" ];
+              }
+            ];
+          };
+          kube-addon-manager-cluster-lister-crb = {
+            apiVersion = "rbac.authorization.k8s.io/v1";
+            kind = "ClusterRoleBinding";
+            metadata.name = "${name}:cluster-lister";
+            roleRef = {
+              apiGroup = "rbac.authorization.k8s.io";
+              kind = "ClusterRole";
+              name = "${name}:cluster-lister";
+            };
+            subjects = [
+              {
+                kind = "User";
+                inherit name;
+              }
+            ];
+          };
+        };
     })
     # controller-manager.nix, scheduler.nix, proxy.nix
     (lib.mkIf top.controllerManager.enable {
