@@ -13,9 +13,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/discovery"
-	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 
 	"github.com/ducksnest/netd/netd/calico"
@@ -83,11 +80,10 @@ func ParseBFDMetrics(b []byte) (up map[netip.Addr]bool, on bool, err error) {
 	return up, on, sc.Err()
 }
 
-// KubeCluster reads the API server with a kubeconfig.
+// KubeCluster reads the API server with a kubeconfig, through the same
+// lean client the daemon uses (no typed clientset, no discovery client).
 type KubeCluster struct {
-	cfg  *rest.Config
-	dyn  dynamic.Interface
-	disc discovery.DiscoveryInterface
+	c    *kube.Client
 	http *http.Client
 }
 
@@ -98,38 +94,28 @@ func NewKubeCluster(kubeconfig string) (*KubeCluster, error) {
 		return nil, err
 	}
 	cfg.Timeout = 10 * time.Second
+	c, err := kube.NewClient(cfg)
+	if err != nil {
+		return nil, err
+	}
 	hc, err := rest.HTTPClientFor(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("building http client: %w", err)
 	}
-	dyn, err := dynamic.NewForConfigAndClient(cfg, hc)
-	if err != nil {
-		return nil, fmt.Errorf("building dynamic client: %w", err)
-	}
-	disc, err := discovery.NewDiscoveryClientForConfigAndClient(cfg, hc)
-	if err != nil {
-		return nil, fmt.Errorf("building discovery client: %w", err)
-	}
-	return &KubeCluster{cfg: cfg, dyn: dyn, disc: disc, http: hc}, nil
+	return &KubeCluster{c: c, http: hc}, nil
 }
 
-// felixV3 is Calico's public API (native v3 CRDs or the aggregated API
-// server); calico.FelixConfigurations is its CRD storage, v1.
-var felixV3 = schema.GroupVersionResource{Group: "projectcalico.org", Version: "v3", Resource: "felixconfigurations"}
-
-// Felix implements Cluster: projectcalico.org/v3 if the cluster serves it,
-// else crd.projectcalico.org/v1.
+// Felix implements Cluster: the FelixConfiguration of the Calico API the
+// cluster serves (projectcalico.org/v3 if served, else
+// crd.projectcalico.org/v1), found as the daemon finds it.
 func (k *KubeCluster) Felix(ctx context.Context) (FelixConfig, string, error) {
-	gvr := calico.FelixConfigurations
-	if rl, err := k.disc.ServerResourcesForGroupVersion(felixV3.GroupVersion().String()); err == nil {
-		for _, r := range rl.APIResources {
-			if r.Name == felixV3.Resource {
-				gvr = felixV3
-			}
-		}
+	api, err := calico.Discover(ctx, k.c)
+	if err != nil {
+		return FelixConfig{}, "", fmt.Errorf("asking which Calico API the cluster serves: %w", err)
 	}
+	gvr := api.FelixConfigurations
 	src := gvr.GroupVersion().String()
-	u, err := k.dyn.Resource(gvr).Get(ctx, "default", metav1.GetOptions{})
+	u, err := k.c.Dynamic.Resource(gvr).Get(ctx, "default", metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return FelixConfig{}, src, fmt.Errorf("no FelixConfiguration \"default\" (%s)", src)
 	}
@@ -162,7 +148,7 @@ func felixFrom(u *unstructured.Unstructured) FelixConfig {
 
 // ServerTime implements Cluster with the Date header of GET /version.
 func (k *KubeCluster) ServerTime(ctx context.Context) (time.Time, time.Duration, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(k.cfg.Host, "/")+"/version", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(k.c.Config.Host, "/")+"/version", nil)
 	if err != nil {
 		return time.Time{}, 0, err
 	}
