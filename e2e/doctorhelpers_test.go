@@ -251,3 +251,28 @@ func dialFrom(ns string, src, dst netip.AddrPort, d time.Duration) error {
 		return nil
 	})
 }
+
+// wantSkew checks that finding id estimates the peer's clock offset as
+// want within tol ("peer clock +1m29.998s against ours").
+func wantSkew(t *testing.T, rep *doctor.Report, id string, want, tol time.Duration) {
+	t.Helper()
+	re := regexp.MustCompile(`peer clock ([+-][0-9a-zµ.]+) against ours`)
+	for _, f := range rep.Findings {
+		if f.ID != id {
+			continue
+		}
+		m := re.FindStringSubmatch(strings.Join(f.Evidence, "\n"))
+		if m == nil {
+			t.Fatalf("%s: no clock offset in %q", id, f.Evidence)
+		}
+		got, err := time.ParseDuration(strings.TrimPrefix(m[1], "+"))
+		if err != nil {
+			t.Fatalf("%s: offset %q: %v", id, m[1], err)
+		}
+		if d := got - want; d < -tol || d > tol {
+			t.Errorf("%s: offset %v, want %v ± %v", id, got, want, tol)
+		}
+		return
+	}
+	t.Errorf("no finding %s", id)
+}
