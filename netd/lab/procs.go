@@ -32,10 +32,16 @@ func (l *Lab) StartNetd(ctx context.Context, node string) error {
 // StartNetdArgs starts a node's netd like StartNetd, with extra arguments
 // appended after the node's NetdArgs (for example "--stop-mode",
 // "graceful" or "--bfd=false"; a later flag wins).
-func (l *Lab) StartNetdArgs(_ context.Context, node string, extra ...string) error {
+func (l *Lab) StartNetdArgs(ctx context.Context, node string, extra ...string) error {
 	n, err := l.Node(node)
 	if err != nil {
 		return err
+	}
+	if n.Container != nil {
+		if len(extra) > 0 || len(l.NetdArgs[node]) > 0 {
+			return fmt.Errorf("netd of %s runs as the module's netd.service: the systemd lab adds no arguments (%q)", node, append(l.NetdArgs[node], extra...))
+		}
+		return l.startUnit(ctx, n)
 	}
 	if n.Netd != nil && alive(n.Netd) {
 		return fmt.Errorf("netd of %s already runs as pid %d", node, n.Netd.PID)
@@ -76,11 +82,15 @@ func (l *Lab) netdCommand(n *Node, extra []string) (*exec.Cmd, error) {
 }
 
 // StopNetd sends SIGTERM to a node's netd and waits until it is gone
-// (SIGKILL after grace).
+// (SIGKILL after grace). In the systemd lab it stops netd.service (the
+// unit's own stop and timeout).
 func (l *Lab) StopNetd(ctx context.Context, node string, grace time.Duration) error {
 	n, err := l.Node(node)
 	if err != nil {
 		return err
+	}
+	if n.Container != nil {
+		return l.stopUnit(ctx, n)
 	}
 	if n.Netd == nil {
 		return nil
@@ -96,6 +106,9 @@ func (l *Lab) StopNetd(ctx context.Context, node string, grace time.Duration) er
 // NetdRunning reports whether the node's netd process is alive.
 func (l *Lab) NetdRunning(node string) bool {
 	n, err := l.Node(node)
+	if err == nil && n.Container != nil {
+		_ = l.refreshNetd(context.Background(), n)
+	}
 	return err == nil && n.Netd != nil && alive(n.Netd) && ourNetd(n.Netd.PID, l.Netd, node)
 }
 
