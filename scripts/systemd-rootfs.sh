@@ -34,10 +34,15 @@ if [ "$(id -u)" != 0 ]; then
   echo "systemd-rootfs.sh: needs root (debootstrap)" >&2
   exit 1
 fi
-if ! command -v debootstrap >/dev/null; then
-  echo "installing debootstrap and systemd-container (apt)" >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap systemd-container >/dev/null 2>&1 ||
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap systemd-container >/dev/null; }
+missing=()
+for p in debootstrap systemd-container; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing ${missing[*]} (apt)" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null 2>&1 ||
+    { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }
 fi
 
 mirror=${DEBIAN_MIRROR:-}
