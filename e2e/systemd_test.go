@@ -120,7 +120,7 @@ func mountsBelow(dir string) ([]string, error) {
 // deploys it: the shared scenario (nixos/tests/netd_scenario.py, the VM
 // test's script: READY, reload, hardening as rendered, restart with the
 // graceful-stop marker, SIGKILL and Restart=, SIGSTOP and the watchdog),
-// a restart that loses no pod traffic, every sandbox setting that the
+// the lab's own check, a restart that loses no pod traffic, every sandbox setting that the
 // features need (each removed in turn and the failure seen), and a
 // kubeconfig passed with LoadCredential= against a real API server.
 func TestSystemdLab(t *testing.T) {
@@ -151,6 +151,22 @@ func TestSystemdLab(t *testing.T) {
 		t.Logf("MEASURE container %s: %d processes, PSS %.1f MiB, RSS %.1f MiB (netd RSS %.1f MiB)",
 			n.Name, m.Procs, float64(m.PSS)/(1<<20), float64(m.RSS)/(1<<20), float64(rss)/(1<<20))
 	}
+	t.Run("lab-check", func(t *testing.T) {
+		// What `netd lab check` runs: the pod matrix (ICMP, TCP, path
+		// MTU, which path), a bulk transfer, and the lab's isolation.
+		rep, err := l.Check(t.Context(), lab.CheckOptions{BulkBytes: 1 << 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !rep.OK() {
+			var b strings.Builder
+			rep.Print(&b)
+			t.Errorf("lab check on the systemd lab:\n%s", b.String())
+		}
+		if err := l.CheckIsolation(t.Context()); err != nil {
+			t.Error(err)
+		}
+	})
 	t.Run("restart-loses-no-traffic", func(t *testing.T) { restartNoLoss(t, l) })
 	t.Run("hardening", func(t *testing.T) { hardening(t, l) })
 	t.Run("kubeconfig-credential", func(t *testing.T) { kubeconfigCredential(t, l) })
