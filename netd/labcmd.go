@@ -64,6 +64,7 @@ func labUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	static := fs.Bool("static", false, "start no netd; install the routes netd would by hand (to test the topology)")
 	timeout := fs.Duration("timeout", 90*time.Second, "how long to wait for convergence")
 	overlay := fs.String("overlay", "emulated", "emulated (a bridge standing in for tailscale0) or tailscale (headscale + real tailscaled per node)")
+	systemd := fs.Bool("systemd", false, "boot every node as a systemd container running the NixOS module's netd.service (root file system from $NETD_LAB_ROOTFS or scripts/systemd-rootfs.sh)")
 	if err := fs.Parse(args); err != nil {
 		return exitError{code: 2}
 	}
@@ -82,6 +83,14 @@ func labUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	cfg := lab.Config{Name: *name, StateDir: *stateDir, State: st, Policy: data, Netd: *netdPath,
 		PodsPerNode: *pods, ConvergeTimeout: *timeout, Logger: log}
+	if *systemd {
+		if *static {
+			return errors.New("--systemd runs netd.service on every node; it does not go with --static")
+		}
+		if cfg.Rootfs, err = systemdRootfs(ctx, stderr); err != nil {
+			return err
+		}
+	}
 	start := time.Now()
 	var l *lab.Lab
 	switch {
@@ -177,6 +186,45 @@ func labDown(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 	}
 	return lab.Down(ctx, *name, *stateDir, log)
+}
+
+// systemdRootfs finds the systemd lab's root file system: $NETD_LAB_ROOTFS,
+// or built (once, cached outside the repository) by
+// scripts/systemd-rootfs.sh.
+func systemdRootfs(ctx context.Context, stderr io.Writer) (string, error) {
+	if p := os.Getenv("NETD_LAB_ROOTFS"); p != "" {
+		return p, nil
+	}
+	vars, err := runToolScript(ctx, "systemd-rootfs.sh", stderr)
+	if err != nil {
+		return "", err
+	}
+	if vars["NETD_LAB_ROOTFS"] == "" {
+		return "", errors.New("scripts/systemd-rootfs.sh printed no NETD_LAB_ROOTFS")
+	}
+	return vars["NETD_LAB_ROOTFS"], nil
+}
+
+// runToolScript runs scripts/<name> from the repository (found from the
+// working directory up) and returns the NAME=path lines it prints.
+func runToolScript(ctx context.Context, name string, stderr io.Writer) (map[string]string, error) {
+	script, ok := findUp(filepath.Join("scripts", name))
+	if !ok {
+		return nil, fmt.Errorf("run from the repository (scripts/%s) or set the variables it prints", name)
+	}
+	cmd := exec.CommandContext(ctx, "bash", script)
+	cmd.Stderr = stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", script, err)
+	}
+	vars := map[string]string{}
+	for _, line := range strings.Split(string(out), "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok {
+			vars[k] = v
+		}
+	}
+	return vars, nil
 }
 
 // tailscaleTools finds tailscaled, tailscale and headscale: from the

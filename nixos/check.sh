@@ -395,6 +395,20 @@ if v=$(outputs "$root" "builtins.mapAttrs (n: c: builtins.seq c.system.build.top
 else notok "VM test nodes evaluate strictly" "$v"; fi
 if outputs "$root" "$vm.testScript" 2>"$tmp/ts.err" | python3 -c 'import json,sys; sys.stdout.write(json.load(sys.stdin))' >"$tmp/testscript.py"; then
   run "VM test script is valid Python" python3 -c 'import ast,sys; ast.parse(open(sys.argv[1]).read())' "$tmp/testscript.py"
+  # The VM test and the systemd lab (e2e/systemd_test.go through
+  # tests/labdriver.py) run one scenario: the script execs the store copy
+  # of tests/netd_scenario.py and calls its run_scenario.
+  run "the VM test and the systemd lab run the same scenario (tests/netd_scenario.py)" python3 - "$tmp/testscript.py" "$nixdir/tests" <<'PY'
+import ast, re, sys
+script, tests = open(sys.argv[1]).read(), sys.argv[2]
+m = re.search(r'exec\(open\("(/nix/store/[^"]+-netd_scenario\.py)"\)\.read\(\)\)', script)
+assert m, "the VM test script does not exec netd_scenario.py"
+assert open(m.group(1)).read() == open(f"{tests}/netd_scenario.py").read(), "its store copy differs from tests/netd_scenario.py"
+assert "run_scenario(" in script, "the VM test script does not call run_scenario"
+for f in ("netd_scenario.py", "labdriver.py"):
+    ast.parse(open(f"{tests}/{f}").read())
+assert '"netd_scenario.py"' in open(f"{tests}/labdriver.py").read(), "labdriver.py does not load netd_scenario.py"
+PY
 else notok "VM test script evaluates" "$(cat "$tmp/ts.err")"; fi
 
 # --- 12. mutation tests of the hosts: strict evaluation ------------------------------

@@ -413,8 +413,11 @@ func (d *Daemon) readiness(ctx context.Context) error {
 		b, r := d.bgpLoop.Status(), d.routeLoop.Status()
 		if !d.ready.Load() && !b.LastOK.IsZero() && !r.LastOK.IsZero() {
 			d.ready.Store(true)
-			_ = d.notify.Notify("READY=1")
+			// Logged before the notification, so that its time precedes
+			// the moment systemd marks the unit active (the systemd lab
+			// and the VM test compare the two).
 			d.log.Info("netd ready")
+			_ = d.notify.Notify("READY=1")
 		}
 		if wd > 0 && time.Since(lastPet) >= wd && d.alive() {
 			_ = d.notify.Notify("WATCHDOG=1")

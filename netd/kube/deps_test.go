@@ -4,6 +4,8 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/ducksnest/netd/internal/testutil"
 )
 
 // TestLean: the netd binary links no typed clientset, no client-go leader
@@ -11,7 +13,7 @@ import (
 // their package init alone cost megabytes resident in every netd process.
 func TestLean(t *testing.T) {
 	if _, err := exec.LookPath("go"); err != nil {
-		t.Skip("go not in PATH")
+		testutil.Skip(t, "go not in PATH")
 	}
 	out, err := exec.Command("go", "list", "-deps", "github.com/ducksnest/netd/netd").CombinedOutput()
 	if err != nil {

@@ -52,6 +52,12 @@
 // after a crash and is idempotent. Lab names must not be prefixes of one
 // another's: "<lab>-" is the namespace prefix.
 //
+// With Config.Rootfs (`netd lab up --systemd`) every node is a systemd
+// container (systemd-nspawn) in its namespace instead, running the
+// netd.service the module renders for it; StartNetd and StopNetd become
+// systemctl start and stop, logs are the unit's journal, and Down powers
+// the containers off first (systemd.go, container.go).
+//
 // # Checks
 //
 // Checks open sockets inside a namespace (a locked OS thread switched with

@@ -17,6 +17,11 @@ func (l *Lab) KillNetd(ctx context.Context, node string) error {
 	if err != nil {
 		return err
 	}
+	if n.Container != nil {
+		if err := l.refreshNetd(ctx, n); err != nil {
+			return err
+		}
+	}
 	if n.Netd == nil || !alive(n.Netd) {
 		return fmt.Errorf("netd of %s is not running", node)
 	}
@@ -33,11 +38,17 @@ func (l *Lab) KillNetd(ctx context.Context, node string) error {
 }
 
 // SignalNetd sends sig to a node's netd (SIGSTOP freezes it: its sockets
-// stay open and silent; SIGCONT thaws it).
+// stay open and silent; SIGCONT thaws it). In the systemd lab the pid is
+// netd.service's main process.
 func (l *Lab) SignalNetd(node string, sig syscall.Signal) error {
 	n, err := l.Node(node)
 	if err != nil {
 		return err
+	}
+	if n.Container != nil {
+		if err := l.refreshNetd(context.Background(), n); err != nil {
+			return err
+		}
 	}
 	if n.Netd == nil || !alive(n.Netd) {
 		return fmt.Errorf("netd of %s is not running", node)

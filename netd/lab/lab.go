@@ -49,6 +49,10 @@ type Config struct {
 	ConvergeTimeout time.Duration
 	// Logger receives progress; nil discards.
 	Logger *slog.Logger
+	// Rootfs, when set, makes every node a systemd container booted from
+	// this root file system (scripts/systemd-rootfs.sh) that runs the
+	// module's netd.service (see systemd.go).
+	Rootfs string
 }
 
 // Lab is a built lab. Its exported fields are what lab.json records.
@@ -75,6 +79,8 @@ type Lab struct {
 	// the tailnet lab: netd runs as the module renders it for a node with
 	// tailscaled, pointed at this socket.
 	TailscaleSockets map[string]string `json:"tailscaleSockets,omitempty"`
+	// Systemd is set in the systemd lab (every node a container).
+	Systemd *SystemdLab `json:"systemd,omitempty"`
 
 	log *slog.Logger
 	// procs are the netd processes this Lab value started (to reap them).
@@ -108,8 +114,10 @@ type Node struct {
 	Pods        []Pod          `json:"pods,omitempty"`
 	Probe       *Pod           `json:"probe,omitempty"`
 	Netd        *Process       `json:"netd,omitempty"`
-	Socket      string         `json:"socket"`
-	Log         string         `json:"log"`
+	// Container is the node's systemd container in the systemd lab.
+	Container *Container `json:"container,omitempty"`
+	Socket    string     `json:"socket"`
+	Log       string     `json:"log"`
 }
 
 // Pod is one pod namespace.

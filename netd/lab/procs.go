@@ -39,6 +39,12 @@ func (l *Lab) StartNetdArgs(ctx context.Context, node string, extra ...string) e
 	if err != nil {
 		return err
 	}
+	if n.Container != nil {
+		if len(extra) > 0 || len(l.NetdArgs[node]) > 0 {
+			return fmt.Errorf("netd of %s runs as the module's netd.service: the systemd lab adds no arguments (%q)", node, append(l.NetdArgs[node], extra...))
+		}
+		return l.startUnit(ctx, n)
+	}
 	if n.Netd != nil && alive(n.Netd) {
 		return fmt.Errorf("netd of %s already runs as pid %d", node, n.Netd.PID)
 	}
@@ -107,11 +113,15 @@ func (l *Lab) netdCommand(n *Node, extra []string) (*exec.Cmd, error) {
 }
 
 // StopNetd sends SIGTERM to a node's netd and waits until it is gone
-// (SIGKILL after grace).
+// (SIGKILL after grace). In the systemd lab it stops netd.service (the
+// unit's own stop and timeout).
 func (l *Lab) StopNetd(ctx context.Context, node string, grace time.Duration) error {
 	n, err := l.Node(node)
 	if err != nil {
 		return err
+	}
+	if n.Container != nil {
+		return l.stopUnit(ctx, n)
 	}
 	if n.Netd == nil {
 		return nil
@@ -127,6 +137,9 @@ func (l *Lab) StopNetd(ctx context.Context, node string, grace time.Duration) er
 // NetdRunning reports whether the node's netd process is alive.
 func (l *Lab) NetdRunning(node string) bool {
 	n, err := l.Node(node)
+	if err == nil && n.Container != nil {
+		_ = l.refreshNetd(context.Background(), n)
+	}
 	return err == nil && n.Netd != nil && alive(n.Netd) && ourNetd(n.Netd.PID, l.Netd, node)
 }
 

@@ -100,6 +100,12 @@ func UpTailscale(ctx context.Context, cfg Config, tc TailnetConfig) (*Lab, *Tail
 	}
 	tn := &Tailnet{TailnetConfig: tc, Dir: filepath.Join(l.StateDir, tailnetDir), WAN: l.WAN,
 		URL: fmt.Sprintf("http://%s:%d", tsControlIP, tsHSPort), Tailscaled: map[string]*Process{}, Socket: map[string]string{}, lab: l}
+	if cfg.Rootfs != "" {
+		// Containers first: tailscaled runs inside them (tailscale_systemd.go).
+		if err := tn.bootSystemd(ctx, cfg.Rootfs); err != nil {
+			return l, tn, err
+		}
+	}
 	if err := tn.up(ctx, cfg); err != nil {
 		return l, tn, err
 	}

@@ -143,6 +143,9 @@ func (tn *Tailnet) spawn(ns, key, logPath string, env []string, bin string, args
 }
 
 func (tn *Tailnet) startTailscaled(ctx context.Context, n *Node) error {
+	if n.Container != nil {
+		return tn.startTailscaledUnit(ctx, n)
+	}
 	dir := filepath.Join(tn.Dir, n.Name)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
@@ -188,10 +191,16 @@ func (tn *Tailnet) join(ctx context.Context, n *Node, tags []string, userRoutes 
 	for _, r := range userRoutes {
 		rs = append(rs, r.String())
 	}
-	up := exec.CommandContext(ctx, tn.TailscaleBin, "--socket="+tn.Socket[n.Name], "up",
-		"--login-server="+tn.URL, "--authkey="+strings.TrimSpace(key), "--hostname="+n.Name,
+	args = []string{"--socket=" + tn.Socket[n.Name], "up",
+		"--login-server=" + tn.URL, "--authkey=" + strings.TrimSpace(key), "--hostname=" + n.Name,
 		"--accept-routes", "--accept-dns=false", "--netfilter-mode=off", "--snat-subnet-routes=false",
-		"--advertise-routes="+strings.Join(rs, ","), "--timeout=60s")
+		"--advertise-routes=" + strings.Join(rs, ","), "--timeout=60s"}
+	if n.Container != nil {
+		// netd.service runs as the dynamic user "netd": the operator, as
+		// the hosts set it, may edit the advertised routes.
+		args = append(args, "--operator="+netdOperator)
+	}
+	up := exec.CommandContext(ctx, tn.TailscaleBin, args...)
 	up.Env = tsEnv()
 	if out, err := up.CombinedOutput(); err != nil {
 		return fmt.Errorf("tailscale up: %w: %s", err, bytes.TrimSpace(out))

@@ -106,6 +106,11 @@ func Up(ctx context.Context, cfg Config) (*Lab, error) {
 	if err := l.save(); err != nil {
 		return l, err
 	}
+	if cfg.Rootfs != "" {
+		if err := l.bootContainers(ctx, cfg.Rootfs, KindSystemd, nil); err != nil {
+			return l, err
+		}
+	}
 	var run []string
 	for _, n := range l.Nodes {
 		if slices.Contains(cfg.Hold, n.Name) {
@@ -147,9 +152,11 @@ func Down(ctx context.Context, name, stateDir string, log *slog.Logger) error {
 // Down ends the lab's processes (its netds and whatever runs in its
 // namespaces) and deletes its namespaces.
 func (l *Lab) Down(ctx context.Context) error {
-	var errs []error
+	// Containers first: their netd goes with them (ending it by pid
+	// would only make systemd restart it).
+	errs := l.downContainers(ctx)
 	for _, n := range l.Nodes {
-		if n.Netd == nil {
+		if n.Netd == nil || n.Container != nil {
 			continue
 		}
 		if alive(n.Netd) && ourNetd(n.Netd.PID, l.Netd, n.Name) {
@@ -362,8 +369,11 @@ func (l *Lab) WaitConverged(ctx context.Context, nodes []string) error {
 			if err != nil {
 				return err
 			}
-			if n.Netd == nil || !alive(n.Netd) {
-				return fmt.Errorf("netd of %s is not running: %s", name, l.LogTail(name, 10))
+			if running, err := l.netdUp(ctx, n); err != nil {
+				return err
+			} else if !running {
+				pending = append(pending, name+"(restarting)")
+				continue
 			}
 			st, err := l.Status(ctx, name)
 			if err != nil || !st.Ready {
@@ -399,6 +409,15 @@ func (l *Lab) LogTail(node string, lines int) string {
 	n, err := l.Node(node)
 	if err != nil {
 		return err.Error()
+	}
+	if n.Container != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		out, err := l.Journal(ctx, node, "-u", netdUnit, "-o", "cat", "-n", strconv.Itoa(lines))
+		if err != nil {
+			return err.Error()
+		}
+		return strings.TrimRight(out, "\n")
 	}
 	return testutil.TailFile(n.Log, lines)
 }

@@ -14,18 +14,25 @@
 # Each node's "pod subnet" is a dummy interface pod0 holding 10.244.<i>.1/24;
 # pings use that address as source, as a pod's packets would.
 #
-# What it asserts:
-#   1. every netd reaches READY (Type=notify) and all BGP sessions
-#      (full mesh, over the tailnet addresses) are established;
-#   2. pod-subnet reachability across nodes at the derived MTU: over the
+# What it asserts is nixos/tests/netd_scenario.py, the scenario the
+# systemd lab also runs (`netd lab up --systemd` containers, in CI):
+#   1. every netd reaches READY (Type=notify): systemd marks the unit
+#      active only after netd is ready;
+#   2. all BGP sessions (full mesh, over the tailnet addresses) are
+#      established;
+#   3. pod-subnet reachability across nodes at the derived MTU: over the
 #      overlay, 1280-byte packets with DF pass and 1281 do not, and netd's
-#      route in table 244 carries `mtu 1280`; on the LAN path 1500 passes and
-#      the route carries `mtu 1500`;
-#   3. a policy change blocks and restores traffic: moving n2's pod block
+#      route in table 244 carries `mtu 1280`; on the LAN path 1500 passes
+#      and the route carries `mtu 1500`;
+#   4. a policy change blocks and restores traffic: moving n2's pod block
 #      in the policy (systemctl reload netd = SIGHUP on every node) makes
 #      netd withdraw 10.244.2.0/24 and n1 loses reachability to it;
-#      restoring the policy brings the route and the traffic back.
-#   4. `systemctl reload` keeps the same process (no restart).
+#      restoring the policy brings the route and the traffic back; the
+#      reload keeps the same process;
+#   5. the unit is hardened as the module says (dynamic user, capabilities);
+#   6. systemctl restart keeps the graceful-stop marker (/run/netd);
+#   7. a netd killed with SIGKILL is restarted by Restart=;
+#   8. a frozen netd (SIGSTOP) is killed and restarted by the watchdog.
 { self }:
 { pkgs, lib, ... }:
 let
@@ -159,73 +166,32 @@ in
                 .replace("@N3_OVERLAY@", overlay["n3"]).replace("@N1_LAN@", lan["n1"])
                 .replace("@N2_LAN@", lan["n2"]).replace("@N2_BLOCK@", n2_block))
 
-    def write_policy(text):
+    # The scenario itself is shared with the systemd lab (netd lab up
+    # --systemd, e2e/systemd_test.go): same steps, this test's topology.
+    exec(open("${./netd_scenario.py}").read())
+
+    def write_policy(variant):
+        text = policy("10.244.2.0/24" if variant == "original" else "10.244.20.0/24")
         for m in nodes.values():
             m.succeed("mkdir -p /var/lib/netd-test && cat > ${policyPath}.new <<'EOF'\n" + text + "\nEOF\n"
                       "mv ${policyPath}.new ${policyPath}")
 
-    def status(m):
-        return json.loads(m.succeed("curl -sf --unix-socket /run/netd/netd.sock http://netd/status"))
-
-    def all_established(m):
-        bgp = status(m)["bgp"]
-        peers = bgp.get("Peers", bgp.get("peers")) or []
-        return len(peers) == 2 and all(p.get("State", p.get("state")) == "established" for p in peers)
-
-    with subtest("netd starts from the module and reaches READY"):
-        write_policy(policy("10.244.2.0/24"))
-        for m in nodes.values():
-            m.succeed("systemctl start netd.service")  # returns after READY=1 (Type=notify)
-            m.succeed("systemctl is-active netd.service")
-            m.succeed("test -S /run/netd/netd.sock")
-            m.wait_until_succeeds("curl -sf http://127.0.0.1:9180/healthz", timeout=60)
-
-    with subtest("BGP sessions are established over the tailnet"):
-        for m in nodes.values():
-            m.wait_until_succeeds("curl -sf --unix-socket /run/netd/netd.sock http://netd/status"
-                                  " | jq -e '(.bgp.Peers // .bgp.peers) as $p | ($p | length) == 2 and ($p | all((.State // .state) == \"established\"))'", timeout=120)
-            m.wait_until_succeeds("curl -sf http://127.0.0.1:9180/readyz", timeout=60)
-            assert all_established(m)
-
-    with subtest("pod subnets reachable across nodes at the derived MTU"):
-        # Overlay path n1 -> n3: 1280 = 1252 bytes of ICMP data + 28 headers.
-        n1.wait_until_succeeds("ip route show table 244 10.244.3.0/24 | grep -q 'dev tailscale0.*mtu 1280'", timeout=60)
-        n1.wait_until_succeeds("ping -c 1 -W 2 -I 10.244.1.1 10.244.3.1", timeout=60)
-        n1.succeed("ping -c 3 -W 2 -M do -s 1252 -I 10.244.1.1 10.244.3.1")
-        n1.fail("ping -c 1 -W 2 -M do -s 1253 -I 10.244.1.1 10.244.3.1")
-        n3.succeed("ping -c 3 -W 2 -M do -s 1252 -I 10.244.3.1 10.244.1.1")
-        # LAN path n1 -> n2 (same site): full 1500.
-        n1.wait_until_succeeds("ip route show table 244 10.244.2.0/24 | grep -q 'dev eth1.*mtu 1500'", timeout=60)
-        n1.wait_until_succeeds("ping -c 1 -W 2 -I 10.244.1.1 10.244.2.1", timeout=60)
-        n1.succeed("ping -c 3 -W 2 -M do -s 1472 -I 10.244.1.1 10.244.2.1")
-        # netd's rule sits before tailscaled's 5270 and table 52 is untouched.
-        n1.succeed("ip rule show | grep -q '^5260:.*lookup 244'")
-        n1.succeed("ip rule show | grep -q '^5270:.*lookup 52'")
-
-    with subtest("a policy change blocks traffic, reverting it restores it"):
-        pid_before = n1.succeed("systemctl show -p MainPID --value netd").strip()
-        write_policy(policy("10.244.20.0/24"))
-        for m in nodes.values():
-            m.succeed("systemctl reload netd.service")
-        n1.wait_until_succeeds("! ip route show table 244 | grep -q '^10.244.2.0/24'", timeout=60)
-        n1.wait_until_fails("ping -c 1 -W 2 -I 10.244.1.1 10.244.2.1", timeout=60)
-        # The reload applied the new policy in place: same process.
-        assert n1.succeed("systemctl show -p MainPID --value netd").strip() == pid_before
-        # The overlay path is unaffected.
-        n1.succeed("ping -c 1 -W 2 -I 10.244.1.1 10.244.3.1")
-
-        write_policy(policy("10.244.2.0/24"))
-        for m in nodes.values():
-            m.succeed("systemctl reload netd.service")
-        n1.wait_until_succeeds("ip route show table 244 10.244.2.0/24 | grep -q 'mtu 1500'", timeout=60)
-        n1.wait_until_succeeds("ping -c 1 -W 2 -I 10.244.1.1 10.244.2.1", timeout=60)
-        for m in nodes.values():
-            assert all_established(m)
-
-    with subtest("the unit is hardened as the module says"):
-        n1.succeed("systemctl show -p NoNewPrivileges --value netd | grep -qx yes")
-        n1.succeed("systemctl show -p ProtectSystem --value netd | grep -qx strict")
-        n1.succeed("systemctl show -p User --value netd | grep -qx netd")
-        n1.succeed("grep -q '^CapEff:.*0000000000003400$' /proc/$(systemctl show -p MainPID --value netd)/status")
+    run_scenario({
+        "nodes": nodes,
+        "write_policy": write_policy,
+        # Pod traffic from each node's pod0 address: n1 <-> n3 over the
+        # overlay (MTU 1280), n1 -> n2 on the LAN path (MTU 1500).
+        "pairs": [
+            {"src": "n1", "src_ip": "10.244.1.1", "dst_ip": "10.244.3.1", "block": "10.244.3.0/24", "dev": "tailscale0", "mtu": 1280},
+            {"src": "n3", "src_ip": "10.244.3.1", "dst_ip": "10.244.1.1", "block": "10.244.1.0/24", "dev": "tailscale0", "mtu": 1280},
+            {"src": "n1", "src_ip": "10.244.1.1", "dst_ip": "10.244.2.1", "block": "10.244.2.0/24", "dev": "eth1", "mtu": 1500},
+        ],
+        # Moving n2's block in the policy withdraws 10.244.2.0/24; only
+        # netd's LAN route led there, so n1 loses it; n3 stays reachable.
+        "moved": {"src": "n1", "src_ip": "10.244.1.1", "dst_ip": "10.244.2.1", "block": "10.244.2.0/24", "still_dst_ip": "10.244.3.1"},
+        "restart_node": "n1",
+        "status_url": "http://netd/status",
+        "health_url": "http://127.0.0.1:9180/healthz",
+    }, subtest)
   '';
 }
