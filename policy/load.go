@@ -19,13 +19,46 @@ type Pos struct{ Line, Col int }
 // Load walks, so that an "alias bomb" fails instead of eating memory.
 const maxNodes = 1 << 20
 
+// MaxFileSize caps the size of a policy file. A real policy is a few
+// kilobytes; the cap keeps a wrong or hostile file (a log, a disk image)
+// from being read whole into the memory of the daemon or the CLI.
+const MaxFileSize = 4 << 20
+
+// ReadError is a policy file that could not be read (missing, unreadable):
+// nothing is known about its contents. A file that was read but is wrong
+// (too large, bad YAML, invalid) is an ErrorList instead.
+type ReadError struct {
+	Path string
+	Err  error
+}
+
+func (e *ReadError) Error() string { return fmt.Sprintf("reading policy %s: %v", e.Path, e.Err) }
+
+func (e *ReadError) Unwrap() error { return e.Err }
+
 // LoadFile reads and loads the policy file at path.
 func LoadFile(path string) (*File, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("reading policy: %w", err)
+		return nil, &ReadError{Path: path, Err: err}
 	}
-	return Load(path, data)
+	defer f.Close()
+	return LoadReader(path, f)
+}
+
+// LoadReader reads a policy from r (a file, standard input) and loads it;
+// name is the file name used in error positions. It reads at most
+// MaxFileSize bytes: a longer input is refused without reading the rest.
+func LoadReader(name string, r io.Reader) (*File, error) {
+	data, err := io.ReadAll(io.LimitReader(r, MaxFileSize+1))
+	if err != nil {
+		return nil, &ReadError{Path: name, Err: err}
+	}
+	if len(data) > MaxFileSize {
+		return nil, ErrorList{{File: name, Msg: fmt.Sprintf("the file is larger than %d MiB, the limit for a policy file", MaxFileSize>>20),
+			Hint: "is this the policy file? a policy is a few kilobytes of YAML"}}
+	}
+	return Load(name, data)
 }
 
 // Load decodes one policy document strictly: unknown fields, duplicate keys
