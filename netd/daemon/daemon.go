@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ducksnest/netd/bgp"
+	"github.com/ducksnest/netd/netd/buildinfo"
 	"github.com/ducksnest/netd/netd/probe"
 	"github.com/ducksnest/netd/netd/reconcile"
 	"github.com/ducksnest/netd/netd/routes"
@@ -142,6 +143,9 @@ func New(cfg Config) (*Daemon, error) {
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	if err := reg.Register(buildinfo.Collector(buildinfo.Get())); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
+		return nil, fmt.Errorf("registering netd_build_info: %w", err)
 	}
 	k := cfg.Kernel
 	if k == nil {
