@@ -2,13 +2,14 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/ducksnest/netd/acl"
 	"github.com/ducksnest/netd/netd/calico"
@@ -20,60 +21,89 @@ import (
 // change in the cluster (Calico objects) and on the tailnet (the policy on
 // Tailscale or headscale), and applying both. Each part runs when it is
 // configured (a kubeconfig; tailnet credentials in the environment), or
-// when --only names it. Dispatched from runPolicy.
+// when --only names it.
 
-const applyUsage = `usage:
-  netd policy diff FILE [--kubeconfig K] [--only calico|tailnet] [--format text|json]
-      what would change: Calico objects (create, update, disable,
-      delete-when-drained, unowned) and the tailnet policy (unified diff,
-      drift). Exit 0: no changes; 1: changes or drift; 2: usage; 3: error.
-  netd policy apply FILE [--kubeconfig K] [--only calico|tailnet] [--force] [--timeout D]
-      apply both parts; each is reported on its own. Calico writes only
-      objects labelled netd.ducksnest.dev/managed-by=netd, each conditional
-      on the resourceVersion read. The tailnet policy is validated first,
-      written with If-Match, never when unchanged, and not over a live
-      policy edited since netd's last apply unless --force.
+const tailnetCredentials = `Tailnet credentials (environment; each secret also as X_FILE):
+  HEADSCALE_URL + HEADSCALE_API_KEY            headscale
+  TS_API_KEY                                   Tailscale, API key
+  TS_OAUTH_CLIENT_ID + TS_OAUTH_CLIENT_SECRET  Tailscale, OAuth client
+  TS_TAILNET (default "-")
 
-  tailnet credentials (environment; each secret also as X_FILE):
-      HEADSCALE_URL + HEADSCALE_API_KEY         headscale
-      TS_API_KEY                                Tailscale, API key
-      TS_OAUTH_CLIENT_ID + TS_OAUTH_CLIENT_SECRET  Tailscale, OAuth client
-      TS_TAILNET (default "-")
-`
+The kubeconfig is found as kubectl finds it: --kubeconfig alone if given,
+else the files of $KUBECONFIG merged, else ~/.kube/config, else the pod's
+service account; --context selects a context. None found: no Calico part.`
+
+func newPolicyDiffCmd() *cobra.Command {
+	var f applyFlags
+	cmd := &cobra.Command{
+		Use:   "diff FILE",
+		Short: "show what applying the policy would change in the cluster (Calico) and on the tailnet",
+		Long: `Shows what would change: the Calico objects (create, update, disable,
+delete-when-drained, unowned) and the tailnet policy (a unified diff, and
+drift: a live policy edited since netd's last apply). Each part runs when
+it is configured (a kubeconfig; tailnet credentials in the environment),
+or when --only names it.
+
+Exit status: 0 no changes, 1 changes or drift, 2 usage, 3 any error
+(an unreadable or invalid FILE, an unreachable API).
+
+` + tailnetCredentials,
+	}
+	fileArg(cmd)
+	addApplyFlags(cmd, &f, "diff")
+	cmd.RunE = func(cmd *cobra.Command, pos []string) error {
+		return policyDiff(cmd.Context(), pos[0], f, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
+	}
+	return cmd
+}
+
+func newPolicyApplyCmd() *cobra.Command {
+	var f applyFlags
+	cmd := &cobra.Command{
+		Use:   "apply FILE",
+		Short: "apply the policy to the cluster (Calico) and the tailnet",
+		Long: `Applies both parts; each is reported on its own. Calico writes only
+objects labelled netd.ducksnest.dev/managed-by=netd, each conditional on
+the resourceVersion read. The tailnet policy is validated first, written
+with If-Match, never when unchanged, and not over a live policy edited
+since netd's last apply unless --force.
+
+Exit status: 0 applied, 1 a part failed or the policy is invalid, 2 usage,
+3 FILE could not be read.
+
+` + tailnetCredentials,
+	}
+	fileArg(cmd)
+	addApplyFlags(cmd, &f, "apply")
+	cmd.RunE = func(cmd *cobra.Command, pos []string) error {
+		return policyApply(cmd.Context(), pos[0], f, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
+	}
+	return cmd
+}
 
 type applyFlags struct {
 	kubeconfig string
+	context    string
 	format     string
 	only       string
 	force      bool
 	timeout    time.Duration
 }
 
-func parseApplyArgs(name string, args []string, stderr io.Writer) (string, applyFlags, error) {
-	var f applyFlags
-	fs := newFlagSet(name, stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, applyUsage) }
-	fs.StringVar(&f.kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig `file` (default: $KUBECONFIG)")
-	fs.StringVar(&f.format, "format", "text", "output `format`: text or json")
-	fs.StringVar(&f.only, "only", "", "run only this part: calico or tailnet")
+// addApplyFlags adds the flags of `netd policy diff` and `apply` (name).
+func addApplyFlags(cmd *cobra.Command, f *applyFlags, name string) {
+	fs := cmd.Flags()
+	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig `file` (default: as kubectl: $KUBECONFIG, ~/.kube/config)")
+	fs.StringVar(&f.context, "context", "", "the kubeconfig context to use (default: its current context)")
+	addEnumFlag(cmd, &f.only, "only", "", "", "run only this part: calico or tailnet", "calico", "tailnet")
 	fs.DurationVar(&f.timeout, "timeout", 60*time.Second, "give up after `duration`")
+	if name == "diff" {
+		addOutputFlag(cmd, &f.format, "text", "text", "json", "yaml")
+		addFormatAlias(cmd, &f.format, "text", "json")
+	}
 	if name == "apply" {
 		fs.BoolVar(&f.force, "force", false, "overwrite a live tailnet policy edited outside netd")
 	}
-	pos, err := parseArgs(fs, args, 1)
-	if err != nil {
-		fmt.Fprintf(stderr, "netd policy %s: %v\n\n%s", name, err, applyUsage)
-		return "", f, exitError{2}
-	}
-	if f.format != "text" && f.format != "json" {
-		fmt.Fprintf(stderr, "netd policy %s: --format %q: want text or json\n", name, f.format)
-		return "", f, exitError{2}
-	}
-	if f.only != "" && f.only != "calico" && f.only != "tailnet" {
-		fmt.Fprintf(stderr, "netd policy %s: --only %q: want calico or tailnet\n", name, f.only)
-		return "", f, exitError{2}
-	}
-	return pos[0], f, nil
 }
 
 // applyParts is what one diff/apply run works on.
@@ -85,18 +115,19 @@ type applyParts struct {
 
 // setupParts compiles FILE and connects to what is configured. A part named
 // by --only must be configured.
-func setupParts(path string, f applyFlags, stderr io.Writer) (*applyParts, error) {
-	_, st, err := compileFile(path)
+func setupParts(path string, f applyFlags, stdin io.Reader, stderr io.Writer) (*applyParts, error) {
+	_, st, err := compileFile(path, stdin)
 	if err != nil {
 		printProblems(stderr, problems(path, err))
-		return nil, exitError{1}
+		return nil, policyExit(err)
 	}
 	p := &applyParts{st: st}
-	if f.only != "tailnet" && f.kubeconfig != "" {
-		cfg, err := kube.LoadConfig(f.kubeconfig)
-		if err != nil {
-			return nil, err
-		}
+	cfg, err := kube.Kubeconfig{Path: f.kubeconfig, Context: f.context}.Load()
+	switch {
+	case f.only == "tailnet" || errors.Is(err, kube.ErrNoKubeconfig):
+	case err != nil:
+		return nil, err
+	default:
 		c, err := kube.NewClient(cfg)
 		if err != nil {
 			return nil, err
@@ -122,7 +153,7 @@ func setupParts(path string, f applyFlags, stderr io.Writer) (*applyParts, error
 	}
 	switch {
 	case f.only == "calico" && p.calico == nil:
-		return nil, errors.New("calico part: no kubeconfig (--kubeconfig or $KUBECONFIG)")
+		return nil, fmt.Errorf("calico part: %w", kube.ErrNoKubeconfig)
 	case p.calico == nil && p.target == nil:
 		return nil, errors.New("nothing to do: give a kubeconfig (Calico) and/or tailnet credentials (see --help)")
 	}
@@ -136,12 +167,8 @@ type diffReport struct {
 	Changes bool         `json:"changes"`
 }
 
-func policyDiff(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	path, f, err := parseApplyArgs("diff", args, stderr)
-	if err != nil {
-		return err
-	}
-	p, err := setupParts(path, f, stderr)
+func policyDiff(ctx context.Context, path string, f applyFlags, stdin io.Reader, stdout, stderr io.Writer) error {
+	p, err := setupParts(path, f, stdin, stderr)
 	if err != nil {
 		return asDiffError(stderr, err)
 	}
@@ -167,10 +194,8 @@ func policyDiff(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			rep.Changes = rep.Changes || !ch.Unchanged || ch.Drift != ""
 		}
 	}
-	if f.format == "json" {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
+	if f.format != "text" {
+		if err := writeStructured(stdout, f.format, rep); err != nil {
 			return err
 		}
 	} else {
@@ -217,12 +242,8 @@ func printDiff(w io.Writer, rep diffReport) {
 	}
 }
 
-func policyApply(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	path, f, err := parseApplyArgs("apply", args, stderr)
-	if err != nil {
-		return err
-	}
-	p, err := setupParts(path, f, stderr)
+func policyApply(ctx context.Context, path string, f applyFlags, stdin io.Reader, stdout, stderr io.Writer) error {
+	p, err := setupParts(path, f, stdin, stderr)
 	if err != nil {
 		return err
 	}

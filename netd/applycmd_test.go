@@ -1,6 +1,7 @@
 package main
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -13,6 +14,9 @@ func TestPolicyDiffApply(t *testing.T) {
 	for _, v := range []string{"HEADSCALE_URL", "TS_API_KEY", "TS_OAUTH_ID", "TS_OAUTH_CLIENT_ID", "TS_API_KEY_FILE"} {
 		t.Setenv(v, "") // the tailnet part is not configured here
 	}
+	// Nor is a kubeconfig found by kubectl's rules: only --kubeconfig.
+	t.Setenv("KUBECONFIG", filepath.Join(t.TempDir(), "none"))
+	t.Setenv("KUBERNETES_SERVICE_HOST", "")
 	s := kubetest.Start(t)
 	// The CLI runs as a node's netd identity (mkpki.sh), under netd's RBAC.
 	kc, err := s.NetdKubeconfig("firebat")

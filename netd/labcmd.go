@@ -1,10 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -16,116 +16,124 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
 	"github.com/ducksnest/netd/examples"
 	"github.com/ducksnest/netd/netd/lab"
 	"github.com/ducksnest/netd/policy"
 	"github.com/ducksnest/netd/policy/desired"
 )
 
-func init() {
-	commands["lab"] = command{summary: "build, check and remove a local multi-node lab in network namespaces", run: runLab}
-}
-
 const defaultLabPolicy = "examples/ducksnest/policy.yaml"
 
-func runLab(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprintln(stderr, "usage: netd lab up|status|check|down [flags]")
-		return exitError{code: 2}
+func newLabCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "lab",
+		Short: "build, check and remove a local multi-node lab in network namespaces",
+		Long: `Builds the seed lab on this machine (root): every node a network namespace
+(or, with --systemd, a systemd container running the NixOS module's unit)
+with one real netd, a LAN bridge, an emulated or real (headscale +
+tailscaled) overlay, and pods. up leaves it running; status and check look
+at it; down removes every namespace and process it made.`,
+		Args: cobra.ArbitraryArgs,
+		RunE: groupRun,
 	}
-	switch args[0] {
-	case "up":
-		return labUp(ctx, args[1:], stdout, stderr)
-	case "status":
-		return labStatus(ctx, args[1:], stdout, stderr)
-	case "check":
-		return labCheck(ctx, args[1:], stdout, stderr)
-	case "down":
-		return labDown(ctx, args[1:], stderr)
-	}
-	fmt.Fprintf(stderr, "netd lab: unknown subcommand %q (up, status, check, down)\n", args[0])
-	return exitError{code: 2}
+	cmd.AddCommand(newLabUpCmd(), newLabStatusCmd(), newLabCheckCmd(), newLabDownCmd())
+	return cmd
 }
 
 // labFlags are the flags every lab subcommand has.
-func labFlags(name string, stderr io.Writer) (*flag.FlagSet, *string, *string) {
-	fs := flag.NewFlagSet("netd lab "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func labFlags(cmd *cobra.Command) (*pflag.FlagSet, *string, *string) {
+	fs := cmd.Flags()
 	labName := fs.String("name", lab.DefaultName, "lab name: prefix of every namespace")
 	stateDir := fs.String("state-dir", "", "state directory (default /run/netd-lab/<name>)")
 	return fs, labName, stateDir
 }
 
-func labUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, name, stateDir := labFlags("up", stderr)
-	policyPath := fs.String("policy", defaultLabPolicy, "policy file (the embedded ducksnest example if the default is missing)")
+func newLabUpCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "up",
+		Short: "build the lab and start netd on every node; leave it running",
+		Args:  noArgs,
+	}
+	fs, name, stateDir := labFlags(cmd)
+	policyPath := fs.String("policy", defaultLabPolicy, "policy file, - for standard input (the embedded ducksnest example if the default is missing)")
 	netdPath := fs.String("netd", "", "netd binary to run on the nodes (default: this executable)")
 	pods := fs.Int("pods", lab.DefaultPodsPerNode, "pods per node (plus one probe pod)")
 	static := fs.Bool("static", false, "start no netd; install the routes netd would by hand (to test the topology)")
 	timeout := fs.Duration("timeout", 90*time.Second, "how long to wait for convergence")
 	overlay := fs.String("overlay", "emulated", "emulated (a bridge standing in for tailscale0) or tailscale (headscale + real tailscaled per node)")
 	systemd := fs.Bool("systemd", false, "boot every node as a systemd container running the NixOS module's netd.service (root file system from $NETD_LAB_ROOTFS or scripts/systemd-rootfs.sh)")
-	if err := fs.Parse(args); err != nil {
-		return exitError{code: 2}
-	}
-	if *overlay != "emulated" && *overlay != "tailscale" {
-		return fmt.Errorf("--overlay must be emulated or tailscale, not %q", *overlay)
-	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
-	data, st, err := loadLabPolicy(*policyPath, *policyPath == defaultLabPolicy, log)
-	if err != nil {
-		return err
-	}
-	if *netdPath == "" {
-		if *netdPath, err = os.Executable(); err != nil {
-			return fmt.Errorf("finding own executable: %w", err)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		ctx, stdout, stderr := cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr()
+		if *overlay != "emulated" && *overlay != "tailscale" {
+			return usageErrorf(cmd, "--overlay must be emulated or tailscale, not %q", *overlay)
 		}
-	}
-	cfg := lab.Config{Name: *name, StateDir: *stateDir, State: st, Policy: data, Netd: *netdPath,
-		PodsPerNode: *pods, ConvergeTimeout: *timeout, Logger: log}
-	if *systemd {
-		if *static {
-			return errors.New("--systemd runs netd.service on every node; it does not go with --static")
-		}
-		if cfg.Rootfs, err = systemdRootfs(ctx, stderr); err != nil {
+		log := slog.New(slog.NewTextHandler(stderr, nil))
+		data, st, err := loadLabPolicy(*policyPath, *policyPath == defaultLabPolicy, cmd.InOrStdin(), log)
+		if err != nil {
 			return err
 		}
-	}
-	start := time.Now()
-	var l *lab.Lab
-	switch {
-	case *overlay == "tailscale":
-		var tc lab.TailnetConfig
-		if tc, err = tailscaleTools(ctx, stderr); err == nil {
-			l, _, err = lab.UpTailscale(ctx, cfg, tc)
-		}
-	case *static:
-		if l, err = lab.Build(ctx, cfg); err == nil {
-			err = l.InstallStaticRoutes()
-		}
-	default:
-		l, err = lab.Up(ctx, cfg)
-	}
-	if err != nil {
-		if l != nil {
-			for _, n := range l.Nodes {
-				if n.Netd != nil {
-					fmt.Fprintf(stderr, "--- %s (%s):\n%s\n", n.Name, n.Log, l.LogTail(n.Name, 15))
-				}
+		if *netdPath == "" {
+			if *netdPath, err = os.Executable(); err != nil {
+				return fmt.Errorf("finding own executable: %w", err)
 			}
 		}
-		return fmt.Errorf("%w (the lab is left for inspection: netd lab down --name %s)", err, cfg.Name)
+		cfg := lab.Config{Name: *name, StateDir: *stateDir, State: st, Policy: data, Netd: *netdPath,
+			PodsPerNode: *pods, ConvergeTimeout: *timeout, Logger: log}
+		if *systemd {
+			if *static {
+				return usageErrorf(cmd, "--systemd runs netd.service on every node; it does not go with --static")
+			}
+			if cfg.Rootfs, err = systemdRootfs(ctx, stderr); err != nil {
+				return err
+			}
+		}
+		start := time.Now()
+		var l *lab.Lab
+		switch {
+		case *overlay == "tailscale":
+			var tc lab.TailnetConfig
+			if tc, err = tailscaleTools(ctx, stderr); err == nil {
+				l, _, err = lab.UpTailscale(ctx, cfg, tc)
+			}
+		case *static:
+			if l, err = lab.Build(ctx, cfg); err == nil {
+				err = l.InstallStaticRoutes()
+			}
+		default:
+			l, err = lab.Up(ctx, cfg)
+		}
+		if err != nil {
+			if l != nil {
+				for _, n := range l.Nodes {
+					if n.Netd != nil {
+						fmt.Fprintf(stderr, "--- %s (%s):\n%s\n", n.Name, n.Log, l.LogTail(n.Name, 15))
+					}
+				}
+			}
+			return fmt.Errorf("%w (the lab is left for inspection: netd lab down --name %s)", err, cfg.Name)
+		}
+		fmt.Fprintf(stdout, "lab %s up in %v: %d nodes, %d namespaces; state in %s\n",
+			l.Name, time.Since(start).Round(time.Millisecond), len(l.Nodes), len(l.Namespaces), l.StateDir)
+		return nil
 	}
-	fmt.Fprintf(stdout, "lab %s up in %v: %d nodes, %d namespaces; state in %s\n",
-		l.Name, time.Since(start).Round(time.Millisecond), len(l.Nodes), len(l.Namespaces), l.StateDir)
-	return nil
+	return cmd
 }
 
 // loadLabPolicy reads and compiles the policy. The default path is looked
 // up in the working directory and its parents, then taken from the copy
 // embedded in the binary.
-func loadLabPolicy(path string, isDefault bool, log *slog.Logger) ([]byte, *desired.State, error) {
-	data, err := os.ReadFile(path)
+func loadLabPolicy(path string, isDefault bool, stdin io.Reader, log *slog.Logger) ([]byte, *desired.State, error) {
+	var data []byte
+	var err error
+	if path == "-" {
+		path = "<stdin>"
+		data, err = io.ReadAll(io.LimitReader(stdin, policy.MaxFileSize+1))
+	} else {
+		data, err = os.ReadFile(path)
+	}
 	if isDefault && errors.Is(err, fs.ErrNotExist) {
 		if found, ok := findUp(path); ok {
 			path = found
@@ -136,9 +144,9 @@ func loadLabPolicy(path string, isDefault bool, log *slog.Logger) ([]byte, *desi
 		}
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("reading policy: %w", err)
+		return nil, nil, &policy.ReadError{Path: path, Err: err}
 	}
-	f, err := policy.Load(path, data)
+	f, err := policy.LoadReader(path, bytes.NewReader(data))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -174,18 +182,24 @@ func loadLab(name, stateDir string) (*lab.Lab, error) {
 	return lab.Load(stateDir, nil)
 }
 
-func labDown(ctx context.Context, args []string, stderr io.Writer) error {
-	fs, name, stateDir := labFlags("down", stderr)
-	if err := fs.Parse(args); err != nil {
-		return exitError{code: 2}
+func newLabDownCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "down",
+		Short: "remove every namespace, process and file of the lab",
+		Args:  noArgs,
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
-	if l, err := loadLab(*name, *stateDir); err == nil {
-		if err := lab.DownTailnet(ctx, l); err != nil {
-			log.Warn("ending the lab's tailnet", "err", err)
+	_, name, stateDir := labFlags(cmd)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		ctx, stderr := cmd.Context(), cmd.ErrOrStderr()
+		log := slog.New(slog.NewTextHandler(stderr, nil))
+		if l, err := loadLab(*name, *stateDir); err == nil {
+			if err := lab.DownTailnet(ctx, l); err != nil {
+				log.Warn("ending the lab's tailnet", "err", err)
+			}
 		}
+		return lab.Down(ctx, *name, *stateDir, log)
 	}
-	return lab.Down(ctx, *name, *stateDir, log)
+	return cmd
 }
 
 // systemdRootfs finds the systemd lab's root file system: $NETD_LAB_ROOTFS,
@@ -262,38 +276,44 @@ func tailscaleTools(ctx context.Context, stderr io.Writer) (lab.TailnetConfig, e
 	return tc, nil
 }
 
-func labCheck(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, name, stateDir := labFlags("check", stderr)
-	asJSON := fs.Bool("json", false, "print the report as JSON")
+func newLabCheckCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "check",
+		Short: "check the lab: pod-to-pod matrix, path MTU, bulk transfer, isolation",
+		Args:  noArgs,
+	}
+	var output string
+	fs, name, stateDir := labFlags(cmd)
+	addOutputFlag(cmd, &output, "text", "text", "json", "yaml")
+	addJSONAlias(cmd, &output)
 	bulk := fs.Int("bulk", 8<<20, "bytes of the bulk TCP transfer over an overlay pair (0: none)")
-	if err := fs.Parse(args); err != nil {
-		return exitError{code: 2}
-	}
-	l, err := loadLab(*name, *stateDir)
-	if err != nil {
-		return err
-	}
-	rep, err := l.Check(ctx, lab.CheckOptions{BulkBytes: *bulk})
-	if err != nil {
-		return err
-	}
-	isoErr := l.CheckIsolation(ctx)
-	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
-			return fmt.Errorf("encoding report: %w", err)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		ctx, stdout, stderr := cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr()
+		l, err := loadLab(*name, *stateDir)
+		if err != nil {
+			return err
 		}
-	} else {
-		rep.Print(stdout)
+		rep, err := l.Check(ctx, lab.CheckOptions{BulkBytes: *bulk})
+		if err != nil {
+			return err
+		}
+		isoErr := l.CheckIsolation(ctx)
+		if output != "text" {
+			if err := writeStructured(stdout, output, rep); err != nil {
+				return err
+			}
+		} else {
+			rep.Print(stdout)
+		}
+		if isoErr != nil {
+			fmt.Fprintln(stderr, isoErr)
+		}
+		if !rep.OK() || isoErr != nil {
+			return exitError{code: 1}
+		}
+		return nil
 	}
-	if isoErr != nil {
-		fmt.Fprintln(stderr, isoErr)
-	}
-	if !rep.OK() || isoErr != nil {
-		return exitError{code: 1}
-	}
-	return nil
+	return cmd
 }
 
 // nodeView is one node in `netd lab status`.
@@ -316,69 +336,75 @@ type bgpView struct {
 	} `json:"bgp"`
 }
 
-func labStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, name, stateDir := labFlags("status", stderr)
-	asJSON := fs.Bool("json", false, "print JSON")
-	if err := fs.Parse(args); err != nil {
-		return exitError{code: 2}
+func newLabStatusCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "show the lab's nodes, netd processes, peers and routes",
+		Args:  noArgs,
 	}
-	l, err := loadLab(*name, *stateDir)
-	if err != nil {
-		return err
-	}
-	var views []nodeView
-	for _, n := range l.Nodes {
-		v := nodeView{Node: n, Running: l.NetdRunning(n.Name)}
-		if v.Running {
-			if st, err := l.Status(ctx, n.Name); err != nil {
-				v.Err = err.Error()
-			} else {
-				v.Ready, v.Status = st.Ready, st.Raw
-			}
-		}
-		rs, err := l.RouteText(ctx, n.Name)
+	var output string
+	_, name, stateDir := labFlags(cmd)
+	addOutputFlag(cmd, &output, "text", "text", "json", "yaml")
+	addJSONAlias(cmd, &output)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		ctx, stdout := cmd.Context(), cmd.OutOrStdout()
+		l, err := loadLab(*name, *stateDir)
 		if err != nil {
-			v.Err = err.Error()
+			return err
 		}
-		v.Routes = rs
-		views = append(views, v)
-	}
-	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(map[string]any{"lab": l, "nodes": views})
-	}
-	fmt.Fprintf(stdout, "lab %s (state %s), namespaces: %s\n\n", l.Name, l.StateDir, strings.Join(l.Namespaces, " "))
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tNAMESPACE\tNETD\tREADY\tOVERLAY\tLAN\tPODS")
-	for _, v := range views {
-		netd := "down"
-		if v.Running {
-			netd = fmt.Sprintf("pid %d", v.Netd.PID)
+		var views []nodeView
+		for _, n := range l.Nodes {
+			v := nodeView{Node: n, Running: l.NetdRunning(n.Name)}
+			if v.Running {
+				if st, err := l.Status(ctx, n.Name); err != nil {
+					v.Err = err.Error()
+				} else {
+					v.Ready, v.Status = st.Ready, st.Raw
+				}
+			}
+			rs, err := l.RouteText(ctx, n.Name)
+			if err != nil {
+				v.Err = err.Error()
+			}
+			v.Routes = rs
+			views = append(views, v)
 		}
-		var pods []string
-		for _, p := range v.Pods {
-			pods = append(pods, p.Addr.String())
+		if output != "text" {
+			return writeStructured(stdout, output, map[string]any{"lab": l, "nodes": views})
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%s\t%s\n", v.Node.Name, v.NS, netd, v.Ready, v.OverlayAddr, lanStr(v.Node), strings.Join(pods, ","))
-	}
-	tw.Flush()
-	for _, v := range views {
-		fmt.Fprintf(stdout, "\n%s:\n", v.Node.Name)
-		if v.Err != "" {
-			fmt.Fprintf(stdout, "  error: %s\n", v.Err)
+		fmt.Fprintf(stdout, "lab %s (state %s), namespaces: %s\n\n", l.Name, l.StateDir, strings.Join(l.Namespaces, " "))
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "NODE\tNAMESPACE\tNETD\tREADY\tOVERLAY\tLAN\tPODS")
+		for _, v := range views {
+			netd := "down"
+			if v.Running {
+				netd = fmt.Sprintf("pid %d", v.Netd.PID)
+			}
+			var pods []string
+			for _, p := range v.Pods {
+				pods = append(pods, p.Addr.String())
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%s\t%s\n", v.Node.Name, v.NS, netd, v.Ready, v.OverlayAddr, lanStr(v.Node), strings.Join(pods, ","))
 		}
-		var bv bgpView
-		if v.Status != nil && json.Unmarshal(v.Status, &bv) == nil {
-			for _, p := range bv.BGP.Peers {
-				fmt.Fprintf(stdout, "  peer %-14s %-15s %-12s accepted %d\n", p.Name, p.Address, p.State, p.Accepted)
+		tw.Flush()
+		for _, v := range views {
+			fmt.Fprintf(stdout, "\n%s:\n", v.Node.Name)
+			if v.Err != "" {
+				fmt.Fprintf(stdout, "  error: %s\n", v.Err)
+			}
+			var bv bgpView
+			if v.Status != nil && json.Unmarshal(v.Status, &bv) == nil {
+				for _, p := range bv.BGP.Peers {
+					fmt.Fprintf(stdout, "  peer %-14s %-15s %-12s accepted %d\n", p.Name, p.Address, p.State, p.Accepted)
+				}
+			}
+			for _, r := range v.Routes {
+				fmt.Fprintf(stdout, "  route %s\n", r)
 			}
 		}
-		for _, r := range v.Routes {
-			fmt.Fprintf(stdout, "  route %s\n", r)
-		}
+		return nil
 	}
-	return nil
+	return cmd
 }
 
 func lanStr(n *lab.Node) string {

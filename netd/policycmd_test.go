@@ -64,7 +64,7 @@ func TestPolicyCheck(t *testing.T) {
 		t.Errorf("check --format json on a valid file: code %d, %q", code, out)
 	}
 	code, out, _ = runCLI(t, "policy", "check", "no-such-file.yaml", "--format", "json")
-	if code != 1 || !strings.Contains(out, `"file": "no-such-file.yaml"`) {
+	if code != 3 || !strings.Contains(out, `"file": "no-such-file.yaml"`) {
 		t.Errorf("check of a missing file: code %d, %s", code, out)
 	}
 	for _, args := range [][]string{{"policy", "check"}, {"policy", "check", "a", "b"}, {"policy", "check", examplePolicy, "--format", "xml"}, {"policy"}, {"policy", "frobnicate"}} {

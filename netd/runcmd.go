@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,12 +12,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/ducksnest/netd/netd/daemon"
 )
-
-func init() {
-	commands["run"] = command{summary: "run the node daemon (BGP, routes, MTU)", run: runDaemon}
-}
 
 // envOr returns the environment variable's value, or def.
 func envOr(name, def string) string {
@@ -28,13 +25,22 @@ func envOr(name, def string) string {
 	return def
 }
 
-func runDaemon(ctx context.Context, args []string, _, stderr io.Writer) error {
-	fs := flag.NewFlagSet("netd run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func newRunCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "run the node daemon (BGP, routes, MTU)",
+		Long: `Runs the per-node daemon: BGP with the policy's peers, the routes and MTUs
+of the pod blocks in netd's own table, and, with --kubeconfig or
+--tailscale-socket, the Calico and Tailscale parts. SIGHUP reloads the
+policy; SIGTERM stops (--stop-mode). Most flags also come from NETD_*
+environment variables.`,
+		Args: noArgs,
+	}
+	fs := cmd.Flags()
 	host, _ := os.Hostname()
 	policyPath := fs.String("policy", envOr("NETD_POLICY", "/etc/netd/policy.yaml"), "policy file (env NETD_POLICY)")
 	node := fs.String("node", envOr("NETD_NODE", host), "this node's name in the policy (env NETD_NODE)")
-	socket := fs.String("socket", envOr("NETD_SOCKET", "/run/netd/netd.sock"), "unix socket for `netd status` (empty: none)")
+	socket := fs.String("socket", envOr("NETD_SOCKET", "/run/netd/netd.sock"), "unix socket for netd status (empty: none)")
 	metrics := fs.String("metrics-addr", envOr("NETD_METRICS_ADDR", "127.0.0.1:9180"), "address for /metrics, /healthz, /readyz (empty: none)")
 	logLevel := fs.String("log-level", envOr("NETD_LOG_LEVEL", "info"), "debug, info, warn or error")
 	logFormat := fs.String("log-format", envOr("NETD_LOG_FORMAT", "text"), "text or json")
@@ -51,56 +57,54 @@ func runDaemon(ctx context.Context, args []string, _, stderr io.Writer) error {
 	tsSocket := fs.String("tailscale-socket", envOr("NETD_TAILSCALE_SOCKET", ""), "tailscaled's LocalAPI socket, e.g. /var/run/tailscale/tailscaled.sock: advertise the pod blocks as subnet routes and check learned routes against what Tailscale forwards (empty: off)")
 	discover := fs.Bool("discover-peers", false, "with --tailscale-socket: BGP node peers are the tailnet peers carrying the policy's node tag")
 	flush := fs.Bool("flush-on-exit", false, "remove netd's routes and rule when stopping (default: keep them so a restart loses no traffic)")
-	if err := fs.Parse(args); err != nil {
-		return exitError{code: 2}
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", fs.Args())
-	}
-	log, err := newLogger(stderr, *logLevel, *logFormat)
-	if err != nil {
-		return err
-	}
-	mode := daemon.StopMode(*stopMode)
-	if mode != daemon.StopWithdraw && mode != daemon.StopGraceful {
-		return fmt.Errorf("--stop-mode must be withdraw or graceful, not %q", *stopMode)
-	}
-	if *discover && *tsSocket == "" {
-		return errors.New("--discover-peers needs --tailscale-socket")
-	}
-	if *grpcAddr != "" {
-		ap, err := netip.ParseAddrPort(*grpcAddr)
-		if err != nil || !ap.Addr().IsLoopback() {
-			return fmt.Errorf("--grpc-addr %q: want a loopback address and port such as 127.0.0.1:50051", *grpcAddr)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		ctx, stderr := cmd.Context(), cmd.ErrOrStderr()
+		log, err := newLogger(stderr, *logLevel, *logFormat)
+		if err != nil {
+			return &usageError{cmd: cmd, err: err}
 		}
-	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	reload := make(chan struct{}, 1)
-	go func() {
-		for range hup {
-			select {
-			case reload <- struct{}{}:
-			default:
+		mode := daemon.StopMode(*stopMode)
+		if mode != daemon.StopWithdraw && mode != daemon.StopGraceful {
+			return usageErrorf(cmd, "--stop-mode must be withdraw or graceful, not %q", *stopMode)
+		}
+		if *discover && *tsSocket == "" {
+			return usageErrorf(cmd, "--discover-peers needs --tailscale-socket")
+		}
+		if *grpcAddr != "" {
+			ap, err := netip.ParseAddrPort(*grpcAddr)
+			if err != nil || !ap.Addr().IsLoopback() {
+				return usageErrorf(cmd, "--grpc-addr %q: want a loopback address and port such as 127.0.0.1:50051", *grpcAddr)
 			}
 		}
-	}()
-	d, err := daemon.New(daemon.Config{
-		PolicyPath: *policyPath, Node: *node, SocketPath: *socket, MetricsAddr: *metrics,
-		Resync: *resync, StopMode: mode, StopTimeout: *stopTimeout, FlushOnExit: *flush,
-		StateDir: *stateDir, GRPCAddr: *grpcAddr,
-		Kubeconfig: *kubeconfig, SyncCalico: *syncCalico, TailscaleSocket: *tsSocket, DiscoverPeers: *discover,
-		BFD:    daemon.BFDConfig{Enabled: *bfdOn, Interval: *bfdInterval, Multiplier: *bfdMult},
-		Reload: reload, Log: log,
-	})
-	if err != nil {
-		return err
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		reload := make(chan struct{}, 1)
+		go func() {
+			for range hup {
+				select {
+				case reload <- struct{}{}:
+				default:
+				}
+			}
+		}()
+		d, err := daemon.New(daemon.Config{
+			PolicyPath: *policyPath, Node: *node, SocketPath: *socket, MetricsAddr: *metrics,
+			Resync: *resync, StopMode: mode, StopTimeout: *stopTimeout, FlushOnExit: *flush,
+			StateDir: *stateDir, GRPCAddr: *grpcAddr,
+			Kubeconfig: *kubeconfig, SyncCalico: *syncCalico, TailscaleSocket: *tsSocket, DiscoverPeers: *discover,
+			BFD:    daemon.BFDConfig{Enabled: *bfdOn, Interval: *bfdInterval, Multiplier: *bfdMult},
+			Reload: reload, Log: log,
+		})
+		if err != nil {
+			return err
+		}
+		if err := d.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			return err
+		}
+		return nil
 	}
-	if err := d.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
-		return err
-	}
-	return nil
+	return cmd
 }
 
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {

@@ -1,42 +1,49 @@
 package main
 
 import (
-	"context"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/ducksnest/netd/netd/daemon"
 )
 
-func init() {
-	commands["status"] = command{summary: "show a running netd's peers, routes and drift", run: runStatus}
-}
-
-func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("netd status", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func newStatusCmd() *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "show a running netd's peers, routes and drift",
+		Long: `Asks the netd running on this node (over its unix socket) for its status:
+BGP peers, advertised and installed routes, drift, LAN paths, the Calico
+and Tailscale parts, reconcilers. Exit status 1 when the kernel drifted
+from the desired routes or the last policy reload was rejected (text
+output).`,
+		Args: noArgs,
+	}
+	fs := cmd.Flags()
 	socket := fs.String("socket", envOr("NETD_SOCKET", "/run/netd/netd.sock"), "the daemon's unix socket")
-	asJSON := fs.Bool("json", false, "print the status as JSON")
-	if err := fs.Parse(args); err != nil {
-		return exitError{code: 2}
+	addOutputFlag(cmd, &output, "text", "text", "json", "yaml")
+	addJSONAlias(cmd, &output)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		ctx, stdout := cmd.Context(), cmd.OutOrStdout()
+		st, raw, err := daemon.StatusClient{Socket: *socket}.Status(ctx)
+		if err != nil {
+			return err
+		}
+		if output != "text" {
+			return writeJSONAs(stdout, output, raw)
+		}
+		printStatus(stdout, st)
+		if !st.Drift.Empty() || st.Policy.LastError != "" {
+			return exitError{code: 1}
+		}
+		return nil
 	}
-	st, raw, err := daemon.StatusClient{Socket: *socket}.Status(ctx)
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		_, err := stdout.Write(raw)
-		return err
-	}
-	printStatus(stdout, st)
-	if !st.Drift.Empty() || st.Policy.LastError != "" {
-		return exitError{code: 1}
-	}
-	return nil
+	return cmd
 }
 
 func printStatus(w io.Writer, st daemon.Status) {

@@ -87,12 +87,10 @@ type KubeCluster struct {
 	http *http.Client
 }
 
-// NewKubeCluster builds the clients from a kubeconfig file.
-func NewKubeCluster(kubeconfig string) (*KubeCluster, error) {
-	cfg, err := kube.LoadConfig(kubeconfig)
-	if err != nil {
-		return nil, err
-	}
+// NewKubeCluster builds the clients from a REST configuration (from
+// kube.Kubeconfig).
+func NewKubeCluster(cfg *rest.Config) (*KubeCluster, error) {
+	cfg = rest.CopyConfig(cfg)
 	cfg.Timeout = 10 * time.Second
 	c, err := kube.NewClient(cfg)
 	if err != nil {
