@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -130,4 +131,28 @@ func policyExit(err error) exitError {
 		return exitError{exitCannotRead}
 	}
 	return exitError{exitFailure}
+}
+
+// goFlagStyle rewrites -name and -name=value, the standard flag package's
+// spelling of a long flag (netd's before cobra), to --name for the long
+// flags of the command args runs: unit files and scripts written for the
+// old parser keep working. One-letter flags (-o, -v, -h) are left alone.
+func goFlagStyle(root *cobra.Command, args []string) []string {
+	cmd, _, err := root.Find(args)
+	if err != nil {
+		return args
+	}
+	out := slices.Clone(args)
+	for i, a := range args {
+		if a == "--" {
+			break
+		}
+		if len(a) < 3 || a[0] != '-' || a[1] == '-' {
+			continue
+		}
+		if name, _, _ := strings.Cut(a[1:], "="); cmd.Flags().Lookup(name) != nil {
+			out[i] = "-" + a
+		}
+	}
+	return out
 }

@@ -38,7 +38,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // execute runs the command line args and returns its exit status.
 func execute(ctx context.Context, args []string, s streams) int {
 	root := newRootCmd(s)
-	root.SetArgs(args)
+	root.SetArgs(goFlagStyle(root, args))
 	cmd, err := root.ExecuteContextC(ctx)
 	return exitCode(cmd, err, s.err)
 }

@@ -61,5 +61,13 @@ func newRootCmd(s streams) *cobra.Command {
 		newLabCmd(),
 		newVersionCmd(),
 	)
+	// cobra's `completion bash|zsh|fish|powershell`, made here rather than
+	// at Execute so that it is in the tree for the man pages, and made a
+	// group like the others (an unknown shell is a usage error).
+	root.InitDefaultCompletionCmd()
+	if c, _, err := root.Find([]string{"completion"}); err == nil && c != root {
+		c.Short = "print the shell completion script for bash, zsh, fish or powershell"
+		c.Args, c.RunE = cobra.ArbitraryArgs, groupRun
+	}
 	return root
 }
