@@ -69,5 +69,6 @@ func newRootCmd(s streams) *cobra.Command {
 		c.Short = "print the shell completion script for bash, zsh, fish or powershell"
 		c.Args, c.RunE = cobra.ArbitraryArgs, groupRun
 	}
+	addManCommand(root)
 	return root
 }
