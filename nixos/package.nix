@@ -28,12 +28,14 @@ buildGoModule {
   # The NAR hash of `go mod vendor` for go.mod/go.sum. nixos/check.sh
   # recomputes it (go mod vendor into a temp dir, `nix hash path`) and
   # fails when this line is stale; `nixos/check.sh --update` rewrites it.
-  vendorHash = "sha256-aXgTWuzD9x5BXQihNAo4TshooxzoUEHozjPewjLEJpw=";
+  vendorHash = "sha256-xXOo+Femmgutj8EmZMl+kMHBtjLgjVds0ynufQhvceQ=";
 
   subPackages = [ "netd" ];
 
   env.CGO_ENABLED = 0;
-  ldflags = [ "-s" "-w" ];
+  # `netd version` and netd_build_info report the flake's version (the
+  # Nix build has no VCS data for Go to embed).
+  ldflags = [ "-s" "-w" "-X github.com/ducksnest/netd/netd/buildinfo.version=${version}" ];
 
   # The unit tests need root and network namespaces; they run in CI
   # (.ci/run), not in the Nix sandbox.
