@@ -102,6 +102,8 @@ func TestExitCodes(t *testing.T) {
 		{args: []string{"version", "extra"}, code: 2},
 		{args: []string{"completion", "tcsh"}, code: 2},
 		{args: []string{"status", "-o", "xml"}, code: 2},
+		{args: []string{"help", "frobnicate"}, code: 2, stderr: `no help topic "frobnicate"`},
+		{args: []string{"help", "policy", "frob"}, code: 2},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			code, out, errOut := runStdin(t, "", tc.args...)

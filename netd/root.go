@@ -69,6 +69,37 @@ func newRootCmd(s streams) *cobra.Command {
 		c.Short = "print the shell completion script for bash, zsh, fish or powershell"
 		c.Args, c.RunE = cobra.ArbitraryArgs, groupRun
 	}
+	root.SetHelpCommand(newHelpCmd(root))
 	addManCommand(root)
 	return root
+}
+
+// newHelpCmd is `netd help [command]`: cobra's, except that an unknown
+// command is a usage error rather than a message and exit 0.
+func newHelpCmd(root *cobra.Command) *cobra.Command {
+	return &cobra.Command{
+		Use:   "help [command]",
+		Short: "help about any command",
+		Args:  cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, rest, err := root.Find(args)
+			if err != nil || len(rest) > 0 {
+				return usageErrorf(cmd, "no help topic %q", strings.Join(args, " "))
+			}
+			return c.Help()
+		},
+		ValidArgsFunction: func(_ *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+			c, _, err := root.Find(args)
+			if err != nil {
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			}
+			var names []string
+			for _, s := range c.Commands() {
+				if s.IsAvailableCommand() {
+					names = append(names, s.Name())
+				}
+			}
+			return names, cobra.ShellCompDirectiveNoFileComp
+		},
+	}
 }
