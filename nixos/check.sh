@@ -239,9 +239,9 @@ fi
 coreutils_out="$tmp/coreutils"
 mkdir -p "$coreutils_out/bin"
 ln -sf "$(type -P kill)" "$coreutils_out/bin/kill"
-# The flags `netd run` accepts (its -h output).
+# The flags `netd run` accepts (the Flags: section of its -h output).
 "$netd_out/bin/netd" run -h >"$tmp/run-help.txt" 2>&1
-sed -n 's/^  -\([a-z-]*\).*/\1/p' "$tmp/run-help.txt" | sort -u >"$tmp/run-flags.txt"
+sed -En '/^Flags:/,$ s/^ +(-[a-zA-Z], )?--([a-z][a-z0-9-]*).*/\2/p' "$tmp/run-help.txt" | sort -u >"$tmp/run-flags.txt"
 # flags_known NAME UNIT-FILE: every --flag of ExecStart is one `netd run` has.
 flags_known() {
   local unknown
