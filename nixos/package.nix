@@ -1,7 +1,9 @@
 # netd as a Nix package: `nix build .#netd`.
 {
   lib,
+  stdenv,
   buildGoModule,
+  installShellFiles,
   src,
   version,
 }:
@@ -36,6 +38,20 @@ buildGoModule {
   # `netd version` and netd_build_info report the flake's version (the
   # Nix build has no VCS data for Go to embed).
   ldflags = [ "-s" "-w" "-X github.com/ducksnest/netd/netd/buildinfo.version=${version}" ];
+
+  # The man pages (docs/man, generated from the command tree) and the
+  # shell completions (`netd completion SHELL`).
+  nativeBuildInputs = [ installShellFiles ];
+  postInstall =
+    ''
+      installManPage docs/man/*.1
+    ''
+    + lib.optionalString (stdenv.buildPlatform.canExecute stdenv.hostPlatform) ''
+      installShellCompletion --cmd netd \
+        --bash <($out/bin/netd completion bash) \
+        --fish <($out/bin/netd completion fish) \
+        --zsh <($out/bin/netd completion zsh)
+    '';
 
   # The unit tests need root and network namespaces; they run in CI
   # (.ci/run), not in the Nix sandbox.
