@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -78,6 +79,7 @@ func TestExitCodes(t *testing.T) {
 		{args: []string{"policy", "apply", invalidPolicy}, code: 1},
 		{args: []string{"doctor", "--policy", missing}, code: 3},
 		{args: []string{"status", "--socket", filepath.Join(t.TempDir(), "netd.sock")}, code: 3, stderr: "is it running?"},
+		{args: []string{"status", "--socket", deadSocket(t)}, code: 3, stderr: "connection refused"},
 
 		{args: nil, code: 2, stderr: "netd: missing command"},
 		{args: []string{"frobnicate"}, code: 2, stderr: `unknown command "frobnicate"`},
@@ -396,4 +398,19 @@ contexts:
 	if code != 3 || !strings.Contains(errOut, "nothing to do") {
 		t.Errorf("no kubeconfig: exit %d, %s", code, errOut)
 	}
+}
+
+// deadSocket is a unix socket nobody listens on any more.
+func deadSocket(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "netd.sock")
+	l, err := net.Listen("unix", p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.(*net.UnixListener).SetUnlinkOnClose(false)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

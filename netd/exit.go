@@ -116,11 +116,20 @@ func exitCode(cmd *cobra.Command, err error, stderr io.Writer) int {
 	return exitFailure
 }
 
+// unreadable marks an input that could not be read (exit 3): a daemon that
+// does not answer, for example.
+type unreadable struct{ err error }
+
+func (e unreadable) Error() string { return e.err.Error() }
+
+func (e unreadable) Unwrap() error { return e.err }
+
 // cannotRead says err is an input that could not be read, as opposed to
 // one that was read and found wrong.
 func cannotRead(err error) bool {
 	var re *policy.ReadError
-	return errors.As(err, &re) || errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission)
+	var u unreadable
+	return errors.As(err, &re) || errors.As(err, &u) || errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission)
 }
 
 // policyExit is the exit status for an error loading or compiling a

@@ -32,7 +32,7 @@ output).`,
 		ctx, stdout := cmd.Context(), cmd.OutOrStdout()
 		st, raw, err := daemon.StatusClient{Socket: *socket}.Status(ctx)
 		if err != nil {
-			return err
+			return unreadable{err}
 		}
 		if output != "text" {
 			return writeJSONAs(stdout, output, raw)
