@@ -30,7 +30,7 @@ import (
 type Result string
 
 // Results, from best to worst; Skip means the check could not run because
-// an input was not given (no --kubeconfig, no tailscaled socket).
+// an input was not given (no kubeconfig found, no tailscaled socket).
 const (
 	Pass Result = "pass"
 	Skip Result = "skip"

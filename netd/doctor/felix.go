@@ -22,7 +22,7 @@ const felixFix = "netd policy apply FILE --kubeconfig K (or the leader netd with
 func (felixCheck) Run(ctx context.Context, in *Input) []Finding {
 	c := in.Host.Cluster
 	if c == nil {
-		return []Finding{skip("config", "not checked: no --kubeconfig")}
+		return []Finding{skip("config", "not checked: no kubeconfig (--kubeconfig, $NETD_KUBECONFIG, $KUBECONFIG or ~/.kube/config)")}
 	}
 	fc, source, err := c.Felix(ctx)
 	if err != nil {
