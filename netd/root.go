@@ -88,14 +88,14 @@ func newHelpCmd(root *cobra.Command) *cobra.Command {
 			}
 			return c.Help()
 		},
-		ValidArgsFunction: func(_ *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+		ValidArgsFunction: func(_ *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
 			c, _, err := root.Find(args)
 			if err != nil {
 				return nil, cobra.ShellCompDirectiveNoFileComp
 			}
 			var names []string
 			for _, s := range c.Commands() {
-				if s.IsAvailableCommand() {
+				if s.IsAvailableCommand() && strings.HasPrefix(s.Name(), toComplete) {
 					names = append(names, s.Name())
 				}
 			}
