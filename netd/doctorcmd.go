@@ -58,6 +58,9 @@ func newDoctorCmd() *cobra.Command {
 		Use:   "doctor",
 		Short: "check this node against the policy (preflight and diagnosis)",
 		Long:  doctorLong,
+		Example: `  netd doctor --policy /etc/netd/policy.yaml --node firebat
+  netd doctor --only sysctl,routing -v
+  netd doctor -o json | jq '.findings[] | select(.result == "fail")'`,
 		Args:  noArgs,
 	}
 	fs := cmd.Flags()

@@ -55,6 +55,9 @@ func newLabUpCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "build the lab and start netd on every node; leave it running",
+		Example: `  netd lab up
+  netd lab up --overlay tailscale --pods 1
+  netd lab up --systemd --policy my-policy.yaml`,
 		Args:  noArgs,
 	}
 	fs, name, stateDir := labFlags(cmd)
@@ -280,6 +283,10 @@ func newLabCheckCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "check",
 		Short: "check the lab: pod-to-pod matrix, path MTU, bulk transfer, isolation",
+		Long: `Checks the running lab: ICMP and TCP between every pair of pods, which path
+each pair takes (LAN or overlay), path-MTU probes, a bulk TCP transfer over
+an overlay pair, and that the lab's namespaces reach nothing outside.
+Exit status 1 when a check fails.`,
 		Args:  noArgs,
 	}
 	var output string

@@ -34,6 +34,8 @@ of the pod blocks in netd's own table, and, with --kubeconfig or
 --tailscale-socket, the Calico and Tailscale parts. SIGHUP reloads the
 policy; SIGTERM stops (--stop-mode). Most flags also come from NETD_*
 environment variables.`,
+		Example: `  netd run --policy /etc/netd/policy.yaml --node firebat
+  netd run --node firebat --kubeconfig /etc/netd/kubeconfig --tailscale-socket /var/run/tailscale/tailscaled.sock`,
 		Args: noArgs,
 	}
 	fs := cmd.Flags()

@@ -22,6 +22,8 @@ BGP peers, advertised and installed routes, drift, LAN paths, the Calico
 and Tailscale parts, reconcilers. Exit status 1 when the kernel drifted
 from the desired routes or the last policy reload was rejected (text
 output).`,
+		Example: `  netd status
+  netd status -o json | jq '.bgp.peers[] | {name, state}'`,
 		Args: noArgs,
 	}
 	fs := cmd.Flags()
