@@ -61,7 +61,7 @@ func newDoctorCmd() *cobra.Command {
 		Example: `  netd doctor --policy /etc/netd/policy.yaml --node firebat
   netd doctor --only sysctl,routing -v
   netd doctor -o json | jq '.findings[] | select(.result == "fail")'`,
-		Args:  noArgs,
+		Args: noArgs,
 	}
 	fs := cmd.Flags()
 	host, _ := os.Hostname()

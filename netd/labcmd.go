@@ -58,7 +58,7 @@ func newLabUpCmd() *cobra.Command {
 		Example: `  netd lab up
   netd lab up --overlay tailscale --pods 1
   netd lab up --systemd --policy my-policy.yaml`,
-		Args:  noArgs,
+		Args: noArgs,
 	}
 	fs, name, stateDir := labFlags(cmd)
 	policyPath := fs.String("policy", defaultLabPolicy, "policy file, - for standard input (the embedded ducksnest example if the default is missing)")
@@ -287,7 +287,7 @@ func newLabCheckCmd() *cobra.Command {
 each pair takes (LAN or overlay), path-MTU probes, a bulk TCP transfer over
 an overlay pair, and that the lab's namespaces reach nothing outside.
 Exit status 1 when a check fails.`,
-		Args:  noArgs,
+		Args: noArgs,
 	}
 	var output string
 	fs, name, stateDir := labFlags(cmd)
