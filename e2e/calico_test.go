@@ -36,6 +36,7 @@ const apiAddr = "100.64.255.254"
 // other node, a deleted one withdrawn; the Lease holder alone writes the
 // Calico objects of the policy.
 func TestCalicoIPAM(t *testing.T) {
+	t.Parallel() // see doc.go
 	needRoot(t)
 	s := kubetest.Start(t)
 	c, err := kube.NewClient(s.Config)

@@ -26,6 +26,7 @@ import (
 // (netfilter mode on) for the CGNAT drop rule and the mark overlap. One
 // lab; each subtest injects and undoes.
 func TestDoctorTailnet(t *testing.T) {
+	t.Parallel() // see doc.go
 	needRoot(t)
 	needFirewallTools(t)
 	l, tn := upTailnetLab(t, withoutExternalPeers(t, examplePolicy(t)))

@@ -61,6 +61,7 @@ func tailscaleTools(t *testing.T) lab.TailnetConfig {
 // node, BGP between the netds over tailscale0, the tailnet policy applied
 // through the acl package.
 func TestTailnet(t *testing.T) {
+	t.Parallel() // see doc.go
 	needRoot(t)
 	_, err := os.Stat("/dev/net/tun")
 	testutil.Require(t, err == nil, "tailscaled needs /dev/net/tun (the tun kernel module): %v", err)
