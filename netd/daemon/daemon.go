@@ -117,6 +117,15 @@ type Daemon struct {
 	ready        atomic.Bool
 }
 
+// NewRegistry returns the registry `netd run` serves on /metrics before
+// the daemon adds its own metrics: the Go runtime's (go_*) and the
+// process's (process_*).
+func NewRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
 // New builds the daemon from its config: everything is wired here, by hand.
 func New(cfg Config) (*Daemon, error) {
 	if cfg.Log == nil {
@@ -141,8 +150,7 @@ func New(cfg Config) (*Daemon, error) {
 	}
 	reg := cfg.Registry
 	if reg == nil {
-		reg = prometheus.NewRegistry()
-		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		reg = NewRegistry()
 	}
 	k := cfg.Kernel
 	if k == nil {
