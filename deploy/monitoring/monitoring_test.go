@@ -159,13 +159,86 @@ func dashboardQueries(t *testing.T) []query {
 }
 
 type panel struct {
-	ID      int    `json:"id"`
-	Type    string `json:"type"`
-	Title   string `json:"title"`
+	ID         int    `json:"id"`
+	Type       string `json:"type"`
+	Title      string `json:"title"`
+	Datasource *struct {
+		UID string `json:"uid"`
+	} `json:"datasource"`
+	GridPos struct {
+		H, W, X, Y int
+	} `json:"gridPos"`
 	Targets []struct {
-		Expr string `json:"expr"`
+		Expr       string `json:"expr"`
+		Datasource *struct {
+			UID string `json:"uid"`
+		} `json:"datasource"`
 	} `json:"targets"`
 	Panels []panel `json:"panels"`
+}
+
+// TestDashboardLayout: every panel lies inside Grafana's 24 columns
+// without overlapping another, and every panel and query reads the
+// dashboard's data source variable (so the dashboard works with whatever
+// the Prometheus data source is called).
+func TestDashboardLayout(t *testing.T) {
+	data, err := os.ReadFile("netd-dashboard.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		Panels     []panel `json:"panels"`
+		Templating struct {
+			List []struct {
+				Name string `json:"name"`
+				Type string `json:"type"`
+			} `json:"list"`
+		} `json:"templating"`
+	}
+	if err := json.Unmarshal(data, &d); err != nil {
+		t.Fatal(err)
+	}
+	dsVar := ""
+	for _, v := range d.Templating.List {
+		if v.Type == "datasource" {
+			dsVar = "${" + v.Name + "}"
+		}
+	}
+	if dsVar == "" {
+		t.Fatal("no data source variable")
+	}
+	var all []panel
+	var flatten func([]panel)
+	flatten = func(ps []panel) {
+		for _, p := range ps {
+			all = append(all, p)
+			flatten(p.Panels)
+		}
+	}
+	flatten(d.Panels)
+	for i, p := range all {
+		g := p.GridPos
+		if g.W <= 0 || g.H <= 0 || g.X < 0 || g.Y < 0 || g.X+g.W > 24 {
+			t.Errorf("panel %q: gridPos %+v outside the 24 columns", p.Title, g)
+		}
+		for _, q := range all[:i] {
+			o := q.GridPos
+			if g.X < o.X+o.W && o.X < g.X+g.W && g.Y < o.Y+o.H && o.Y < g.Y+g.H {
+				t.Errorf("panels %q %+v and %q %+v overlap", q.Title, o, p.Title, g)
+			}
+		}
+		if p.Type == "row" {
+			continue
+		}
+		if p.Datasource == nil || p.Datasource.UID != dsVar {
+			t.Errorf("panel %q does not use the data source variable %s", p.Title, dsVar)
+		}
+		for _, tg := range p.Targets {
+			if tg.Datasource != nil && tg.Datasource.UID != dsVar {
+				t.Errorf("panel %q: a query uses data source %q, not %s", p.Title, tg.Datasource.UID, dsVar)
+			}
+		}
+	}
 }
 
 // TestOnlyExportedMetrics: the alert rules and the dashboard read only
