@@ -34,9 +34,9 @@ let
         type = types.str;
         description = "The job name assigned to scraped metrics by default.";
       };
-      scrape_interval = mkOpt types.str "How frequently to scrape targets from this job.";
+      scrape_interval = mkOpt types.str "How frequently to scrape targets from this job. Defaults to the globally configured default.";
       metrics_path = mkOpt types.str "The HTTP resource path on which to fetch metrics from targets.";
-      static_configs = mkOpt (types.listOf static_config) "List of labeled statically configured targets for this job.";
+      static_configs = mkOpt (types.listOf static_config) "List of labeled target groups for this job.";
     };
   };
 in
