@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -30,15 +32,15 @@ var optsKinds = map[string][]string{
 }
 
 // definedMetrics reads every non-test Go file of the module under root and
-// returns the series names of the metrics it defines (a name literal in a
-// prometheus.*Opts or the first argument of prometheus.NewDesc), each with
-// its position. A definition the reader cannot resolve (a name that is not
-// a string literal, Namespace or Subsystem) is an error: the check must
-// never miss a metric silently.
+// returns the series names of the metrics it defines (the Name of a
+// prometheus.*Opts or the first argument of prometheus.NewDesc: a string
+// literal, or a string constant of the same package), each with its
+// position. A definition the reader cannot resolve (another expression,
+// Namespace or Subsystem) is an error: the check must never miss a metric
+// silently.
 func definedMetrics(root string) (map[string]string, error) {
-	out := map[string]string{}
-	var errs []string
 	fset := token.NewFileSet()
+	pkgs := map[string][]*ast.File{} // by directory
 	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -56,81 +58,135 @@ func definedMetrics(root string) (map[string]string, error) {
 		if err != nil {
 			return err
 		}
-		local := ""
-		for _, im := range f.Imports {
-			if p, _ := strconv.Unquote(im.Path.Value); p == promPkg {
-				local = "prometheus"
-				if im.Name != nil {
-					local = im.Name.Name
-				}
-			}
-		}
-		if local == "" {
-			return nil
-		}
-		isProm := func(e ast.Expr) (string, bool) {
-			sel, ok := e.(*ast.SelectorExpr)
-			if !ok {
-				return "", false
-			}
-			id, ok := sel.X.(*ast.Ident)
-			return sel.Sel.Name, ok && id.Name == local
-		}
-		add := func(lit ast.Expr, suffixes []string) {
-			pos := fset.Position(lit.Pos()).String()
-			rel, _ := filepath.Rel(root, pos)
-			bl, ok := lit.(*ast.BasicLit)
-			if !ok || bl.Kind != token.STRING {
-				errs = append(errs, fmt.Sprintf("%s: the metric name is not a string literal: the check cannot read it", rel))
-				return
-			}
-			name, _ := strconv.Unquote(bl.Value)
-			for _, s := range suffixes {
-				out[name+s] = rel
-			}
-		}
-		ast.Inspect(f, func(n ast.Node) bool {
-			switch n := n.(type) {
-			case *ast.CompositeLit:
-				kind, ok := isProm(n.Type)
-				suffixes, known := optsKinds[kind]
-				if !ok || !known {
-					return true
-				}
-				var name ast.Expr
-				for _, el := range n.Elts {
-					kv, ok := el.(*ast.KeyValueExpr)
-					if !ok {
-						continue
-					}
-					switch key := kv.Key.(*ast.Ident); key.Name {
-					case "Name":
-						name = kv.Value
-					case "Namespace", "Subsystem":
-						errs = append(errs, fmt.Sprintf("%s: %s is set: the check reads only whole names", fset.Position(kv.Pos()), key.Name))
-					}
-				}
-				if name == nil {
-					errs = append(errs, fmt.Sprintf("%s: prometheus.%s without a Name", fset.Position(n.Pos()), kind))
-					return true
-				}
-				add(name, suffixes)
-			case *ast.CallExpr:
-				if fn, ok := isProm(n.Fun); ok && fn == "NewDesc" && len(n.Args) > 0 {
-					add(n.Args[0], []string{""})
-				}
-			}
-			return true
-		})
+		pkgs[filepath.Dir(path)] = append(pkgs[filepath.Dir(path)], f)
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
+	out := map[string]string{}
+	var errs []string
+	for _, files := range pkgs {
+		consts := stringConsts(files)
+		for _, f := range files {
+			errs = append(errs, fileMetrics(fset, root, f, consts, out)...)
+		}
+	}
 	if len(errs) > 0 {
+		sort.Strings(errs)
 		return nil, fmt.Errorf("%s", strings.Join(errs, "\n"))
 	}
 	return out, nil
+}
+
+// stringConsts returns the package-level string constants of a package.
+func stringConsts(files []*ast.File) map[string]string {
+	out := map[string]string{}
+	for _, f := range files {
+		for _, decl := range f.Decls {
+			gd, ok := decl.(*ast.GenDecl)
+			if !ok || gd.Tok != token.CONST {
+				continue
+			}
+			for _, spec := range gd.Specs {
+				vs := spec.(*ast.ValueSpec)
+				for i, name := range vs.Names {
+					if i < len(vs.Values) {
+						if bl, ok := vs.Values[i].(*ast.BasicLit); ok && bl.Kind == token.STRING {
+							out[name.Name], _ = strconv.Unquote(bl.Value)
+						}
+					}
+				}
+			}
+		}
+	}
+	return out
+}
+
+// fileMetrics adds the metrics one file defines to out and returns what it
+// could not read.
+func fileMetrics(fset *token.FileSet, root string, f *ast.File, consts map[string]string, out map[string]string) []string {
+	local := ""
+	for _, im := range f.Imports {
+		if p, _ := strconv.Unquote(im.Path.Value); p == promPkg {
+			local = "prometheus"
+			if im.Name != nil {
+				local = im.Name.Name
+			}
+		}
+	}
+	if local == "" {
+		return nil
+	}
+	var errs []string
+	where := func(p token.Pos) string {
+		pos := fset.Position(p)
+		rel, err := filepath.Rel(root, pos.Filename)
+		if err != nil {
+			rel = pos.Filename
+		}
+		return fmt.Sprintf("%s:%d", rel, pos.Line)
+	}
+	isProm := func(e ast.Expr) (string, bool) {
+		sel, ok := e.(*ast.SelectorExpr)
+		if !ok {
+			return "", false
+		}
+		id, ok := sel.X.(*ast.Ident)
+		return sel.Sel.Name, ok && id.Name == local
+	}
+	add := func(e ast.Expr, suffixes []string) {
+		var name string
+		switch e := e.(type) {
+		case *ast.BasicLit:
+			if e.Kind == token.STRING {
+				name, _ = strconv.Unquote(e.Value)
+			}
+		case *ast.Ident:
+			name = consts[e.Name]
+		}
+		if name == "" {
+			errs = append(errs, fmt.Sprintf("%s: the metric name is neither a string literal nor a string constant of the package: the check cannot read it", where(e.Pos())))
+			return
+		}
+		for _, s := range suffixes {
+			out[name+s] = where(e.Pos())
+		}
+	}
+	ast.Inspect(f, func(n ast.Node) bool {
+		switch n := n.(type) {
+		case *ast.CompositeLit:
+			kind, ok := isProm(n.Type)
+			suffixes, known := optsKinds[kind]
+			if !ok || !known {
+				return true
+			}
+			var name ast.Expr
+			for _, el := range n.Elts {
+				kv, ok := el.(*ast.KeyValueExpr)
+				if !ok {
+					continue
+				}
+				switch key := kv.Key.(*ast.Ident); key.Name {
+				case "Name":
+					name = kv.Value
+				case "Namespace", "Subsystem":
+					errs = append(errs, fmt.Sprintf("%s: %s is set: the check reads only whole names", where(kv.Pos()), key.Name))
+				}
+			}
+			if name == nil {
+				errs = append(errs, fmt.Sprintf("%s: prometheus.%s without a Name", where(n.Pos()), kind))
+				return true
+			}
+			add(name, suffixes)
+		case *ast.CallExpr:
+			if fn, ok := isProm(n.Fun); ok && fn == "NewDesc" && len(n.Args) > 0 {
+				add(n.Args[0], []string{""})
+			}
+		}
+		return true
+	})
+	return errs
 }
 
 // gatheredMetrics builds netd's daemon in-process, as `netd run` does with
@@ -217,4 +273,81 @@ func exportedMetrics(t *testing.T) map[string]string {
 		}
 	}
 	return out
+}
+
+// TestDefinedMetrics: the reader of the metric definitions finds names
+// given as literals or package constants, adds a histogram's and a
+// summary's series, follows an aliased import, skips test files and
+// refuses what it cannot read.
+func TestDefinedMetrics(t *testing.T) {
+	write := func(dir, name, src string) {
+		t.Helper()
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	root := t.TempDir()
+	write(filepath.Join(root, "a"), "a.go", `package a
+
+import prom "github.com/prometheus/client_golang/prometheus"
+
+const upName = "x_up"
+
+var (
+	_ = prom.NewGauge(prom.GaugeOpts{Name: upName, Help: "h"})
+	_ = prom.NewHistogram(prom.HistogramOpts{Name: "x_seconds"})
+	_ = prom.NewSummaryVec(prom.SummaryOpts{Name: "x_latency"}, nil)
+	_ = prom.NewDesc("x_peer_up", "h", nil, nil)
+)
+`)
+	write(filepath.Join(root, "a"), "b.go", `package a
+
+import "github.com/prometheus/client_golang/prometheus"
+
+var _ = prometheus.NewCounter(prometheus.CounterOpts{Name: "x_total"})
+`)
+	write(filepath.Join(root, "a"), "a_test.go", `package a
+
+import "github.com/prometheus/client_golang/prometheus"
+
+var _ = prometheus.NewCounter(prometheus.CounterOpts{Name: "test_only_total"})
+`)
+	got, err := definedMetrics(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for n := range got {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	want := []string{"x_latency", "x_latency_count", "x_latency_sum", "x_peer_up", "x_seconds_bucket", "x_seconds_count", "x_seconds_sum", "x_total", "x_up"}
+	if !slices.Equal(names, want) {
+		t.Errorf("got %q, want %q", names, want)
+	}
+	if got["x_total"] != "a/b.go:5" {
+		t.Errorf("x_total at %q, want a/b.go:5", got["x_total"])
+	}
+
+	write(filepath.Join(root, "b"), "b.go", `package b
+
+import "github.com/prometheus/client_golang/prometheus"
+
+func name() string { return "computed" }
+
+var (
+	_ = prometheus.NewGauge(prometheus.GaugeOpts{Name: name()})
+	_ = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "netd", Name: "n"})
+	_ = prometheus.NewGauge(prometheus.GaugeOpts{Help: "no name"})
+)
+`)
+	_, err = definedMetrics(root)
+	for _, w := range []string{"b/b.go:8: the metric name is neither", "b/b.go:9: Namespace is set", "b/b.go:10: prometheus.GaugeOpts without a Name"} {
+		if err == nil || !strings.Contains(err.Error(), w) {
+			t.Errorf("error %v; want it to contain %q", err, w)
+		}
+	}
 }
