@@ -99,14 +99,25 @@ func TestCalicoIPAM(t *testing.T) {
 		}
 		return u.GetLabels()["netd.ducksnest.dev/managed-by"] == "netd", nil
 	})
-	leaders := 0
+	leaders, held := 0, 0.0
 	for _, n := range l.Nodes {
 		st, err := l.Status(ctx, n.Name)
 		if err != nil {
 			t.Fatal(err)
 		}
+		// The metrics the Lease and Calico drift alerts read
+		// (deploy/monitoring): the holder says so, and the objects it
+		// wrote are all applied.
+		held += metric(t, l, n.Name, "netd_lease_held", `lease="netd-calico"`)
 		if strings.Contains(string(st.Raw), `"leader": true`) {
 			leaders++
+			body, err := httpGet(n.NS, lab.DefaultMetricsAddr, "/metrics")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(body, "\nnetd_calico_drift_objects{state=\"unapplied\"} 0\n") {
+				t.Errorf("the leader %s does not report 0 unapplied Calico objects:\n%s", n.Name, grepLines(body, "netd_calico_drift_objects"))
+			}
 		}
 		if !strings.Contains(string(st.Raw), `"served": "`+calico.ServedV1+`"`) {
 			t.Errorf("%s does not report the Calico API it uses", n.Name)
@@ -117,6 +128,9 @@ func TestCalicoIPAM(t *testing.T) {
 	}
 	if leaders != 1 {
 		t.Errorf("%d netd instances say they hold the Lease, want 1", leaders)
+	}
+	if held != 1 {
+		t.Errorf("netd_lease_held{lease=\"netd-calico\"} summed over the nodes = %v, want 1", held)
 	}
 	for _, n := range l.Nodes {
 		if rss, err := l.RSS(n.Name); err == nil {
@@ -210,4 +224,15 @@ func routeOnAll(l *lab.Lab, nodes []string, block netip.Prefix, want bool) (bool
 		}
 	}
 	return true, nil
+}
+
+// grepLines returns the lines of s that contain sub.
+func grepLines(s, sub string) string {
+	var out []string
+	for _, line := range strings.Split(s, "\n") {
+		if strings.Contains(line, sub) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
 }

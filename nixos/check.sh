@@ -416,7 +416,7 @@ else notok "VM test script evaluates" "$(cat "$tmp/ts.err")"; fi
 # fail to evaluate with the error NixOS would give.
 mroot="$tmp/mroot"
 mkdir -p "$mroot"
-mkdir -p "$mroot/deploy" && cp -r "$root/flake.nix" "$nixdir" "$root/examples" "$mroot/" && cp -r "$root/deploy/rbac" "$mroot/deploy/"
+mkdir -p "$mroot/deploy" && cp -r "$root/flake.nix" "$nixdir" "$root/examples" "$mroot/" && cp -r "$root/deploy/rbac" "$root/deploy/monitoring" "$mroot/deploy/"
 host_mutation() { # NAME FILE SED-EXPR TARGET EXPECTED-REGEX (grep -E)
   local name=$1 file=$2 expr=$3 target=$4 want=$5 m="$tmp/hmut-$1" out
   rm -rf "$m" && cp -r "$mroot" "$m"

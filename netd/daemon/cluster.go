@@ -41,6 +41,7 @@ type cluster struct {
 	trig    *reconcile.Trigger // poked when the policy changes
 	bgpTrig *reconcile.Trigger // poked when the block affinities change
 	elector *kube.Elector      // nil: this node never writes Calico objects
+	drift   *calico.Metrics    // nil with elector
 	leading atomic.Bool
 
 	mu       sync.Mutex
@@ -68,7 +69,14 @@ func newCluster(cfg Config, reg prometheus.Registerer, rm *reconcile.Metrics,
 	c := &cluster{log: log, kc: kc, reg: reg, rm: rm, node: cfg.Node, sync: cfg.SyncCalico, resync: cfg.Resync, loopLog: cfg.Log, current: current,
 		trig: reconcile.NewTrigger(), bgpTrig: bgpTrig}
 	if cfg.SyncCalico {
-		if c.elector, err = kube.NewElector(kc, kube.Lease{Name: calicoLease, Identity: cfg.Node, Log: log}); err != nil {
+		lm, err := kube.NewLeaseMetrics(reg)
+		if err != nil {
+			return nil, err
+		}
+		if c.drift, err = calico.NewMetrics(reg); err != nil {
+			return nil, err
+		}
+		if c.elector, err = kube.NewElector(kc, kube.Lease{Name: calicoLease, Identity: cfg.Node, Log: log, Metrics: lm}); err != nil {
 			return nil, err
 		}
 	}
@@ -153,12 +161,14 @@ func (c *cluster) runLeader(ctx context.Context, rec *calico.Reconciler) error {
 	loop := &reconcile.Loop{Name: "calico", Trigger: c.trig, Resync: c.resync, MaxBackoff: 30 * time.Second,
 		Log: c.loopLog, Metrics: c.rm, Fn: func(ctx context.Context) error {
 			st, _ := c.current()
-			_, err := rec.Reconcile(ctx, st)
+			s, err := rec.Reconcile(ctx, st)
+			c.drift.Observe(s)
 			return err
 		}}
 	return c.elector.Run(ctx, func(ctx context.Context) {
 		c.leading.Store(true)
 		defer c.leading.Store(false)
+		defer c.drift.Clear()
 		c.trig.Poke()
 		_ = loop.Run(ctx)
 	})

@@ -113,7 +113,17 @@ type Daemon struct {
 	reports []func(*Status)
 
 	policyErrors prometheus.Counter
+	policyOK     prometheus.Gauge
 	ready        atomic.Bool
+}
+
+// NewRegistry returns the registry `netd run` serves on /metrics before
+// the daemon adds its own metrics: the Go runtime's (go_*) and the
+// process's (process_*).
+func NewRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
 }
 
 // New builds the daemon from its config: everything is wired here, by hand.
@@ -140,8 +150,7 @@ func New(cfg Config) (*Daemon, error) {
 	}
 	reg := cfg.Registry
 	if reg == nil {
-		reg = prometheus.NewRegistry()
-		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		reg = NewRegistry()
 	}
 	k := cfg.Kernel
 	if k == nil {
@@ -177,6 +186,10 @@ func New(cfg Config) (*Daemon, error) {
 			Name: "netd_policy_reload_errors_total",
 			Help: "Policy reloads rejected because the new file was invalid.",
 		}),
+		policyOK: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "netd_policy_last_reload_successful",
+			Help: "1 if the last policy load was taken, 0 if it was rejected (netd then runs the last good policy).",
+		}),
 		bgpTrig:   reconcile.NewTrigger(),
 		routeTrig: reconcile.NewTrigger(),
 		blocks:    policyBlocks{},
@@ -186,9 +199,12 @@ func New(cfg Config) (*Daemon, error) {
 	}
 	d.onReload = []*reconcile.Trigger{d.bgpTrig, d.routeTrig}
 	d.afterBGP = []*reconcile.Trigger{d.routeTrig}
-	if err := reg.Register(d.policyErrors); err != nil {
-		return nil, err
+	for _, c := range []prometheus.Collector{d.policyErrors, d.policyOK} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
 	}
+	d.policyOK.Set(1)
 	if restart, hops := d.restarting(rt, self); restart {
 		d.speaker.MarkRestarting(hops...)
 	}
@@ -386,9 +402,11 @@ func (d *Daemon) reloadPolicy() {
 	if err != nil {
 		d.policy.reject(err)
 		d.policyErrors.Inc()
+		d.policyOK.Set(0)
 		d.log.Error("policy reload rejected; keeping the last good policy", "policy", d.cfg.PolicyPath, "err", err)
 		return
 	}
+	d.policyOK.Set(1)
 	if d.policy.set(st, self) {
 		d.log.Info("policy reloaded", "digest", st.Digest)
 	}

@@ -42,6 +42,9 @@ func newTestDaemon(t *testing.T, opts ...func(*Config)) (*Daemon, string) {
 // a valid change is taken.
 func TestReloadKeepsLastGoodPolicy(t *testing.T) {
 	d, path := newTestDaemon(t)
+	if got := testutil.ToFloat64(d.policyOK); got != 1 {
+		t.Errorf("netd_policy_last_reload_successful = %v at start, want 1", got)
+	}
 	good, _ := d.policy.current()
 	write := func(s string) {
 		t.Helper()
@@ -64,6 +67,9 @@ func TestReloadKeepsLastGoodPolicy(t *testing.T) {
 		}
 		if d.policy.lastError == "" {
 			t.Fatal("a rejected reload must be visible in the status")
+		}
+		if got := testutil.ToFloat64(d.policyOK); got != 0 {
+			t.Errorf("netd_policy_last_reload_successful = %v after a rejected reload, want 0", got)
 		}
 	}
 	if got := testutil.ToFloat64(d.policyErrors); got != 2 {
@@ -92,6 +98,9 @@ func TestReloadKeepsLastGoodPolicy(t *testing.T) {
 	}
 	if d.policy.lastError != "" {
 		t.Errorf("policy error not cleared after a good reload: %q", d.policy.lastError)
+	}
+	if got := testutil.ToFloat64(d.policyOK); got != 1 {
+		t.Errorf("netd_policy_last_reload_successful = %v after a good reload, want 1", got)
 	}
 }
 
