@@ -285,6 +285,7 @@ func TestTailnet(t *testing.T) {
 		if res, err := acl.Apply(ctx, target, cut, acl.Options{}); err != nil || !res.Written {
 			t.Fatalf("apply without the pod grant: %+v %v", res, err)
 		}
+		t.Logf("apply without the pod grant returned after %v", time.Since(applied).Round(time.Millisecond))
 		var blocked time.Duration
 		testutil.Poll(t, 60*time.Second, "pod traffic blocked", func() (bool, error) {
 			if podOK(300*time.Millisecond) == nil {
