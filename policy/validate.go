@@ -52,12 +52,12 @@ type model struct {
 	pools                   []desired.IPPool
 	// poolBroken marks pools whose selector or blockSize is already
 	// reported, so that the node blocks in them are not reported again.
-	poolBroken      []bool
-	routing         desired.Routing
-	overlayIface    string
-	overlayMTU      int
-	podMTU          int
-	vxlan           bool
+	poolBroken   []bool
+	routing      desired.Routing
+	overlayIface string
+	overlayMTU   int
+	podMTU       int
+	vxlan        bool
 	// vxlanPool is the index of the first pool with VXLAN encapsulation,
 	// enabled or draining (-1: none): the nodes need UDP 4789 between them.
 	vxlanPool       int
