@@ -445,11 +445,11 @@ func newMetrics(s *Server) *metrics {
 		dropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "netd_bfd_packets_dropped_total", Help: "BFD packets received and dropped (bad TTL, malformed, unknown session).",
 		}),
-		up:    prometheus.NewDesc("netd_bfd_session_up", "1 if the BFD session with the peer is up and admitted.", []string{"peer"}, nil),
-		downs: prometheus.NewDesc("netd_bfd_session_downs_total", "Transitions of the BFD session from up to down since netd started.", []string{"peer"}, nil),
+		up:      prometheus.NewDesc("netd_bfd_session_up", "1 if the BFD session with the peer is up and admitted.", []string{"peer"}, nil),
+		downs:   prometheus.NewDesc("netd_bfd_session_downs_total", "Transitions of the BFD session from up to down since netd started.", []string{"peer"}, nil),
 		changes: prometheus.NewDesc("netd_bfd_state_changes_total", "State changes of the BFD session (any state to any other) since it started.", []string{"peer"}, nil),
-		state: prometheus.NewDesc("netd_bfd_session_state", "The BFD session's state as RFC 5880 numbers it: 0 admindown, 1 down, 2 init, 3 up.", []string{"peer"}, nil),
-		never: prometheus.NewDesc("netd_bfd_session_never_up", "1 if the BFD session has not come up since it started, WarnAfter (30s) ago or more: UDP 3784 is likely dropped on the way.", []string{"peer"}, nil),
+		state:   prometheus.NewDesc("netd_bfd_session_state", "The BFD session's state as RFC 5880 numbers it: 0 admindown, 1 down, 2 init, 3 up.", []string{"peer"}, nil),
+		never:   prometheus.NewDesc("netd_bfd_session_never_up", "1 if the BFD session has not come up since it started, WarnAfter (30s) ago or more: UDP 3784 is likely dropped on the way.", []string{"peer"}, nil),
 	}
 }
 

@@ -114,7 +114,6 @@ func (s *session) neverUp() {
 	s.srv.log.Warn("bfd session never came up", "peer", s.peer, "reason", w)
 }
 
-
 func (s *session) run(ctx context.Context) {
 	s.tx = time.NewTimer(0)
 	tx := s.tx
