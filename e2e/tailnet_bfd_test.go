@@ -13,9 +13,11 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/ducksnest/netd/acl"
 	"github.com/ducksnest/netd/internal/testutil"
 	"github.com/ducksnest/netd/netd/daemon"
 	"github.com/ducksnest/netd/netd/lab"
+	"github.com/ducksnest/netd/policy/acldoc"
 	"github.com/ducksnest/netd/policy/desired"
 )
 
@@ -185,6 +187,61 @@ func testBFDOverTailnet(ctx context.Context, t *testing.T, l *lab.Lab, st *desir
 		return err == nil && len(bad) == 0, nil
 	})
 	t.Logf("SIGCONT -> routes and BFD back everywhere in %v", back.Round(time.Millisecond))
+}
+
+// testBFDGrant shows that headscale enforces the generated grant BFD
+// needs: applied without it, the sessions over tailscale0 go down (so
+// without it BFD would never have come up); restored, they come back.
+func testBFDGrant(ctx context.Context, t *testing.T, l *lab.Lab, st *desired.State, target acl.Target) {
+	p, err := acldoc.Parse(st.Tailnet.Tailscale.HuJSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := len(p.Grants)
+	p.Grants = slices.DeleteFunc(p.Grants, func(g acldoc.Grant) bool { return slices.Equal(g.IP, []string{"udp:3784"}) })
+	p.Tests = slices.DeleteFunc(p.Tests, func(x acldoc.Test) bool { return strings.Contains(strings.Join(x.Accept, " "), ":3784") })
+	if len(p.Grants) != n-1 {
+		t.Fatalf("the compiled policy has no single udp:3784 grant (%d grants, %d without)", n, len(p.Grants))
+	}
+	p.Generated = nil
+	doc, err := acldoc.Render(p, []string{"e2e: the compiled policy without the BFD grant"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut, err := acldoc.Desired(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	applied := time.Now()
+	if res, err := acl.Apply(ctx, target, &cut, acl.Options{}); err != nil || !res.Written {
+		t.Fatalf("apply without the BFD grant: %+v %v", res, err)
+	}
+	down := testutil.Poll(t, 30*time.Second, "BFD sessions over tailscale0 down without the grant", func() (bool, error) {
+		for _, nd := range l.Nodes {
+			bad, err := bfdOverlayUp(ctx, l, st, nd.Name)
+			if err != nil {
+				return false, err
+			}
+			if len(bad) != len(l.Nodes)-1 {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	t.Logf("MEASURE tailnet policy without udp:3784: every BFD session over tailscale0 down %v after the apply began", down.Round(time.Millisecond))
+	if res, err := acl.Apply(ctx, target, &st.Tailnet, acl.Options{}); err != nil || !res.Written {
+		t.Fatalf("restore: %+v %v", res, err)
+	}
+	back := testutil.Poll(t, 120*time.Second, "BFD and routes back with the grant", func() (bool, error) {
+		for _, nd := range l.Nodes {
+			bad, err := bfdOverlayUp(ctx, l, st, nd.Name)
+			if err != nil || len(bad) > 0 {
+				return false, err
+			}
+		}
+		return blocksEverywhere(l, names(l), names(l))
+	})
+	t.Logf("grant restored: BFD and routes back everywhere in %v (%v since the first apply)", back.Round(time.Millisecond), time.Since(applied).Round(time.Millisecond))
 }
 
 // section returns s from the first line starting with from up to end.

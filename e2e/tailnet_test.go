@@ -320,6 +320,10 @@ func TestTailnet(t *testing.T) {
 			blocked.Round(time.Millisecond), restored.Round(time.Millisecond))
 	})
 
+	t.Run("bfd grant removed and restored", func(t *testing.T) {
+		testBFDGrant(ctx, t, l, st, target)
+	})
+
 	t.Run("headscale rejects, nothing written", func(t *testing.T) {
 		// autogroup:member is valid Tailscale but unknown to headscale
 		// 0.26.1: `headscale policy check` must stop the write.
