@@ -71,7 +71,7 @@ func bfdHint(current func() (*desired.State, *desired.Node), peer netip.Addr) st
 	if st.Networks.Overlay.IsValid() && !st.Networks.Overlay.Contains(peer) {
 		return ""
 	}
-	return fmt.Sprintf("is UDP %d allowed on the tailnet? The tailnet policy must allow it between the nodes (`netd policy check` says whether it does; the generated policy does while spec.bgp.bfd.enabled), and so must the peer's firewall on %s (NixOS: services.netd.openFirewall)",
+	return fmt.Sprintf("is UDP %d allowed on the tailnet? The tailnet policy must allow it between the nodes (`netd policy check` says whether it does; the generated policy does while spec.bgp.bfd.enabled), and so must the peer's firewall on %s (NixOS: services.netd.openFirewall); and the peer's netd must run BFD too (--bfd)",
 		bfd.DefaultPort, cmp.Or(st.Overlay.Interface, "the overlay device"))
 }
 
