@@ -48,6 +48,7 @@ const applyUsage = `usage:
 `
 
 type applyFlags struct {
+	cmd        string // "diff" or "apply"
 	kubeconfig string
 	format     string
 	only       string
@@ -56,7 +57,7 @@ type applyFlags struct {
 }
 
 func parseApplyArgs(name string, args []string, stderr io.Writer) (string, applyFlags, error) {
-	var f applyFlags
+	f := applyFlags{cmd: name}
 	fs := newFlagSet(name, stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, applyUsage) }
 	fs.StringVar(&f.kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig `file` (default: $KUBECONFIG)")
@@ -125,6 +126,8 @@ func setupParts(path string, f applyFlags, stderr io.Writer) (*applyParts, error
 		switch {
 		case err == nil:
 			p.target = &t
+		case f.only == "tailnet" && f.cmd == "diff":
+			return nil, fmt.Errorf("tailnet part: not diffed, and NOT VALIDATED by the control server: %w", err)
 		case f.only == "tailnet":
 			return nil, fmt.Errorf("tailnet part: %w", err)
 		default:

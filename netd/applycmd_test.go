@@ -41,7 +41,7 @@ func TestPolicyDiffApply(t *testing.T) {
 		t.Errorf("apply without FILE: code %d\n%s", code, errOut)
 	}
 	code, _, errOut = runCLI(t, "policy", "diff", examplePolicy, "--only", "tailnet")
-	if code != 3 || !strings.Contains(errOut, "no tailnet credentials") {
+	if code != 3 || !strings.Contains(errOut, "NOT VALIDATED by the control server: no tailnet credentials") {
 		t.Errorf("diff --only tailnet without credentials: code %d\n%s", code, errOut)
 	}
 	code, _, errOut = runCLI(t, "policy", "diff", examplePolicy, "--kubeconfig", "")
