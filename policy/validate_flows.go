@@ -20,12 +20,16 @@ type flow struct {
 	path, why, off string
 	// pairs are the [from, to] node indices (file order) that need it.
 	pairs [][2]int
+	// eitherWay: one direction of a pair is enough (BGP: both ends
+	// connect, and the session that gets through carries both ways; BFD
+	// sends from both ends, each a new flow, so it needs both).
+	eitherWay bool
 }
 
 // flows checks that the tailnet policy as it will be pushed lets the nodes
-// reach each other where netd's features need it: BGP between peers, BFD
-// between peers when it is on, VXLAN between all nodes when a pool uses
-// it. With generation on the generated grants allow all of it, so this
+// reach each other where netd's features need it: BGP between peers (one
+// way is enough), BFD between peers both ways when it is on, VXLAN between
+// all nodes when a pool uses it. With generation on the generated grants allow all of it, so this
 // mostly catches a hand-written policy (spec.generate.disabled) that
 // leaves a flow out, and a hand-written test that asserts such a flow is
 // denied (Tailscale would refuse that policy once the flow is allowed).
@@ -52,7 +56,7 @@ func (v *validator) flows() {
 	}
 	peers := v.peerPairs()
 	want := []flow{{
-		what: "BGP", proto: "tcp", port: v.m.bgpPort, path: "spec.bgp", pairs: peers,
+		what: "BGP", proto: "tcp", port: v.m.bgpPort, path: "spec.bgp", pairs: peers, eitherWay: true,
 		why: "the BGP sessions would never come up and no pod routes would be exchanged",
 	}}
 	if v.m.bfd {
@@ -87,10 +91,16 @@ func (v *validator) flows() {
 // flowAllowed reports the node pairs the policy does not let through.
 func (v *validator) flowAllowed(ev *acldoc.Evaluator, eps []acldoc.Endpoint, fl flow) {
 	var refused []string
+	allows := func(a, b int) bool {
+		ok, _, err := ev.Allows(eps[a], eps[b], fl.proto, fl.port)
+		return err == nil && ok
+	}
 	for _, p := range fl.pairs {
-		ok, _, err := ev.Allows(eps[p[0]], eps[p[1]], fl.proto, fl.port)
-		if err != nil || !ok {
+		switch {
+		case !fl.eitherWay && !allows(p[0], p[1]):
 			refused = append(refused, v.f.Spec.Nodes[p[0]].Name+" -> "+v.f.Spec.Nodes[p[1]].Name)
+		case fl.eitherWay && p[0] < p[1] && !allows(p[0], p[1]) && !allows(p[1], p[0]):
+			refused = append(refused, v.f.Spec.Nodes[p[0]].Name+" <-> "+v.f.Spec.Nodes[p[1]].Name)
 		}
 	}
 	if len(refused) == 0 {
@@ -128,6 +138,9 @@ func (v *validator) flowNotDenied(ev *acldoc.Evaluator, eps []acldoc.Endpoint, f
 				continue
 			}
 			if pair, hit := namedPair(ev, t.Src, host, eps, fl.pairs); hit {
+				if ok, _, _ := ev.Allows(eps[pair[1]], eps[pair[0]], fl.proto, fl.port); fl.eitherWay && ok {
+					continue // the session can come up from the other end
+				}
 				v.errorf(fmt.Sprintf("spec.tailnet.tests[%d].deny[%d]", i, j),
 					fmt.Sprintf("remove %q from the test's deny list", d)+orOff(fl.off),
 					"this test asserts that %s cannot reach %s on %s/%d, but %s needs it between %s and %s",
