@@ -92,8 +92,9 @@ type backend interface {
 	get(ctx context.Context) (doc []byte, version string, err error)
 	// document picks the form of the policy this server takes.
 	document(t *desired.Tailnet) *desired.TailnetDocument
-	// validate asks the server (or its tool) to check doc.
-	validate(ctx context.Context, doc []byte) error
+	// validate asks the server (or its tool) to check doc; an error means
+	// it could not be asked.
+	validate(ctx context.Context, doc []byte) (Validation, error)
 	// put writes doc if the live version is still ifMatch.
 	put(ctx context.Context, doc []byte, ifMatch string) (version string, err error)
 }
@@ -171,7 +172,11 @@ func apply(ctx context.Context, b backend, t *desired.Tailnet, opts Options) (Re
 	if err := checkOffline(b.document(t)); err != nil {
 		return res, err
 	}
-	if err := b.validate(ctx, c.Desired); err != nil {
+	v, err := b.validate(ctx, c.Desired)
+	if err == nil {
+		err = v.err()
+	}
+	if err != nil {
 		return res, fmt.Errorf("validating on %s: %w", c.Target, err)
 	}
 	if c.Drift != "" {

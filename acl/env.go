@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"strings"
 )
 
@@ -67,6 +68,8 @@ func def(s, d string) string {
 // credentials, CI secrets mounted as files):
 //
 //	HEADSCALE_URL, HEADSCALE_API_KEY[_FILE], HEADSCALE_CLI  → headscale
+//	  (HEADSCALE_CLI: the headscale binary for `headscale policy check`;
+//	  default: headscale on PATH, if any)
 //	TS_API_KEY[_FILE]                                       → Tailscale, API key
 //	TS_OAUTH_ID[_FILE], TS_OAUTH_SECRET[_FILE]              → Tailscale, OAuth client
 //	  (or TS_OAUTH_CLIENT_ID[_FILE], TS_OAUTH_CLIENT_SECRET[_FILE])
@@ -96,7 +99,11 @@ func TargetFromEnv() (Target, error) {
 		return v
 	}
 	if u := os.Getenv("HEADSCALE_URL"); u != "" {
-		t := Target{Kind: KindHeadscale, BaseURL: u, APIKey: must("HEADSCALE_API_KEY"), HeadscaleCLI: os.Getenv("HEADSCALE_CLI")}
+		cli := os.Getenv("HEADSCALE_CLI")
+		if cli == "" {
+			cli, _ = exec.LookPath("headscale") // none: not validated before a write
+		}
+		t := Target{Kind: KindHeadscale, BaseURL: u, APIKey: must("HEADSCALE_API_KEY"), HeadscaleCLI: cli}
 		if t.APIKey == "" {
 			errs = append(errs, errors.New("HEADSCALE_URL is set but HEADSCALE_API_KEY(_FILE) is not"))
 		}

@@ -111,28 +111,37 @@ func (b *hsBackend) get(ctx context.Context) ([]byte, string, error) {
 }
 
 // validate runs `headscale policy check` when a headscale binary is
-// configured; headscale also checks the policy itself on write (and rejects
-// it before storing it).
-func (b *hsBackend) validate(ctx context.Context, doc []byte) error {
+// configured: headscale has no validate endpoint, so this is its own
+// parser and policy checks, run here. headscale also checks the policy
+// itself on write (and rejects it before storing it). Without a binary
+// the policy is not validated, and the Validation says so.
+func (b *hsBackend) validate(ctx context.Context, doc []byte) (Validation, error) {
 	if b.cli == "" {
-		return nil
+		return Validation{Message: "headscale has no validate endpoint and no headscale binary is configured for `headscale policy check` (set HEADSCALE_CLI, or put headscale on PATH)"}, nil
 	}
+	v := Validation{By: "headscale policy check (" + b.cli + ")"}
 	dir, err := os.MkdirTemp("", "netd-acl-")
 	if err != nil {
-		return err
+		return v, err
 	}
 	defer os.RemoveAll(dir)
 	f := filepath.Join(dir, "policy.hujson")
 	if err := os.WriteFile(f, doc, 0o600); err != nil {
-		return err
+		return v, err
 	}
 	cmd := exec.CommandContext(ctx, b.cli, "policy", "check", "--file", f)
 	cmd.Env = append(os.Environ(), "HEADSCALE_DISABLE_CHECK_UPDATES=1")
 	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("%w: headscale policy check: %w: %s", ErrInvalid, err, bytes.TrimSpace(out))
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		v.Checked, v.Message = true, fmt.Sprintf("headscale policy check: %v: %s", err, bytes.TrimSpace(out))
+	case err != nil:
+		return v, fmt.Errorf("running headscale policy check: %w", err)
+	default:
+		v.Checked, v.Valid = true, true
 	}
-	return nil
+	return v, nil
 }
 
 func (b *hsBackend) put(ctx context.Context, doc []byte, ifMatch string) (string, error) {

@@ -167,8 +167,10 @@ func TestDoctorTailnet(t *testing.T) {
 		// A route that takes ultra's overlay address over the LAN: the
 		// doctor fails it, and ultra's ts-input drops what firebat sends
 		// from its overlay address (a TCP connect to ultra's BGP port).
-		nsRun(t, fb.NS, fmt.Sprintf("ip route add %s via %s dev eth0 table 100", ul.OverlayAddr, ul.LANAddr), fmt.Sprintf("ip route del %s table 100", ul.OverlayAddr))
-		nsRun(t, fb.NS, fmt.Sprintf("ip rule add priority 100 to %s lookup 100", ul.OverlayAddr), fmt.Sprintf("ip rule del priority 100 to %s lookup 100", ul.OverlayAddr))
+		// Registered first, so it runs last (cleanups run in reverse): the
+		// lab converges again once the route and rule below are gone. (BFD
+		// over the tailnet takes firebat and ultra's routes down within a
+		// second of the misroute, so it cannot converge before.)
 		t.Cleanup(func() {
 			cctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 			defer cancel()
@@ -176,6 +178,8 @@ func TestDoctorTailnet(t *testing.T) {
 				t.Error(err)
 			}
 		})
+		nsRun(t, fb.NS, fmt.Sprintf("ip route add %s via %s dev eth0 table 100", ul.OverlayAddr, ul.LANAddr), fmt.Sprintf("ip route del %s table 100", ul.OverlayAddr))
+		nsRun(t, fb.NS, fmt.Sprintf("ip rule add priority 100 to %s lookup 100", ul.OverlayAddr), fmt.Sprintf("ip rule del priority 100 to %s lookup 100", ul.OverlayAddr))
 		rep, code = doc(t, "firebat", "--only", "cgnat")
 		wantFinding(t, rep, code, "cgnat/drop-rule", doctor.Fail, "route get 100.64.0.2 from 100.64.0.1 (ultra): dev eth0 table 100 via "+ul.LANAddr.String(),
 			"leaves through eth0, not tailscale0: ultra's tailscaled drops it")

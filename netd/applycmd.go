@@ -26,7 +26,11 @@ const applyUsage = `usage:
   netd policy diff FILE [--kubeconfig K] [--only calico|tailnet] [--format text|json]
       what would change: Calico objects (create, update, disable,
       delete-when-drained, unowned) and the tailnet policy (unified diff,
-      drift). Exit 0: no changes; 1: changes or drift; 2: usage; 3: error.
+      drift), and the control server's verdict on the tailnet policy
+      (Tailscale's /acl/validate; for headscale, which has no validate
+      endpoint, ` + "`headscale policy check`" + `; without credentials it says
+      it did not validate). Exit 0: no changes; 1: changes or drift;
+      2: usage; 3: error, or the control server rejects the policy.
   netd policy apply FILE [--kubeconfig K] [--only calico|tailnet] [--force] [--timeout D]
       apply both parts; each is reported on its own. Calico writes only
       objects labelled netd.ducksnest.dev/managed-by=netd, each conditional
@@ -35,13 +39,16 @@ const applyUsage = `usage:
       policy edited since netd's last apply unless --force.
 
   tailnet credentials (environment; each secret also as X_FILE):
-      HEADSCALE_URL + HEADSCALE_API_KEY         headscale
+      HEADSCALE_URL + HEADSCALE_API_KEY         headscale (HEADSCALE_CLI: the
+                                                headscale binary for its check;
+                                                default: headscale on PATH)
       TS_API_KEY                                Tailscale, API key
       TS_OAUTH_CLIENT_ID + TS_OAUTH_CLIENT_SECRET  Tailscale, OAuth client
       TS_TAILNET (default "-")
 `
 
 type applyFlags struct {
+	cmd        string // "diff" or "apply"
 	kubeconfig string
 	format     string
 	only       string
@@ -50,7 +57,7 @@ type applyFlags struct {
 }
 
 func parseApplyArgs(name string, args []string, stderr io.Writer) (string, applyFlags, error) {
-	var f applyFlags
+	f := applyFlags{cmd: name}
 	fs := newFlagSet(name, stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, applyUsage) }
 	fs.StringVar(&f.kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig `file` (default: $KUBECONFIG)")
@@ -81,6 +88,9 @@ type applyParts struct {
 	st     *desired.State
 	calico *calico.Reconciler // nil: not configured
 	target *acl.Target        // nil: not configured
+	// noTarget says why target is nil (no credentials), unless --only
+	// calico left the tailnet out.
+	noTarget string
 }
 
 // setupParts compiles FILE and connects to what is configured. A part named
@@ -116,8 +126,12 @@ func setupParts(path string, f applyFlags, stderr io.Writer) (*applyParts, error
 		switch {
 		case err == nil:
 			p.target = &t
+		case f.only == "tailnet" && f.cmd == "diff":
+			return nil, fmt.Errorf("tailnet part: not diffed, and NOT VALIDATED by the control server: %w", err)
 		case f.only == "tailnet":
 			return nil, fmt.Errorf("tailnet part: %w", err)
+		default:
+			p.noTarget = err.Error()
 		}
 	}
 	switch {
@@ -133,7 +147,10 @@ func setupParts(path string, f applyFlags, stderr io.Writer) (*applyParts, error
 type diffReport struct {
 	Calico  *calico.Plan `json:"calico,omitempty"`
 	Tailnet *acl.Change  `json:"tailnet,omitempty"`
-	Changes bool         `json:"changes"`
+	// TailnetValidation is the control server's answer on the desired
+	// tailnet policy; without credentials it says it was not validated.
+	TailnetValidation *acl.Validation `json:"tailnetValidation,omitempty"`
+	Changes           bool            `json:"changes"`
 }
 
 func policyDiff(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -166,6 +183,18 @@ func policyDiff(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			rep.Tailnet = &ch
 			rep.Changes = rep.Changes || !ch.Unchanged || ch.Drift != ""
 		}
+		v, err := acl.Validate(ctx, *p.target, &p.st.Tailnet)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("tailnet (%s): validating: %w", p.target, err))
+		case v.Checked && !v.Valid:
+			rep.TailnetValidation = &v
+			errs = append(errs, fmt.Errorf("tailnet (%s): the control server rejects the policy: %s", p.target, v.Message))
+		default:
+			rep.TailnetValidation = &v
+		}
+	} else if p.noTarget != "" {
+		rep.TailnetValidation = &acl.Validation{Message: p.noTarget}
 	}
 	if f.format == "json" {
 		enc := json.NewEncoder(stdout)
@@ -204,8 +233,14 @@ func printDiff(w io.Writer, rep diffReport) {
 		fmt.Fprintln(w, "== calico")
 		fmt.Fprint(w, rep.Calico.String())
 	}
+	if rep.Tailnet == nil && rep.TailnetValidation != nil {
+		fmt.Fprintf(w, "== tailnet: not diffed; %s\n", rep.TailnetValidation)
+	}
 	if ch := rep.Tailnet; ch != nil {
 		fmt.Fprintf(w, "== tailnet (%s)\n", ch.Target)
+		if v := rep.TailnetValidation; v != nil {
+			fmt.Fprintf(w, "validation: %s\n", v)
+		}
 		if ch.Drift != "" {
 			fmt.Fprintf(w, "DRIFT: %s\n  apply will refuse without --force; reconcile the live edit into the policy file first\n", ch.Drift)
 		}

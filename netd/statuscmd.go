@@ -57,6 +57,7 @@ func printStatus(w io.Writer, st daemon.Status) {
 			p.Received, p.Accepted, orDash(strings.Join(rej, ",")), p.Advertised)
 	}
 	tw.Flush()
+	printBFD(w, st.BFD)
 	fmt.Fprintf(w, "\nadvertised: %v (from %s)\n", st.Advertised, st.PodSource)
 	if c := st.Cluster; c != nil {
 		fmt.Fprintf(w, "kubernetes: block affinities synced=%v, calico sync=%v, lease holder=%v\n", c.AffinitySynced, c.SyncCalico, c.Leader)
@@ -128,6 +129,36 @@ func printStatus(w io.Writer, st daemon.Status) {
 	fmt.Fprintln(w, "\nreconcilers")
 	for _, r := range st.Reconcilers {
 		fmt.Fprintf(w, "  %-7s runs=%d failures=%d last=%s %s\n", r.Name, r.Runs, r.Failures, r.Duration, orDash(r.LastError))
+	}
+}
+
+// printBFD prints the BFD sessions, then a warning for each session that
+// never came up.
+func printBFD(w io.Writer, b *daemon.BFDStatus) {
+	if b == nil {
+		fmt.Fprintln(w, "\nBFD  off")
+		return
+	}
+	fmt.Fprintf(w, "\nBFD  interval %s  multiplier %d\n", b.Interval, b.Multiplier)
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  PEER\tADDRESS\tSTATE\tADMITTED\tEVER-UP\tCHANGES\tLAST-CHANGE\tDIAG\tLOCAL TX/RX xMULT\tREMOTE TX/RX xMULT")
+	for _, p := range b.Peers {
+		last := "-"
+		if !p.LastChange.IsZero() {
+			last = p.LastChange.Format(time.TimeOnly)
+		}
+		remote := "-"
+		if p.Remote.Multiplier != 0 {
+			remote = fmt.Sprintf("%s/%s x%d", p.Remote.DesiredMinTx, p.Remote.RequiredMinRx, p.Remote.Multiplier)
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%v\t%v\t%d\t%s\t%s\t%s/%s x%d\t%s\n", orDash(p.Name), p.Peer, p.State, p.Admitted, p.EverUp,
+			p.Changes, last, orDash(p.Diag), p.Local.DesiredMinTx, p.Local.RequiredMinRx, p.Local.Multiplier, remote)
+	}
+	tw.Flush()
+	for _, p := range b.Peers {
+		if p.Warning != "" {
+			fmt.Fprintf(w, "  WARNING bfd %s: %s\n", orDash(p.Name), p.Warning)
+		}
 	}
 }
 

@@ -529,7 +529,7 @@ fi
 # --- 14. lab.nix agrees with the compiled policy; the VM test policy is valid ---
 # The policy compiler is the authority (`netd policy render --state`, the
 # desired state every reconciler uses): lab.nix must carry the same node
-# names, roles, sites, addresses, BGP port and pod MTU.
+# names, roles, sites, addresses, BGP port, BFD and pod MTU.
 if [ "$netd_real" = 1 ] && "$netd_out/bin/netd" policy render "$root/examples/ducksnest/policy.yaml" --state >"$tmp/state.json" 2>"$tmp/render.err"; then
   run "nixos/lab.nix agrees with the compiled examples/ducksnest/policy.yaml" python3 - "$root" "$tmp/state.json" <<'PY'
 import json, subprocess, sys
@@ -553,6 +553,7 @@ for name, n in lab["nodes"].items():
     eq(f"{name} overlayAddress", n["overlayAddress"], pn.get("overlayAddr"))
     eq(f"{name} lanAddress", n.get("lanAddress"), pn.get("lanAddr"))
     eq(f"{name} BGP port", lab["bgpPort"], pn.get("bgp", {}).get("listenPort"))
+    eq(f"{name} BFD (services.netd.bfd.enable vs spec.bgp.bfd.enabled)", lab["bfd"], pn.get("bgp", {}).get("bfd"))
 eq("control plane", [lab["controlPlane"]], [n for n, v in nodes.items() if v["role"] == "control-plane"])
 if errs: sys.exit("\n".join(errs))
 PY

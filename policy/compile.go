@@ -257,7 +257,7 @@ func compileNodes(f *File, m *model) ([]desired.Node, reflectedRing) {
 			Tailscale: desired.NodeTailscale{Hostname: cmp.Or(n.Tailscale.Hostname, n.Name), Tags: slices.Clone(n.Tailscale.Tags)},
 			BGP: desired.Speaker{
 				ASN: asn(i), RouterID: mn.overlay, ListenAddr: mn.overlay, ListenPort: m.bgpPort,
-				Timers: m.timers, GracefulRestart: m.gr, PodCIDR: m.pods, Reserved: reserved,
+				Timers: m.timers, GracefulRestart: m.gr, BFD: m.bfd, PodCIDR: m.pods, Reserved: reserved,
 			},
 		}
 		if !f.Spec.Generate.Disabled && !slices.Contains(dn.Tailscale.Tags, m.nodeTag) {

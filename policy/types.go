@@ -119,6 +119,7 @@ type BGP struct {
 	Port            int             `json:"port,omitempty" yaml:"port,omitempty" jsonschema:"description=TCP port (default 179)"`
 	Timers          Timers          `json:"timers,omitempty" yaml:"timers,omitempty"`
 	GracefulRestart GracefulRestart `json:"gracefulRestart,omitempty" yaml:"gracefulRestart,omitempty"`
+	BFD             BFD             `json:"bfd,omitempty" yaml:"bfd,omitempty"`
 	// MaxPrefixes is the per-peer import limit for cluster peers (default 1000).
 	MaxPrefixes   int            `json:"maxPrefixes,omitempty" yaml:"maxPrefixes,omitempty"`
 	ExternalPeers []ExternalPeer `json:"externalPeers,omitempty" yaml:"externalPeers,omitempty"`
@@ -138,6 +139,17 @@ type GracefulRestart struct {
 	RestartTime Duration `json:"restartTime,omitempty" yaml:"restartTime,omitempty" jsonschema:"type=string,description=Advertised restart time (default 120s; at most 4095s)"`
 	// StalePathTime bounds how long a restarting peer's routes are kept (default 300s).
 	StalePathTime Duration `json:"stalePathTime,omitempty" yaml:"stalePathTime,omitempty" jsonschema:"type=string"`
+}
+
+// BFD is fast failure detection between the BGP speakers (netd run --bfd):
+// single-hop BFD (RFC 5881) on UDP 3784 over the overlay, so the tailnet
+// policy must let the nodes reach each other there.
+type BFD struct {
+	// Enabled says whether the nodes run BFD (default true). It must match
+	// how netd runs (`netd run --bfd`, NixOS services.netd.bfd.enable):
+	// the generated tailnet policy opens UDP 3784 between the nodes only
+	// when it is on.
+	Enabled *bool `json:"enabled,omitempty" yaml:"enabled,omitempty" jsonschema:"description=Default true: the nodes run BFD (UDP 3784) with their BGP peers"`
 }
 
 // ExternalPeer is a BGP speaker outside the cluster, such as a home router.

@@ -63,6 +63,7 @@ func tailnetPolicy(f *File, m *model) acldoc.Policy {
 func generateInput(f *File, m *model) acldoc.GenerateInput {
 	in := acldoc.GenerateInput{
 		NodeTag: m.nodeTag, PodCIDR: m.pods, ServiceCIDR: m.services, OverlayCIDR: m.overlay, BGPPort: m.bgpPort,
+		BFD: m.bfd, VXLAN: m.vxlanPool >= 0,
 		Nodes: make([]acldoc.GenNode, 0, len(f.Spec.Nodes)),
 	}
 	for i, n := range f.Spec.Nodes {

@@ -132,6 +132,8 @@ var invalidCases = map[string]string{
 	"ext-password":                  "password file path",
 	"tailnet-unknown-group":         "tailnet.Validate issues get positions",
 	"generate-node-tag":             "generate.nodeTag format",
+	"flows-generation-disabled":     "BFD and VXLAN on but a hand-written policy allows only BGP",
+	"flows-deny-test":               "a hand-written test denies a flow BFD needs",
 	"multiple-errors":               "all errors are reported at once, sorted",
 }
 

@@ -19,8 +19,16 @@ import (
 // is not started.
 func newTestDaemon(t *testing.T, opts ...func(*Config)) (*Daemon, string) {
 	t.Helper()
+	return newTestDaemonPolicy(t, exampleText(), opts...)
+}
+
+func exampleText() string { return string(examples.Ducksnest) }
+
+// newTestDaemonPolicy is newTestDaemon with the policy text given.
+func newTestDaemonPolicy(t *testing.T, policy string, opts ...func(*Config)) (*Daemon, string) {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "policy.yaml")
-	if err := os.WriteFile(path, examples.Ducksnest, 0o600); err != nil {
+	if err := os.WriteFile(path, []byte(policy), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cfg := Config{

@@ -34,9 +34,11 @@ type Status struct {
 	LANPaths   []probe.TargetStatus  `json:"lanPaths,omitempty"`
 	// PodSource says where the advertised blocks come from: the policy,
 	// or Calico IPAM.
-	PodSource   string             `json:"podSource"`
-	Cluster     *ClusterStatus     `json:"cluster,omitempty"`
-	Tailnet     *TailnetStatus     `json:"tailnet,omitempty"`
+	PodSource string         `json:"podSource"`
+	Cluster   *ClusterStatus `json:"cluster,omitempty"`
+	Tailnet   *TailnetStatus `json:"tailnet,omitempty"`
+	// BFD is every BFD session (nil: netd runs without BFD).
+	BFD         *BFDStatus         `json:"bfd,omitempty"`
 	Reconcilers []reconcile.Status `json:"reconcilers"`
 }
 

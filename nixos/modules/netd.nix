@@ -304,7 +304,11 @@ in
           that a silent peer's routes leave the kernel within a second
           instead of the BGP hold time. `openFirewall` opens UDP 3784 on the
           overlay interface; the tailnet policy must allow it between the
-          nodes (netd's generated policy does).
+          nodes: netd's generated policy does while the policy's
+          `spec.bgp.bfd.enabled` is true (the default), so keep the two
+          equal (`netd policy check` fails when BFD is on and the tailnet
+          policy does not allow it). netd's BFD is single hop (RFC 5881):
+          UDP 4784 (multihop) is never used.
         '';
       };
       interval = mkOption {

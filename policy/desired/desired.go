@@ -94,6 +94,9 @@ type Speaker struct {
 	ClusterID       netip.Addr      `json:"clusterID,omitzero"`
 	Timers          Timers          `json:"timers"`
 	GracefulRestart GracefulRestart `json:"gracefulRestart"`
+	// BFD says whether the nodes run BFD with their peers (single hop, UDP
+	// 3784), which the generated tailnet policy then allows.
+	BFD bool `json:"bfd"`
 	// PodCIDR bounds everything a cluster peer may announce.
 	PodCIDR netip.Prefix `json:"podCIDR"`
 	// Reserved are the ranges no route learned from an external peer may
