@@ -7,8 +7,9 @@
 // Two kinds of test share the package's time. The fault tests (restarts,
 // BFD detection, overlay flaps, overlapping restarts, the hostile LAN
 // peer, resyncs) hold a loss or detection-time budget against an
-// independent pinger; they run one at a time, first. The others (the
-// systemd, tailnet and Kubernetes labs, doctor, interop, join and leave,
+// independent pinger (TestTailnet too: BFD over the real tailnet); they
+// run one at a time, first. The others (the systemd and Kubernetes labs,
+// the tailnet doctor, doctor, interop, join and leave,
 // the CLI) call t.Parallel and then run two at a time (-parallel defaults
 // to GOMAXPROCS), which keeps the package within the CI budget (see
 // DEVELOPERS.md). Every test must pass on a loaded machine either way:

@@ -62,7 +62,8 @@ func tailscaleTools(t *testing.T) lab.TailnetConfig {
 // compiled tailnet policy applied through the acl package as a user
 // deploys it (headscale enforces it; nothing is added by hand).
 func TestTailnet(t *testing.T) {
-	t.Parallel() // see doc.go
+	// Not parallel: it holds BFD's detection budget (a silent peer's routes
+	// gone within 1 s) over the real tailnet; see doc.go.
 	needRoot(t)
 	_, err := os.Stat("/dev/net/tun")
 	testutil.Require(t, err == nil, "tailscaled needs /dev/net/tun (the tun kernel module): %v", err)
