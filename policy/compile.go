@@ -18,8 +18,9 @@ import (
 )
 
 // felixMarkMask is the iptables mark mask Felix may use. Calico's default,
-// 0xffff0000, overlaps tailscaled's fwmarks (0x40000 bypass, 0x80000
-// subnet-route/SNAT: the 0x00ff0000 byte), so Felix's verdict marks would be
+// 0xffff0000, overlaps tailscaled's fwmarks (0x40000 subnet route, also
+// what its SNAT matches; 0x80000 bypass, on tailscaled's own packets: the
+// 0x00ff0000 byte, util/linuxfw), so Felix's verdict marks would be
 // read by tailscaled's rules at priorities 5210-5250 as its own and its
 // packets misrouted. kube-proxy and the kubelet use 0x4000 (masquerade) and
 // 0x8000 (drop). Felix wants at least 8 bits, and Calico's CRD declares the
