@@ -97,6 +97,8 @@ type backend interface {
 	validate(ctx context.Context, doc []byte) (Validation, error)
 	// put writes doc if the live version is still ifMatch.
 	put(ctx context.Context, doc []byte, ifMatch string) (version string, err error)
+	// routes lists every node's advertised and approved subnet routes.
+	routes(ctx context.Context) ([]NodeRoutes, error)
 }
 
 // Diff reads the live policy of target and compares it with the desired

@@ -63,6 +63,10 @@ func def(s, d string) string {
 	return s
 }
 
+// ErrNoCredentials is TargetFromEnv's error when the environment holds no
+// tailnet credentials at all (as opposed to incomplete or unreadable ones).
+var ErrNoCredentials = errors.New("no tailnet credentials: set HEADSCALE_URL+HEADSCALE_API_KEY, TS_API_KEY, or TS_OAUTH_CLIENT_ID+TS_OAUTH_CLIENT_SECRET (or their _FILE forms)")
+
 // TargetFromEnv builds the target from the environment. Every secret X may
 // instead be given as X_FILE, a path to a file holding it (systemd
 // credentials, CI secrets mounted as files):
@@ -119,7 +123,11 @@ func TargetFromEnv() (Target, error) {
 		t.OAuthClientSecret = must("TS_OAUTH_CLIENT_SECRET")
 	}
 	if t.APIKey == "" && (t.OAuthClientID == "" || t.OAuthClientSecret == "") && len(errs) == 0 {
-		errs = append(errs, errors.New("no tailnet credentials: set HEADSCALE_URL+HEADSCALE_API_KEY, TS_API_KEY, or TS_OAUTH_CLIENT_ID+TS_OAUTH_CLIENT_SECRET (or their _FILE forms)"))
+		if t.APIKey == "" && t.OAuthClientID == "" && t.OAuthClientSecret == "" {
+			errs = append(errs, ErrNoCredentials)
+		} else {
+			errs = append(errs, errors.New("incomplete Tailscale OAuth client: set both TS_OAUTH_CLIENT_ID and TS_OAUTH_CLIENT_SECRET (or their _FILE forms)"))
+		}
 	}
 	return t, errors.Join(errs...)
 }

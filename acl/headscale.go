@@ -162,3 +162,50 @@ func (b *hsBackend) put(ctx context.Context, doc []byte, ifMatch string) (string
 	}
 	return p.UpdatedAt, nil
 }
+
+// routes lists the nodes (GET /api/v1/node). headscale 0.26 reports a
+// node's announced routes as availableRoutes, the approved ones as
+// approvedRoutes, and those both announced and approved (served) as
+// subnetRoutes.
+func (b *hsBackend) routes(ctx context.Context) ([]NodeRoutes, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.base+"/api/v1/node", nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+b.key)
+	resp, err := b.hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("listing headscale nodes: %w", err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
+	if err != nil {
+		return nil, fmt.Errorf("reading headscale nodes: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("listing headscale nodes: %w", &hsError{status: resp.StatusCode, msg: string(bytes.TrimSpace(raw))})
+	}
+	var out struct {
+		Nodes []struct {
+			Name            string   `json:"name"`
+			GivenName       string   `json:"givenName"`
+			IPAddresses     []string `json:"ipAddresses"`
+			ApprovedRoutes  []string `json:"approvedRoutes"`
+			AvailableRoutes []string `json:"availableRoutes"`
+			SubnetRoutes    []string `json:"subnetRoutes"`
+		} `json:"nodes"`
+	}
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return nil, fmt.Errorf("decoding headscale nodes: %w", err)
+	}
+	nodes := make([]NodeRoutes, 0, len(out.Nodes))
+	for _, n := range out.Nodes {
+		name := n.GivenName
+		if name == "" {
+			name = n.Name
+		}
+		nodes = append(nodes, NodeRoutes{Name: name, Addrs: parseAddrs(n.IPAddresses),
+			Advertised: parsePrefixes(n.AvailableRoutes), Approved: parsePrefixes(n.ApprovedRoutes, n.SubnetRoutes)})
+	}
+	return nodes, nil
+}

@@ -233,3 +233,18 @@ func (o *oauthTransport) get(ctx context.Context) (string, error) {
 	o.token, o.expires = t.AccessToken, time.Now().Add(time.Duration(t.ExpiresIn)*time.Second)
 	return o.token, nil
 }
+
+// routes lists the tailnet's devices with all fields: advertisedRoutes
+// and enabledRoutes (the approved ones).
+func (b *tsBackend) routes(ctx context.Context) ([]NodeRoutes, error) {
+	devs, err := b.c.Devices(ctx, tailscale.DeviceAllFields)
+	if err != nil {
+		return nil, fmt.Errorf("listing tailscale devices: %w", err)
+	}
+	nodes := make([]NodeRoutes, 0, len(devs))
+	for _, d := range devs {
+		nodes = append(nodes, NodeRoutes{Name: d.Hostname, Addrs: parseAddrs(d.Addresses),
+			Advertised: parsePrefixes(d.AdvertisedRoutes), Approved: parsePrefixes(d.EnabledRoutes)})
+	}
+	return nodes, nil
+}

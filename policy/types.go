@@ -44,6 +44,8 @@ type Spec struct {
 	Calico   Calico           `json:"calico" yaml:"calico" jsonschema:"required"`
 	Tailnet  acldoc.Policy    `json:"tailnet" yaml:"tailnet"`
 	Generate TailnetGenerated `json:"generate,omitempty" yaml:"generate,omitempty"`
+	// TailnetSync says which netd keeps the tailnet policy in sync and how.
+	TailnetSync TailnetSync `json:"tailnetSync,omitempty" yaml:"tailnetSync,omitempty"`
 }
 
 // Networks are the address ranges of the cluster. All must be canonical
@@ -201,4 +203,21 @@ type TailnetGenerated struct {
 	NodeTag string `json:"nodeTag,omitempty" yaml:"nodeTag,omitempty"`
 	// Disabled turns generation off; the tailnet section is then used as is.
 	Disabled bool `json:"disabled,omitempty" yaml:"disabled,omitempty"`
+}
+
+// TailnetSync says which netd daemon writes the tailnet policy to the
+// control server (a netd run with tailnet credentials) and what it may
+// overwrite.
+type TailnetSync struct {
+	// Writer is the node whose netd writes the tailnet policy when netd runs
+	// without Kubernetes. With --kubeconfig the holder of the
+	// kube-system/netd-tailnet Lease writes instead, and Writer is not used.
+	Writer string `json:"writer,omitempty" yaml:"writer,omitempty" jsonschema:"description=Node whose netd writes the tailnet policy when netd runs without Kubernetes (with --kubeconfig the holder of the kube-system/netd-tailnet Lease writes)"`
+	// Ownership is shared (default: a policy edited outside netd is
+	// reported as drift and left alone) or exclusive (netd owns the tailnet
+	// policy outright: drift is reported and overwritten).
+	Ownership string `json:"ownership,omitempty" yaml:"ownership,omitempty" jsonschema:"enum=shared,enum=exclusive,description=shared (default): an edit made outside netd is reported and never overwritten; exclusive: it is reported and overwritten"`
+	// Interval is how often the writer re-reads the live policy and the
+	// nodes' routes (default 1m, at least 1s).
+	Interval Duration `json:"interval,omitempty" yaml:"interval,omitempty" jsonschema:"type=string,description=How often the writer re-checks the live tailnet policy and route approvals (Go duration; default 1m)"`
 }

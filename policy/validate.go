@@ -70,6 +70,7 @@ type model struct {
 	external        []modelPeer
 	nodeTag         string
 	tailnet         acldoc.Policy // as it will be pushed
+	sync            desired.TailnetSync
 }
 
 type modelNode struct {
@@ -111,6 +112,7 @@ func check(f *File) (*model, ErrorList) {
 	v.bgp()
 	v.tailnet()
 	v.flows()
+	v.tailnetSync()
 	return &v.m, v.errs
 }
 
