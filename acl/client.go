@@ -29,7 +29,9 @@ func NewClient(target Target) (*Client, error) {
 func (c *Client) Name() string { return c.b.name() }
 
 // Diff is Diff on this client's control server.
-func (c *Client) Diff(ctx context.Context, t *desired.Tailnet) (Change, error) { return diff(ctx, c.b, t) }
+func (c *Client) Diff(ctx context.Context, t *desired.Tailnet) (Change, error) {
+	return diff(ctx, c.b, t)
+}
 
 // Apply is Apply on this client's control server.
 func (c *Client) Apply(ctx context.Context, t *desired.Tailnet, opts Options) (Result, error) {

@@ -224,7 +224,9 @@ func TestDriftReportedNotOverwritten(t *testing.T) {
 	st := compile(t, "control-plane", nil)
 	h := newHarness(t, "control-plane", st)
 	testutil.Eventually(t, 10*time.Second, "first apply", func() bool { return h.s.Status().InSync })
-	h.hs.edit(func(p string) string { return strings.Replace(p, `"tag:k8s-node:22"`, `"tag:k8s-node:22", "tag:k8s-node:2222"`, 1) })
+	h.hs.edit(func(p string) string {
+		return strings.Replace(p, `"tag:k8s-node:22"`, `"tag:k8s-node:22", "tag:k8s-node:2222"`, 1)
+	})
 	edited, _, _ := h.hs.state()
 	testutil.Eventually(t, 10*time.Second, "drift reported", func() bool { return h.s.Status().Drift != "" })
 	h.checks(5)
