@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ducksnest/netd/netd/daemon"
+	"github.com/ducksnest/netd/netd/tailnetsync"
 )
 
 func init() {
@@ -33,7 +34,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	printStatus(stdout, st)
-	if !st.Drift.Empty() || st.Policy.LastError != "" {
+	if !st.Drift.Empty() || st.Policy.LastError != "" || tailnetPolicyDrift(st.TailnetPolicy) {
 		return exitError{code: 1}
 	}
 	return nil
@@ -93,6 +94,7 @@ func printStatus(w io.Writer, st daemon.Status) {
 			fmt.Fprintf(w, "  tailnet error: %s\n", t.Error)
 		}
 	}
+	printTailnetPolicy(w, st.TailnetPolicy)
 	if len(st.LANPaths) > 0 {
 		fmt.Fprintln(w, "\nLAN paths")
 		for _, p := range st.LANPaths {
@@ -160,6 +162,55 @@ func printBFD(w io.Writer, b *daemon.BFDStatus) {
 			fmt.Fprintf(w, "  WARNING bfd %s: %s\n", orDash(p.Name), p.Warning)
 		}
 	}
+}
+
+// printTailnetPolicy prints the tailnet policy writer's section.
+func printTailnetPolicy(w io.Writer, t *tailnetsync.Status) {
+	if t == nil {
+		return
+	}
+	role := "standby"
+	if t.Leading {
+		role = "WRITER"
+	}
+	fmt.Fprintf(w, "tailnet policy: %s on %s; writer %s (%s), ownership %s, re-check every %s\n", role, t.Target,
+		orDash(t.Writer), t.Mode, map[bool]string{false: "shared", true: "exclusive"}[t.Exclusive], t.Interval)
+	if t.RoleError != "" {
+		fmt.Fprintf(w, "  writer: %s\n", t.RoleError)
+	}
+	if !t.Leading {
+		return
+	}
+	fmt.Fprintf(w, "  in sync=%v  version %s  digest %s  writes %d  last check %s  last write %s\n", t.InSync, orDash(t.Version),
+		shortDigest(t.Digest), t.Writes, timeOrDash(t.LastCheck), timeOrDash(t.LastWrite))
+	if t.Drift != "" {
+		fmt.Fprintf(w, "  DRIFT since %s: %s\n", timeOrDash(t.DriftSince), t.Drift)
+		for _, l := range strings.Split(strings.TrimRight(t.DriftDiff, "\n"), "\n") {
+			fmt.Fprintf(w, "    %s\n", l)
+		}
+	}
+	if t.Blocked != "" {
+		fmt.Fprintf(w, "  NOT APPLIED: %s\n", t.Blocked)
+	}
+	for _, p := range t.RouteProblems {
+		fmt.Fprintf(w, "  POD ROUTES: %s\n", p)
+	}
+	if t.Error != "" {
+		fmt.Fprintf(w, "  error: %s\n", t.Error)
+	}
+}
+
+// tailnetPolicyDrift reports whether the writer sees drift or unapproved
+// pod routes (netd status then exits 1, as for kernel drift).
+func tailnetPolicyDrift(t *tailnetsync.Status) bool {
+	return t != nil && t.Leading && (t.Drift != "" || len(t.RouteProblems) > 0)
+}
+
+func timeOrDash(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.Format(time.RFC3339)
 }
 
 func shortDigest(d string) string {

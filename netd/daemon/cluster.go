@@ -187,6 +187,18 @@ func (c *cluster) blocks(self *desired.Node) ([]netip.Prefix, desired.Speaker, s
 	return aff.Blocks(self.Name), calico.WithIPAMOwners(self.BGP, aff.Owners()), "calico-ipam"
 }
 
+// allBlocks returns every node's pod blocks from Calico IPAM once the
+// BlockAffinity watch has synced; before that the policy's.
+func (c *cluster) allBlocks(st *desired.State) map[string][]netip.Prefix {
+	c.mu.Lock()
+	aff := c.affinity
+	c.mu.Unlock()
+	if aff == nil || !aff.Synced() {
+		return policyBlocks{}.allBlocks(st)
+	}
+	return aff.Owners()
+}
+
 // ClusterStatus is the Kubernetes side of `netd status`.
 type ClusterStatus struct {
 	// CalicoAPI is the Calico API the cluster serves and netd uses (nil

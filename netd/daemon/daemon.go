@@ -1,7 +1,8 @@
 // Package daemon wires netd's per-node daemon by hand: it loads the policy,
 // runs the BGP reconciler (embedded speaker, own pod blocks), the route
 // loop (routes.Installer: learned best paths to kernel routes), the LAN
-// path prober, the optional parts (Calico, Tailscale, BFD; see parts.go)
+// path prober, the optional parts (Calico, Tailscale, BFD, the tailnet
+// policy writer; see parts.go)
 // and the status and metrics servers in one context tree, reloads the
 // policy on SIGHUP or file change (keeping the last good state when the new
 // file is broken), and stops within a bound on SIGTERM. It holds no
@@ -22,6 +23,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/ducksnest/netd/acl"
 	"github.com/ducksnest/netd/bgp"
 	"github.com/ducksnest/netd/netd/probe"
 	"github.com/ducksnest/netd/netd/reconcile"
@@ -74,6 +76,10 @@ type Config struct {
 	GRPCAddr string
 	// BFD configures fast failure detection of the BGP peers.
 	BFD BFDConfig
+	// Tailnet is the control server whose tailnet policy this netd keeps
+	// in sync while it is the writer (the netd-tailnet Lease holder with
+	// Kubernetes, else the node the policy names); nil: no credentials.
+	Tailnet *acl.Target
 	// Reload is poked on SIGHUP.
 	Reload <-chan struct{}
 	Log    *slog.Logger
@@ -258,6 +264,18 @@ func (d *Daemon) addOptionalParts(cfg Config, self *desired.Node, reg *prometheu
 		d.onReload = append(d.onReload, t.trig)
 		d.afterBGP = append(d.afterBGP, t.trig)
 		d.reports = append(d.reports, t.report)
+	}
+	if cfg.Tailnet != nil {
+		s, trigs, err := newTailnetPolicy(cfg, reg, rm, d.policy.current, d.blocks)
+		if err != nil {
+			return err
+		}
+		d.parts = append(d.parts, s)
+		d.onReload = append(d.onReload, trigs...)
+		d.reports = append(d.reports, func(st *Status) {
+			ts := s.Status()
+			st.TailnetPolicy = &ts
+		})
 	}
 	return nil
 }

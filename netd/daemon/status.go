@@ -17,6 +17,7 @@ import (
 	"github.com/ducksnest/netd/netd/probe"
 	"github.com/ducksnest/netd/netd/reconcile"
 	"github.com/ducksnest/netd/netd/routes"
+	"github.com/ducksnest/netd/netd/tailnetsync"
 )
 
 // Status is what `netd status` shows: readable by a person, and as JSON.
@@ -38,8 +39,11 @@ type Status struct {
 	Cluster   *ClusterStatus `json:"cluster,omitempty"`
 	Tailnet   *TailnetStatus `json:"tailnet,omitempty"`
 	// BFD is every BFD session (nil: netd runs without BFD).
-	BFD         *BFDStatus         `json:"bfd,omitempty"`
-	Reconcilers []reconcile.Status `json:"reconcilers"`
+	BFD *BFDStatus `json:"bfd,omitempty"`
+	// TailnetPolicy is the tailnet policy writer's section (with tailnet
+	// credentials only).
+	TailnetPolicy *tailnetsync.Status `json:"tailnetPolicy,omitempty"`
+	Reconcilers   []reconcile.Status  `json:"reconcilers"`
 }
 
 // PolicyStatus says which policy is applied and whether the last reload

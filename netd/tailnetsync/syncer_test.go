@@ -16,6 +16,7 @@ import (
 	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/ducksnest/netd/acl"
+	"github.com/ducksnest/netd/acl/acltest"
 	"github.com/ducksnest/netd/internal/testutil"
 	"github.com/ducksnest/netd/netd/reconcile"
 	"github.com/ducksnest/netd/policy"
@@ -84,7 +85,7 @@ func (e *events) count(reason string) int {
 // policy the test replaces.
 type harness struct {
 	t      *testing.T
-	hs     *fakeHeadscale
+	hs     *acltest.Headscale
 	s      *Syncer
 	ev     *events
 	reg    *prometheus.Registry
@@ -95,10 +96,10 @@ type harness struct {
 
 func newHarness(t *testing.T, self string, st *desired.State) *harness {
 	t.Helper()
-	h := &harness{t: t, hs: newFakeHeadscale(t), ev: &events{}, reg: prometheus.NewRegistry(), policy: reconcile.NewTrigger(), done: make(chan struct{})}
+	h := &harness{t: t, hs: acltest.NewHeadscale(t), ev: &events{}, reg: prometheus.NewRegistry(), policy: reconcile.NewTrigger(), done: make(chan struct{})}
 	h.state.Store(st)
-	h.hs.setNodes(approvedNodes(st))
-	c, err := acl.NewClient(acl.Target{Kind: acl.KindHeadscale, BaseURL: h.hs.srv.URL, APIKey: "hskey"})
+	h.hs.SetNodes(approvedNodes(st))
+	c, err := acl.NewClient(acl.Target{Kind: acl.KindHeadscale, BaseURL: h.hs.URL, APIKey: acltest.APIKey})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,14 +167,14 @@ func (h *harness) gauge(name string) float64 {
 
 // approvedNodes lists every policy node on the tailnet with its pod
 // blocks advertised and approved.
-func approvedNodes(st *desired.State) []fakeNode {
-	var out []fakeNode
+func approvedNodes(st *desired.State) []acltest.Node {
+	var out []acltest.Node
 	for _, n := range st.Nodes {
 		var rs []string
 		for _, b := range n.PodCIDRs {
 			rs = append(rs, b.String())
 		}
-		out = append(out, fakeNode{GivenName: n.Name, IPAddresses: []string{n.OverlayAddr.String(), "fd7a:115c:a1e0::1"},
+		out = append(out, acltest.Node{GivenName: n.Name, IPAddresses: []string{n.OverlayAddr.String(), "fd7a:115c:a1e0::1"},
 			AvailableRoutes: rs, ApprovedRoutes: rs, SubnetRoutes: rs})
 	}
 	return out
@@ -190,12 +191,12 @@ func TestWriterAppliesOnChangeOnly(t *testing.T) {
 	st := compile(t, "control-plane", nil)
 	h := newHarness(t, "control-plane", st)
 	testutil.Eventually(t, 10*time.Second, "first apply", func() bool { return h.s.Status().InSync })
-	live, writes, _ := h.hs.state()
+	live, writes, _ := h.hs.State()
 	if writes != 1 || !strings.HasPrefix(live, acl.StampPrefix) {
 		t.Fatalf("after the first apply: %d writes, live %.80q", writes, live)
 	}
 	h.checks(5)
-	if _, writes, _ := h.hs.state(); writes != 1 {
+	if _, writes, _ := h.hs.State(); writes != 1 {
 		t.Fatalf("re-checks of an unchanged policy wrote: %d writes", writes)
 	}
 	if got := promtest.ToFloat64(h.s.m.writes); got != 1 {
@@ -204,11 +205,11 @@ func TestWriterAppliesOnChangeOnly(t *testing.T) {
 
 	h.set(compile(t, "control-plane", withGrant("7777")))
 	testutil.Eventually(t, 10*time.Second, "the changed policy applied", func() bool {
-		live, _, _ := h.hs.state()
+		live, _, _ := h.hs.State()
 		return strings.Contains(live, "tag:aws:7777")
 	})
 	h.checks(3)
-	if _, writes, _ := h.hs.state(); writes != 2 {
+	if _, writes, _ := h.hs.State(); writes != 2 {
 		t.Fatalf("%d writes after one change, want 2", writes)
 	}
 	s := h.s.Status()
@@ -224,17 +225,17 @@ func TestDriftReportedNotOverwritten(t *testing.T) {
 	st := compile(t, "control-plane", nil)
 	h := newHarness(t, "control-plane", st)
 	testutil.Eventually(t, 10*time.Second, "first apply", func() bool { return h.s.Status().InSync })
-	h.hs.edit(func(p string) string {
+	h.hs.Edit(func(p string) string {
 		return strings.Replace(p, `"tag:k8s-node:22"`, `"tag:k8s-node:22", "tag:k8s-node:2222"`, 1)
 	})
-	edited, _, _ := h.hs.state()
+	edited, _, _ := h.hs.State()
 	testutil.Eventually(t, 10*time.Second, "drift reported", func() bool { return h.s.Status().Drift != "" })
 	h.checks(5)
 	s := h.s.Status()
 	if !strings.Contains(s.Drift, "edited after netd applied it") || !strings.Contains(s.DriftDiff, "tag:k8s-node:2222") || s.InSync || s.Blocked == "" {
 		t.Errorf("status %+v", s)
 	}
-	if live, writes, _ := h.hs.state(); live != edited || writes != 1 {
+	if live, writes, _ := h.hs.State(); live != edited || writes != 1 {
 		t.Fatalf("the edit was overwritten (%d writes)", writes)
 	}
 	if n := h.ev.count("TailnetPolicyDrift"); n != 1 {
@@ -247,7 +248,7 @@ func TestDriftReportedNotOverwritten(t *testing.T) {
 	// A policy change does not override the edit either.
 	h.set(compile(t, "control-plane", withGrant("7777")))
 	h.checks(3)
-	if live, writes, _ := h.hs.state(); live != edited || writes != 1 {
+	if live, writes, _ := h.hs.State(); live != edited || writes != 1 {
 		t.Fatalf("a policy change overwrote the edit (%d writes)", writes)
 	}
 	if s := h.s.Status(); !strings.Contains(s.Blocked, "edited outside netd") {
@@ -255,7 +256,7 @@ func TestDriftReportedNotOverwritten(t *testing.T) {
 	}
 
 	// A second edit is a new drift: reported once more.
-	h.hs.edit(func(p string) string { return strings.Replace(p, `"tag:k8s-node:2222"`, `"tag:k8s-node:2223"`, 1) })
+	h.hs.Edit(func(p string) string { return strings.Replace(p, `"tag:k8s-node:2222"`, `"tag:k8s-node:2223"`, 1) })
 	testutil.Eventually(t, 10*time.Second, "the second edit reported", func() bool { return h.ev.count("TailnetPolicyDrift") == 2 })
 
 	// ownership: exclusive overwrites it, after reporting.
@@ -263,7 +264,7 @@ func TestDriftReportedNotOverwritten(t *testing.T) {
 	ex.Tailnet.Sync.Exclusive = true
 	h.set(ex)
 	testutil.Eventually(t, 10*time.Second, "the edit overwritten (exclusive)", func() bool {
-		live, _, _ := h.hs.state()
+		live, _, _ := h.hs.State()
 		return strings.Contains(live, "tag:aws:7777") && !strings.Contains(live, "2223")
 	})
 	testutil.Eventually(t, 10*time.Second, "drift resolved", func() bool {
@@ -278,7 +279,7 @@ func TestDriftReportedNotOverwritten(t *testing.T) {
 func TestStandbyWritesNothingAndHandsOver(t *testing.T) {
 	h := newHarness(t, "control-plane", compile(t, "firebat", nil))
 	if _, err := testutil.Wait(300*time.Millisecond, "a request from a standby netd", func() (bool, error) {
-		_, _, calls := h.hs.state()
+		_, _, calls := h.hs.State()
 		return calls > 0, nil
 	}); err == nil {
 		t.Fatal("a netd that is not the writer talked to the control server")
@@ -294,9 +295,9 @@ func TestStandbyWritesNothingAndHandsOver(t *testing.T) {
 	// It names another node again: this one stops talking to the server.
 	h.set(compile(t, "ultra", nil))
 	testutil.Eventually(t, 10*time.Second, "the writer stands down", func() bool { return !h.s.Status().Leading })
-	_, _, calls := h.hs.state()
+	_, _, calls := h.hs.State()
 	if _, err := testutil.Wait(300*time.Millisecond, "a request after standing down", func() (bool, error) {
-		_, _, c := h.hs.state()
+		_, _, c := h.hs.State()
 		return c > calls, nil
 	}); err == nil {
 		t.Fatal("the former writer still talks to the control server")
@@ -310,14 +311,14 @@ func TestRejectedPolicyNotWritten(t *testing.T) {
 	st := compile(t, "control-plane", nil)
 	h := newHarness(t, "control-plane", st)
 	testutil.Eventually(t, 10*time.Second, "first apply", func() bool { return h.s.Status().InSync })
-	before, _, _ := h.hs.state()
+	before, _, _ := h.hs.State()
 	bad := compile(t, "control-plane", withGrant("7777"))
 	bad.Tailnet.Headscale.Tests = append(slices.Clone(bad.Tailnet.Headscale.Tests),
 		desired.TailnetTest{Path: "tests[9].accept[0]", Src: "alice@example.com", Dst: "tag:aws:7778", Want: "accept", Got: "deny", Reason: "no rule"})
 	h.set(bad)
 	testutil.Eventually(t, 10*time.Second, "the refusal reported", func() bool { return h.ev.count("TailnetPolicyRejected") == 1 })
 	h.checks(3)
-	if live, writes, _ := h.hs.state(); live != before || writes != 1 {
+	if live, writes, _ := h.hs.State(); live != before || writes != 1 {
 		t.Fatalf("a policy whose tests fail was written (%d writes)", writes)
 	}
 	if s := h.s.Status(); !strings.Contains(s.Error, "policy tests fail") || s.InSync {
@@ -340,7 +341,7 @@ func TestRouteApprovalReported(t *testing.T) {
 			nodes[i].AvailableRoutes, nodes[i].ApprovedRoutes, nodes[i].SubnetRoutes = nodes[i].AvailableRoutes[:1], nodes[i].ApprovedRoutes[:1], nil
 		}
 	}
-	h.hs.setNodes(nodes)
+	h.hs.SetNodes(nodes)
 	testutil.Eventually(t, 10*time.Second, "route problems reported", func() bool { return len(h.s.Status().RouteProblems) == 2 })
 	got := h.s.Status().RouteProblems
 	if got[0].Node != "firebat" || len(got[0].Unapproved) != 1 || got[1].Node != "old" || len(got[1].NotAdvertised) != 1 {
@@ -353,7 +354,7 @@ func TestRouteApprovalReported(t *testing.T) {
 	if n := h.ev.count("PodRoutesNotApproved"); n != 1 {
 		t.Errorf("%d events, want 1", n)
 	}
-	h.hs.setNodes(approvedNodes(st))
+	h.hs.SetNodes(approvedNodes(st))
 	testutil.Eventually(t, 10*time.Second, "routes approved", func() bool { return h.ev.count("PodRoutesApproved") == 1 })
 	if s := h.s.Status(); len(s.RouteProblems) != 0 || h.gauge("netd_tailnet_pod_routes_unapproved") != 0 {
 		t.Fatalf("status %+v", s)

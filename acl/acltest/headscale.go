@@ -1,4 +1,7 @@
-package tailnetsync
+// Package acltest is a fake headscale policy and node API for tests of the
+// tailnet policy writers (package acl's callers): it behaves as headscale
+// 0.26 does for the calls they make.
+package acltest
 
 import (
 	"encoding/json"
@@ -12,22 +15,25 @@ import (
 	"github.com/tailscale/hujson"
 )
 
-// fakeHeadscale serves headscale 0.26's /api/v1/policy (database mode: GET
+// Headscale serves headscale 0.26's /api/v1/policy (database mode: GET
 // fails with "acl policy not found" until a policy is set; PUT parses and
 // stores the policy verbatim with a new updatedAt) and /api/v1/node (the
 // nodes' addresses and routes), with a bearer API key, and counts the
 // requests.
-type fakeHeadscale struct {
+type Headscale struct {
+	// URL is the server's base URL; the API key is APIKey.
+	URL     string
 	srv     *httptest.Server
 	mu      sync.Mutex
 	policy  *string
 	version int
 	writes  int
 	calls   int
-	nodes   []fakeNode
+	nodes   []Node
 }
 
-type fakeNode struct {
+// Node is a tailnet node as headscale lists it.
+type Node struct {
 	GivenName       string   `json:"givenName"`
 	IPAddresses     []string `json:"ipAddresses"`
 	ApprovedRoutes  []string `json:"approvedRoutes"`
@@ -35,10 +41,14 @@ type fakeNode struct {
 	SubnetRoutes    []string `json:"subnetRoutes"`
 }
 
-func newFakeHeadscale(t *testing.T) *fakeHeadscale {
-	f := &fakeHeadscale{}
+// APIKey is the key the fake accepts.
+const APIKey = "hskey"
+
+// NewHeadscale starts a fake headscale, closed when t ends.
+func NewHeadscale(t testing.TB) *Headscale {
+	f := &Headscale{}
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Authorization") != "Bearer hskey" {
+		if r.Header.Get("Authorization") != "Bearer "+APIKey {
 			w.WriteHeader(http.StatusUnauthorized)
 			_, _ = io.WriteString(w, `{"code":16,"message":"Unauthorized"}`)
 			return
@@ -76,12 +86,13 @@ func newFakeHeadscale(t *testing.T) *fakeHeadscale {
 		}
 		_ = json.NewEncoder(w).Encode(map[string]any{"policy": *f.policy, "updatedAt": fmt.Sprintf("2026-12-05T07:00:%02dZ", f.version)})
 	}))
+	f.URL = f.srv.URL
 	t.Cleanup(f.srv.Close)
 	return f
 }
 
-// state returns the stored policy, the number of writes and of requests.
-func (f *fakeHeadscale) state() (policy string, writes, calls int) {
+// State returns the stored policy, the number of writes and of requests.
+func (f *Headscale) State() (policy string, writes, calls int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.policy != nil {
@@ -90,8 +101,8 @@ func (f *fakeHeadscale) state() (policy string, writes, calls int) {
 	return policy, f.writes, f.calls
 }
 
-// edit replaces the stored policy as `headscale policy set` would.
-func (f *fakeHeadscale) edit(fn func(string) string) {
+// Edit replaces the stored policy as `headscale policy set` would.
+func (f *Headscale) Edit(fn func(string) string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	p := fn(*f.policy)
@@ -99,7 +110,8 @@ func (f *fakeHeadscale) edit(fn func(string) string) {
 	f.version++
 }
 
-func (f *fakeHeadscale) setNodes(ns []fakeNode) {
+// SetNodes replaces the node list.
+func (f *Headscale) SetNodes(ns []Node) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.nodes = ns
