@@ -212,10 +212,13 @@ func TestDoctorTailnet(t *testing.T) {
 
 // upTailnetLab brings up the tailnet lab from policy text and removes it
 // (tailscaled, headscale, namespaces) at the end of the test.
-func upTailnetLab(t *testing.T, data []byte) (*lab.Lab, *lab.Tailnet) {
+func upTailnetLab(t *testing.T, data []byte, opts ...func(*lab.TailnetConfig)) (*lab.Lab, *lab.Tailnet) {
 	t.Helper()
 	tc := tailscaleTools(t)
 	tc.UserRoutes = nil
+	for _, o := range opts {
+		o(&tc)
+	}
 	st := policyState(t, data)
 	name, dir := labName(), t.TempDir()
 	log := slog.New(slog.NewTextHandler(logWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))

@@ -1,0 +1,343 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ducksnest/netd/acl"
+	"github.com/ducksnest/netd/internal/testutil"
+	"github.com/ducksnest/netd/netd/daemon"
+	"github.com/ducksnest/netd/netd/lab"
+	"github.com/ducksnest/netd/netd/tailnetsync"
+	"github.com/ducksnest/netd/policy"
+	"github.com/ducksnest/netd/policy/desired"
+)
+
+// TestTailnetWriter runs the tailnet lab with tailnet credentials in every
+// netd (as the NixOS module gives them) and without Kubernetes, so the
+// node the example policy names (spec.tailnetSync.writer: control-plane)
+// keeps the tailnet policy in sync on the real headscale: a change of the
+// policy file is enforced by the nodes' tailscaled (timed), an edit made
+// with `headscale policy set` is reported and left alone, a broken file
+// changes nothing, and a new writer named by the policy takes over from a
+// killed one.
+func TestTailnetWriter(t *testing.T) {
+	needRoot(t)
+	_, err := os.Stat("/dev/net/tun")
+	testutil.Require(t, err == nil, "tailscaled needs /dev/net/tun (the tun kernel module): %v", err)
+	// The example policy, re-checked every 2 s instead of every minute.
+	base := string(examplePolicy(t, "interval: 1m", "interval: 2s"))
+	start := time.Now()
+	l, tn := upTailnetLab(t, []byte(base), func(tc *lab.TailnetConfig) { tc.Credentials = true })
+	t.Logf("MEASURE tailnet lab up with the tailnet writer: %v", time.Since(start).Round(time.Millisecond))
+	headscale := tailscaleTools(t).HeadscaleBin
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	cp, _ := l.Node("control-plane")
+	fb, _ := l.Node("firebat")
+	target := tn.ACLTarget()
+
+	// write replaces the policy file every netd watches, as an editor or
+	// a deployment does (a new file renamed over the old one).
+	write := func(text string) time.Time {
+		t.Helper()
+		tmp := l.PolicyPath + ".new"
+		if err := os.WriteFile(tmp, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		at := time.Now()
+		if err := os.Rename(tmp, l.PolicyPath); err != nil {
+			t.Fatal(err)
+		}
+		return at
+	}
+	// grant adds a grant from the on-prem nodes to the control plane on
+	// port to the policy text.
+	grant := func(text string, port uint16) string {
+		return strings.Replace(text, "    grants:\n", fmt.Sprintf("    grants:\n      - src: [tag:onprem]\n        dst: [tag:aws]\n        ip: [\"tcp:%d\"]\n", port), 1)
+	}
+	// reachable says whether firebat reaches a listener on the control
+	// plane's tailnet address and port: the policy decides.
+	listen := func(port uint16) netip.AddrPort {
+		ap := netip.AddrPortFrom(cp.OverlayAddr, port)
+		var ln net.Listener
+		if err := lab.InNS(cp.NS, func() error {
+			var err error
+			ln, err = net.Listen("tcp4", ap.String())
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				c.Close()
+			}
+		}()
+		return ap
+	}
+	reachable := func(ap netip.AddrPort) bool {
+		return dialFrom(fb.NS, netip.AddrPortFrom(fb.OverlayAddr, 0), ap, 150*time.Millisecond) == nil
+	}
+	// enforced writes text and returns how long the tailnet took to let
+	// firebat reach ap.
+	enforced := func(text string, ap netip.AddrPort) time.Duration {
+		t.Helper()
+		if reachable(ap) {
+			t.Fatalf("%s is reachable before the policy allows it", ap)
+		}
+		at := write(text)
+		deadline := time.Now().Add(30 * time.Second)
+		for !reachable(ap) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the policy change allowing %s was not enforced within 30s\n%s", ap, l.LogTail("control-plane", 20))
+			}
+		}
+		return time.Since(at)
+	}
+	// live reads the live policy and compares it with the policy text.
+	live := func(text string) acl.Change {
+		t.Helper()
+		c, err := acl.Diff(ctx, target, mustState(t, text).tailnet)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+
+	text := base
+	t.Run("the named node writes, the others stand by", func(t *testing.T) {
+		for _, n := range l.Nodes {
+			s := tailnetStatus(ctx, t, l, n.Name)
+			if s.Writer != "control-plane" || s.Leading != (n.Name == "control-plane") {
+				t.Errorf("%s: %+v", n.Name, s)
+			}
+		}
+		testutil.Eventually(t, 20*time.Second, "the writer in sync with every pod block approved", func() bool {
+			s := tailnetStatus(ctx, t, l, "control-plane")
+			return s.InSync && s.RoutesChecked && len(s.RouteProblems) == 0
+		})
+		if v := metric(t, l, "control-plane", "netd_tailnet_policy_writer", ""); v != 1 {
+			t.Errorf("netd_tailnet_policy_writer on the writer = %v", v)
+		}
+		// lab up applied the same policy before the nodes joined: the
+		// writer found nothing to change.
+		if w := tailnetStatus(ctx, t, l, "control-plane").Writes; w != 0 {
+			t.Errorf("the writer wrote %d times an unchanged policy", w)
+		}
+	})
+
+	t.Run("a policy change is enforced", func(t *testing.T) {
+		var took []time.Duration
+		for i := range 3 {
+			ap := listen(uint16(7101 + i))
+			text = grant(text, ap.Port())
+			took = append(took, enforced(text, ap))
+		}
+		t.Logf("MEASURE tailnet policy file change -> enforced by tailscaled (firebat reaches control-plane on the new port): median %v of %v",
+			median(took).Round(time.Millisecond), took)
+	})
+
+	t.Run("a headscale policy set edit is drift, left alone", func(t *testing.T) {
+		c := live(text)
+		if !c.Unchanged || c.Drift != "" {
+			t.Fatalf("before the edit: %+v", c)
+		}
+		edited := strings.Replace(string(c.Live), `"tag:k8s-node:22"`, `"tag:k8s-node:22", "tag:k8s-node:2222"`, 1)
+		file := tempFile(t, "edited.hujson", []byte(edited))
+		at := time.Now()
+		if out, err := exec.CommandContext(ctx, headscale, "-c", filepath.Join(tn.Dir, "headscale.yaml"), "policy", "set", "-f", file).CombinedOutput(); err != nil {
+			t.Fatalf("headscale policy set: %v\n%s", err, out)
+		}
+		testutil.Eventually(t, 20*time.Second, "drift reported by the writer", func() bool {
+			return tailnetStatus(ctx, t, l, "control-plane").Drift != ""
+		})
+		t.Logf("MEASURE headscale policy set -> drift reported by the writer: %v (re-check every 2s)", time.Since(at).Round(time.Millisecond))
+		waitChecks(ctx, t, l, "control-plane", 3)
+		s := tailnetStatus(ctx, t, l, "control-plane")
+		if !strings.Contains(s.Drift, "edited after netd applied it") || !strings.Contains(s.DriftDiff, "2222") || s.Blocked == "" {
+			t.Errorf("status %+v", s)
+		}
+		if got := string(live(text).Live); got != edited {
+			t.Fatal("the writer overwrote the edit")
+		}
+		if v := metric(t, l, "control-plane", "netd_tailnet_policy_drift", ""); v != 1 {
+			t.Errorf("netd_tailnet_policy_drift = %v, want 1", v)
+		}
+		if n := logCount(t, l, "control-plane", "tailnet policy edited outside netd"); n != 1 {
+			t.Errorf("%d drift log lines over several re-checks, want 1", n)
+		}
+		// A policy change is not applied over the edit either.
+		ap := listen(7110)
+		write(grant(text, ap.Port()))
+		waitChecks(ctx, t, l, "control-plane", 2)
+		if got := string(live(text).Live); got != edited || reachable(ap) {
+			t.Fatal("a policy change was applied over the edit")
+		}
+		if err := podTraffic(ctx, l); err != nil {
+			t.Fatalf("pod traffic with the edited policy: %v", err)
+		}
+		// ownership: exclusive: netd owns the policy, the edit goes.
+		text = strings.Replace(grant(text, ap.Port()), "ownership: shared", "ownership: exclusive", 1)
+		write(text)
+		testutil.Eventually(t, 20*time.Second, "the edit overwritten (ownership: exclusive)", func() bool {
+			c := live(text)
+			return c.Unchanged && c.Drift == ""
+		})
+		testutil.Eventually(t, 20*time.Second, "drift resolved and the port allowed", func() bool {
+			return tailnetStatus(ctx, t, l, "control-plane").Drift == "" && reachable(ap)
+		})
+	})
+
+	t.Run("a broken policy file changes nothing", func(t *testing.T) {
+		before := live(text)
+		for _, broken := range []string{
+			text + "\n  nodes: [\n", // YAML syntax
+			strings.Replace(text, "dst: [tag:aws]", "dst: [tag:nowhere]", 1), // an unknown tag
+		} {
+			write(broken)
+			for _, n := range l.Nodes {
+				testutil.Eventually(t, 10*time.Second, n.Name+" rejects the file", func() bool {
+					return policyStatus(ctx, t, l, n.Name).LastError != ""
+				})
+			}
+			waitChecks(ctx, t, l, "control-plane", 2)
+			if after := live(text); after.LiveVersion != before.LiveVersion || string(after.Live) != string(before.Live) {
+				t.Fatalf("a broken policy file changed the tailnet policy (%s -> %s)", before.LiveVersion, after.LiveVersion)
+			}
+		}
+		write(text)
+		for _, n := range l.Nodes {
+			testutil.Eventually(t, 10*time.Second, n.Name+" takes the good file again", func() bool {
+				return policyStatus(ctx, t, l, n.Name).LastError == ""
+			})
+		}
+	})
+
+	t.Run("a killed writer is replaced by the node the policy names", func(t *testing.T) {
+		// Without Kubernetes there is no Lease to expire: the policy names
+		// the writer, so the hand-over is a policy change.
+		if err := syscall.Kill(cp.Netd.PID, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		testutil.Eventually(t, 10*time.Second, "the writer's netd gone", func() bool { return !l.NetdRunning("control-plane") })
+		ap := listen(7120)
+		next := strings.Replace(grant(text, ap.Port()), "writer: control-plane", "writer: firebat", 1)
+		took := enforced(next, ap)
+		t.Logf("MEASURE writer killed, policy names firebat: its policy change enforced %v after the file changed", took.Round(time.Millisecond))
+		if s := tailnetStatus(ctx, t, l, "firebat"); !s.Leading || !s.InSync {
+			t.Fatalf("firebat: %+v", s)
+		}
+		if err := l.StopNetd(ctx, "control-plane", time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.StartNetd(ctx, "control-plane"); err != nil {
+			t.Fatal(err)
+		}
+		testutil.Eventually(t, 20*time.Second, "control-plane back as a standby", func() bool {
+			s, err := l.Status(ctx, "control-plane")
+			if err != nil || !s.Ready {
+				return false
+			}
+			ts := tailnetStatus(ctx, t, l, "control-plane")
+			return !ts.Leading && ts.Writer == "firebat"
+		})
+		if err := podTraffic(ctx, l); err != nil {
+			t.Fatalf("pod traffic after the hand-over: %v", err)
+		}
+	})
+}
+
+type compiledPolicy struct {
+	st      *desired.State
+	tailnet *desired.Tailnet
+}
+
+func mustState(t *testing.T, text string) compiledPolicy {
+	t.Helper()
+	f, err := policy.Load(policyPath, []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := policy.Compile(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return compiledPolicy{st: st, tailnet: &st.Tailnet}
+}
+
+// nodeStatus is the part of a node's netd status these tests read.
+type nodeStatus struct {
+	Policy        daemon.PolicyStatus `json:"policy"`
+	TailnetPolicy *tailnetsync.Status `json:"tailnetPolicy"`
+}
+
+func readStatus(ctx context.Context, t *testing.T, l *lab.Lab, node string) nodeStatus {
+	t.Helper()
+	s, err := l.Status(ctx, node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ns nodeStatus
+	if err := json.Unmarshal(s.Raw, &ns); err != nil {
+		t.Fatal(err)
+	}
+	return ns
+}
+
+func tailnetStatus(ctx context.Context, t *testing.T, l *lab.Lab, node string) tailnetsync.Status {
+	t.Helper()
+	ns := readStatus(ctx, t, l, node)
+	if ns.TailnetPolicy == nil {
+		t.Fatalf("%s: no tailnetPolicy in the status (no tailnet credentials?)", node)
+	}
+	return *ns.TailnetPolicy
+}
+
+func policyStatus(ctx context.Context, t *testing.T, l *lab.Lab, node string) daemon.PolicyStatus {
+	t.Helper()
+	return readStatus(ctx, t, l, node).Policy
+}
+
+// waitChecks waits until the writer on node has re-checked the live policy
+// n more times.
+func waitChecks(ctx context.Context, t *testing.T, l *lab.Lab, node string, n int) {
+	t.Helper()
+	last, seen := tailnetStatus(ctx, t, l, node).LastCheck, 0
+	testutil.Eventually(t, time.Duration(n)*10*time.Second, fmt.Sprintf("%d re-checks on %s", n, node), func() bool {
+		if lc := tailnetStatus(ctx, t, l, node).LastCheck; lc.After(last) {
+			last, seen = lc, seen+1
+		}
+		return seen >= n
+	})
+}
+
+// podTraffic checks TCP between a control-plane pod and a firebat pod
+// (over the tailnet).
+func podTraffic(ctx context.Context, l *lab.Lab) error {
+	cp, _ := l.Node("control-plane")
+	fb, _ := l.Node("firebat")
+	src, dst := cp.Pods[0], fb.Pods[0]
+	echo, err := lab.StartEcho([]lab.Pod{dst})
+	if err != nil {
+		return err
+	}
+	defer echo.Close()
+	ap, _ := echo.Addr(dst.Addr)
+	_, err = lab.TCPEcho(ctx, src, ap, []byte("ping"), 3*time.Second)
+	return err
+}
