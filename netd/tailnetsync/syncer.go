@@ -301,6 +301,9 @@ func (s *Syncer) event(ctx context.Context, typ, reason, msg string) {
 	if s.cfg.Events == nil {
 		return
 	}
+	// What happened is recorded even if this term ends right after it.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
 	if err := s.cfg.Events.Event(ctx, typ, reason, msg); err != nil {
 		s.log.Warn("recording a Kubernetes event", "reason", reason, "err", err)
 	}
