@@ -29,7 +29,7 @@ func TestLeaseWriter(t *testing.T) {
 	hs := acltest.NewHeadscale(t)
 	var state atomic.Pointer[desired.State]
 	state.Store(compile(t, "", nil))
-	current := func() *desired.State { return state.Load() }
+	current := state.Load
 	hs.SetNodes(approvedNodes(current()))
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 

@@ -250,21 +250,22 @@ func (s *Syncer) noteDrift(ctx context.Context, st *desired.State, c acl.Change)
 		s.st.Drift, s.st.DriftDiff, s.st.DriftSince = c.Drift, capText(c.Diff, 8<<10), time.Now()
 	}
 	s.mu.Unlock()
-	switch {
-	case key == prev:
-	case key == "":
+	if key == prev {
+		return
+	}
+	if key == "" {
 		s.m.drift.Set(0)
 		s.log.Info("tailnet policy drift resolved: the live policy is the one netd last wrote", "target", c.Target)
 		s.event(ctx, "Normal", "TailnetPolicyDriftResolved", "the live tailnet policy is again the one netd last wrote")
-	default:
-		s.m.drift.Set(1)
-		action := "left alone (spec.tailnetSync.ownership: shared)"
-		if st.Tailnet.Sync.Exclusive {
-			action = "overwriting it (spec.tailnetSync.ownership: exclusive)"
-		}
-		s.log.Warn("tailnet policy edited outside netd", "target", c.Target, "version", c.LiveVersion, "drift", c.Drift, "action", action)
-		s.event(ctx, "Warning", "TailnetPolicyDrift", fmt.Sprintf("%s (version %s); %s", c.Drift, orNone(c.LiveVersion), action))
+		return
 	}
+	s.m.drift.Set(1)
+	action := "left alone (spec.tailnetSync.ownership: shared)"
+	if st.Tailnet.Sync.Exclusive {
+		action = "overwriting it (spec.tailnetSync.ownership: exclusive)"
+	}
+	s.log.Warn("tailnet policy edited outside netd", "target", c.Target, "version", c.LiveVersion, "drift", c.Drift, "action", action)
+	s.event(ctx, "Warning", "TailnetPolicyDrift", fmt.Sprintf("%s (version %s); %s", c.Drift, orNone(c.LiveVersion), action))
 }
 
 // noteRejected records an Event once per distinct refusal of a write (nil
