@@ -23,8 +23,9 @@ type Status struct {
 	// Target names the control server.
 	Target string `json:"target"`
 	// Exclusive: the policy says netd owns the tailnet policy outright.
-	Exclusive bool   `json:"exclusive"`
-	Interval  string `json:"interval,omitempty"`
+	Exclusive bool `json:"exclusive"`
+	// Interval is the re-check period (on the writer: of the running loop).
+	Interval string `json:"interval,omitempty"`
 	// The rest is set on the writer only.
 	InSync bool `json:"inSync"`
 	// Version is the live policy's ETag / updatedAt last seen; Digest the
@@ -64,6 +65,7 @@ func (s *Syncer) Status() Status {
 	if loop != nil && out.Leading {
 		ls := loop.Status()
 		out.Loop = &ls
+		out.Interval = loop.Resync.String() // the running loop's
 	}
 	return out
 }

@@ -360,3 +360,24 @@ func TestRouteApprovalReported(t *testing.T) {
 		t.Fatalf("status %+v", s)
 	}
 }
+
+// TestIntervalFromPolicy: the re-check period follows the policy; a
+// reload that changes it takes effect without a restart.
+func TestIntervalFromPolicy(t *testing.T) {
+	h := newHarness(t, "control-plane", compile(t, "control-plane", nil))
+	h.checks(3) // every 50ms
+	slow := compile(t, "control-plane", nil)
+	slow.Tailnet.Sync.Interval = time.Hour
+	h.set(slow)
+	testutil.Eventually(t, 10*time.Second, "the hourly loop's first run", func() bool {
+		s := h.s.Status()
+		return s.Interval == "1h0m0s" && s.Loop != nil && s.Loop.Runs == 1
+	})
+	if _, err := testutil.Wait(500*time.Millisecond, "a re-check within the hour", func() (bool, error) {
+		return h.s.Status().Loop.Runs > 1, nil
+	}); err == nil {
+		t.Fatal("re-checked within 500ms with an hourly interval")
+	}
+	h.set(compile(t, "control-plane", nil))
+	h.checks(3)
+}
