@@ -94,8 +94,8 @@ func TestTailnetWriter(t *testing.T) {
 		return dialFrom(fb.NS, netip.AddrPortFrom(fb.OverlayAddr, 0), ap, 150*time.Millisecond) == nil
 	}
 	// enforced writes text and returns how long the tailnet took to let
-	// firebat reach ap.
-	enforced := func(text string, ap netip.AddrPort) time.Duration {
+	// firebat reach ap, and when the file was written.
+	enforced := func(text string, ap netip.AddrPort) (time.Duration, time.Time) {
 		t.Helper()
 		if reachable(ap) {
 			t.Fatalf("%s is reachable before the policy allows it", ap)
@@ -107,7 +107,7 @@ func TestTailnetWriter(t *testing.T) {
 				t.Fatalf("the policy change allowing %s was not enforced within 30s\n%s", ap, l.LogTail("control-plane", 20))
 			}
 		}
-		return time.Since(at)
+		return time.Since(at), at
 	}
 	// live reads the live policy and compares it with the policy text.
 	live := func(text string) acl.Change {
@@ -142,14 +142,22 @@ func TestTailnetWriter(t *testing.T) {
 	})
 
 	t.Run("a policy change is enforced", func(t *testing.T) {
-		var took []time.Duration
+		var took, wrote []time.Duration
 		for i := range 3 {
 			ap := listen(uint16(7101 + i))
 			text = grant(text, ap.Port())
-			took = append(took, enforced(text, ap))
+			d, fileAt := enforced(text, ap)
+			took = append(took, d)
+			// headscale's updatedAt is the time of the write.
+			c := live(text)
+			at, err := time.Parse(time.RFC3339Nano, c.LiveVersion)
+			if err != nil || !c.Unchanged {
+				t.Fatalf("live policy after the change: %+v (%v)", c, err)
+			}
+			wrote = append(wrote, at.Sub(fileAt))
 		}
-		t.Logf("MEASURE tailnet policy file change -> enforced by tailscaled (firebat reaches control-plane on the new port): median %v of %v",
-			median(took).Round(time.Millisecond), took)
+		t.Logf("MEASURE tailnet policy file change -> enforced by tailscaled (firebat reaches control-plane on the new port): median %v of %v; of which file change -> written to headscale: median %v of %v",
+			median(took).Round(time.Millisecond), took, median(wrote).Round(time.Millisecond), wrote)
 	})
 
 	t.Run("a headscale policy set edit is drift, left alone", func(t *testing.T) {
@@ -237,7 +245,7 @@ func TestTailnetWriter(t *testing.T) {
 		testutil.Eventually(t, 10*time.Second, "the writer's netd gone", func() bool { return !l.NetdRunning("control-plane") })
 		ap := listen(7120)
 		next := strings.Replace(grant(text, ap.Port()), "writer: control-plane", "writer: firebat", 1)
-		took := enforced(next, ap)
+		took, _ := enforced(next, ap)
 		t.Logf("MEASURE writer killed, policy names firebat: its policy change enforced %v after the file changed", took.Round(time.Millisecond))
 		if s := tailnetStatus(ctx, t, l, "firebat"); !s.Leading || !s.InSync {
 			t.Fatalf("firebat: %+v", s)
