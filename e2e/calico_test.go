@@ -144,14 +144,21 @@ func TestCalicoIPAM(t *testing.T) {
 // identity (mkpki.sh), through the forward.
 func apiThroughLab(t *testing.T, l *lab.Lab, s *kubetest.Server) func(node string) string {
 	t.Helper()
-	ctx := t.Context()
-	if out, err := exec.CommandContext(ctx, "ip", "-n", l.WAN, "addr", "add", apiAddr+"/10", "dev", "br0").CombinedOutput(); err != nil {
+	if out, err := exec.CommandContext(t.Context(), "ip", "-n", l.WAN, "addr", "add", apiAddr+"/10", "dev", "br0").CombinedOutput(); err != nil {
 		t.Fatalf("addressing the overlay bridge: %v: %s", err, out)
 	}
+	return apiForwarder(t, l.WAN, apiAddr, s)
+}
+
+// apiForwarder forwards addr:6443 in namespace ns to the test's
+// kube-apiserver and returns, per node, a kubeconfig of that node's netd
+// identity pointed at it.
+func apiForwarder(t *testing.T, ns, addr string, s *kubetest.Server) func(node string) string {
+	t.Helper()
 	var ln net.Listener
-	if err := lab.InNS(l.WAN, func() error {
+	if err := lab.InNS(ns, func() error {
 		var err error
-		ln, err = net.Listen("tcp", apiAddr+":6443")
+		ln, err = net.Listen("tcp", addr+":6443")
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -188,7 +195,7 @@ func apiThroughLab(t *testing.T, l *lab.Lab, s *kubetest.Server) func(node strin
 		// The API server's certificate (mkpki.sh) names the control plane
 		// "kubetest", not the lab's forwarding address.
 		kc := filepath.Join(t.TempDir(), node+".kubeconfig")
-		out := strings.Replace(string(b), "server: "+s.Config.Host, "server: https://"+apiAddr+":6443\n    tls-server-name: kubetest", 1)
+		out := strings.Replace(string(b), "server: "+s.Config.Host, "server: https://"+addr+":6443\n    tls-server-name: kubetest", 1)
 		if err := os.WriteFile(kc, []byte(out), 0o600); err != nil {
 			t.Fatal(err)
 		}

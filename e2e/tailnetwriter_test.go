@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,9 +15,14 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
 	"github.com/ducksnest/netd/acl"
+	"github.com/ducksnest/netd/internal/kubetest"
 	"github.com/ducksnest/netd/internal/testutil"
 	"github.com/ducksnest/netd/netd/daemon"
+	"github.com/ducksnest/netd/netd/kube"
 	"github.com/ducksnest/netd/netd/lab"
 	"github.com/ducksnest/netd/netd/tailnetsync"
 	"github.com/ducksnest/netd/policy"
@@ -24,13 +30,16 @@ import (
 )
 
 // TestTailnetWriter runs the tailnet lab with tailnet credentials in every
-// netd (as the NixOS module gives them) and without Kubernetes, so the
-// node the example policy names (spec.tailnetSync.writer: control-plane)
-// keeps the tailnet policy in sync on the real headscale: a change of the
-// policy file is enforced by the nodes' tailscaled (timed), an edit made
-// with `headscale policy set` is reported and left alone, a broken file
-// changes nothing, and a new writer named by the policy takes over from a
-// killed one.
+// netd (as the NixOS module gives them). Without Kubernetes, the node the
+// example policy names (spec.tailnetSync.writer: control-plane) keeps the
+// tailnet policy in sync on the real headscale: a change of the policy
+// file is enforced by the nodes' tailscaled (timed), an edit made with
+// `headscale policy set` is reported and left alone (and overwritten once
+// the policy says ownership: exclusive), a broken file changes nothing, and
+// a node the policy names takes over from a killed writer. Then every netd
+// restarts with a kubeconfig of its own RBAC identity against a real
+// kube-apiserver: exactly one netd, the netd-tailnet Lease holder, writes;
+// killed, another takes the Lease and writes, and drift is an Event.
 func TestTailnetWriter(t *testing.T) {
 	needRoot(t)
 	_, err := os.Stat("/dev/net/tun")
@@ -266,6 +275,140 @@ func TestTailnetWriter(t *testing.T) {
 		})
 		if err := podTraffic(ctx, l); err != nil {
 			t.Fatalf("pod traffic after the hand-over: %v", err)
+		}
+	})
+
+	t.Run("with Kubernetes the Lease holder writes; killed, another takes over", func(t *testing.T) {
+		ks := kubetest.Start(t)
+		admin, err := kube.NewClient(ks.Config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Calico IPAM gives each node the blocks the policy lists.
+		for _, n := range l.Nodes {
+			for _, b := range n.PodCIDRs {
+				addAffinity(ctx, t, admin, n.Name, b)
+			}
+		}
+		u, err := url.Parse(tn.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kc := apiForwarder(t, l.WAN, u.Hostname(), ks) // on the lab's underlay, beside headscale
+		l.NetdArgs = map[string][]string{}
+		for _, n := range l.Nodes {
+			l.NetdArgs[n.Name] = []string{"--kubeconfig", kc(n.Name)}
+			if err := l.StopNetd(ctx, n.Name, 5*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			if err := l.StartNetd(ctx, n.Name); err != nil {
+				t.Fatal(err)
+			}
+		}
+		cctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+		defer cancel()
+		if err := l.WaitConverged(cctx, names(l)); err != nil {
+			for _, n := range l.Nodes {
+				_, serr := l.Status(ctx, n.Name)
+				t.Logf("status of %s: %v", n.Name, serr)
+			}
+			t.Fatal(err)
+		}
+		// leader waits until exactly one netd holds the Lease, every netd
+		// names it, and it is in sync; not is a former holder.
+		leader := func(not string) string {
+			var holder string
+			testutil.Eventually(t, 60*time.Second, "one netd-tailnet Lease holder, in sync", func() bool {
+				var leading []string
+				writers := map[string]bool{}
+				for _, n := range l.Nodes {
+					if n.Name == not {
+						continue
+					}
+					s := tailnetStatus(ctx, t, l, n.Name)
+					if s.Mode != "lease kube-system/netd-tailnet" {
+						return false
+					}
+					writers[s.Writer] = true
+					if s.Leading {
+						leading = append(leading, n.Name)
+						if !s.InSync {
+							return false
+						}
+					}
+				}
+				if len(leading) != 1 || len(writers) != 1 || !writers[leading[0]] {
+					return false
+				}
+				holder = leading[0]
+				return true
+			})
+			return holder
+		}
+		first := leader("")
+		ap := listen(7130)
+		text = grant(text, ap.Port())
+		took, _ := enforced(text, ap)
+		t.Logf("MEASURE with Kubernetes: policy file change -> enforced, written by the Lease holder %s: %v", first, took.Round(time.Millisecond))
+
+		n, _ := l.Node(first)
+		killed := time.Now()
+		if err := syscall.Kill(n.Netd.PID, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		next := leader(first)
+		t.Logf("MEASURE with Kubernetes: Lease holder %s killed (no release) -> %s writes, in sync: %v (Lease duration 15s)",
+			first, next, time.Since(killed).Round(time.Millisecond))
+		ap = listen(7131)
+		text = grant(text, ap.Port())
+		took, _ = enforced(text, ap)
+		t.Logf("MEASURE with Kubernetes: the new holder's policy change enforced %v after the file changed", took.Round(time.Millisecond))
+
+		// Drift is a Kubernetes Event from the holder; with ownership:
+		// exclusive it is reported, then overwritten.
+		text = strings.Replace(text, "ownership: shared", "ownership: exclusive", 1)
+		write(text)
+		edited := strings.Replace(string(live(text).Live), `"tag:k8s-node:22"`, `"tag:k8s-node:22", "tag:k8s-node:2222"`, 1)
+		if out, err := exec.CommandContext(ctx, headscale, "-c", filepath.Join(tn.Dir, "headscale.yaml"), "policy", "set", "-f",
+			tempFile(t, "edited.hujson", []byte(edited))).CombinedOutput(); err != nil {
+			t.Fatalf("headscale policy set: %v\n%s", err, out)
+		}
+		testutil.Poll(t, 30*time.Second, "a TailnetPolicyDrift event from "+next, func() (bool, error) {
+			evs, err := admin.Dynamic.Resource(kube.Events).Namespace(kube.EventNamespace).List(ctx, metav1.ListOptions{})
+			if err != nil {
+				return false, err
+			}
+			for _, e := range evs.Items {
+				reason, _, _ := unstructured.NestedString(e.Object, "reason")
+				host, _, _ := unstructured.NestedString(e.Object, "source", "host")
+				if reason == "TailnetPolicyDrift" && host == next {
+					return true, nil
+				}
+			}
+			return false, nil
+		})
+		testutil.Eventually(t, 20*time.Second, "the edit overwritten (exclusive)", func() bool {
+			c := live(text)
+			return c.Unchanged && c.Drift == ""
+		})
+
+		// The killed netd comes back as a standby.
+		if err := l.StopNetd(ctx, first, time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.StartNetd(ctx, first); err != nil {
+			t.Fatal(err)
+		}
+		testutil.Eventually(t, 30*time.Second, first+" back as a standby", func() bool {
+			s, err := l.Status(ctx, first)
+			if err != nil || !s.Ready {
+				return false
+			}
+			ts := tailnetStatus(ctx, t, l, first)
+			return !ts.Leading && ts.Writer == next
+		})
+		if err := podTraffic(ctx, l); err != nil {
+			t.Fatalf("pod traffic: %v", err)
 		}
 	})
 }

@@ -376,7 +376,11 @@ func (l *Lab) WaitConverged(ctx context.Context, nodes []string) error {
 				continue
 			}
 			st, err := l.Status(ctx, name)
-			if err != nil || !st.Ready {
+			if err != nil {
+				pending = append(pending, name+"(status: "+err.Error()+")")
+				continue
+			}
+			if !st.Ready {
 				pending = append(pending, name+"(not ready)")
 				continue
 			}
