@@ -24,8 +24,9 @@
 // desired.Tailnet.Headscale, where the grants are rewritten as equivalent
 // acls and the policy's tests were evaluated against the rewritten form.
 //
-// Apply is meant for the CLI (CI on merge) or the netd leader, never every
-// node.
+// Apply is meant for the one netd that writes the tailnet policy (package
+// netd/tailnetsync) and for `netd policy apply` by hand (bootstrap,
+// break-glass), never for every node; CI only diffs.
 package acl
 
 import (

@@ -217,6 +217,10 @@ func New(cfg Config) (*Daemon, error) {
 	if err := d.addOptionalParts(cfg, self, reg, rm); err != nil {
 		return nil, err
 	}
+	if cfg.Tailnet == nil && cfg.Kubeconfig == "" && st.Tailnet.Sync.Writer == self.Name {
+		cfg.Log.Warn("the policy names this node the tailnet policy writer (spec.tailnetSync.writer), but netd has no tailnet credentials: nobody keeps the tailnet policy in sync",
+			"node", self.Name)
+	}
 	d.bgpLoop = &reconcile.Loop{Name: "bgp", Fn: d.reconcileBGP, Trigger: d.bgpTrig, Resync: cfg.Resync,
 		Log: cfg.Log, Metrics: rm}
 	d.install = routes.NewInstaller(rt, routes.Sources{
