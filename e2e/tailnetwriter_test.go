@@ -136,7 +136,7 @@ func TestTailnetWriter(t *testing.T) {
 				t.Errorf("%s: %+v", n.Name, s)
 			}
 		}
-		testutil.Eventually(t, 20*time.Second, "the writer in sync with every pod block approved", func() bool {
+		eventually(t, 20*time.Second, "the writer in sync with every pod block approved", func() bool {
 			s := tailnetStatus(ctx, t, l, "control-plane")
 			return s.InSync && s.RoutesChecked && len(s.RouteProblems) == 0
 		})
@@ -180,7 +180,7 @@ func TestTailnetWriter(t *testing.T) {
 		if out, err := exec.CommandContext(ctx, headscale, "-c", filepath.Join(tn.Dir, "headscale.yaml"), "policy", "set", "-f", file).CombinedOutput(); err != nil {
 			t.Fatalf("headscale policy set: %v\n%s", err, out)
 		}
-		testutil.Eventually(t, 20*time.Second, "drift reported by the writer", func() bool {
+		eventually(t, 20*time.Second, "drift reported by the writer", func() bool {
 			return tailnetStatus(ctx, t, l, "control-plane").Drift != ""
 		})
 		t.Logf("MEASURE headscale policy set -> drift reported by the writer: %v (re-check every 2s)", time.Since(at).Round(time.Millisecond))
@@ -211,11 +211,11 @@ func TestTailnetWriter(t *testing.T) {
 		// ownership: exclusive: netd owns the policy, the edit goes.
 		text = strings.Replace(grant(text, ap.Port()), "ownership: shared", "ownership: exclusive", 1)
 		write(text)
-		testutil.Eventually(t, 20*time.Second, "the edit overwritten (ownership: exclusive)", func() bool {
+		eventually(t, 20*time.Second, "the edit overwritten (ownership: exclusive)", func() bool {
 			c := live(text)
 			return c.Unchanged && c.Drift == ""
 		})
-		testutil.Eventually(t, 20*time.Second, "drift resolved and the port allowed", func() bool {
+		eventually(t, 20*time.Second, "drift resolved and the port allowed", func() bool {
 			return tailnetStatus(ctx, t, l, "control-plane").Drift == "" && reachable(ap)
 		})
 	})
@@ -228,7 +228,7 @@ func TestTailnetWriter(t *testing.T) {
 		} {
 			write(broken)
 			for _, n := range l.Nodes {
-				testutil.Eventually(t, 10*time.Second, n.Name+" rejects the file", func() bool {
+				eventually(t, 10*time.Second, n.Name+" rejects the file", func() bool {
 					return policyStatus(ctx, t, l, n.Name).LastError != ""
 				})
 			}
@@ -239,7 +239,7 @@ func TestTailnetWriter(t *testing.T) {
 		}
 		write(text)
 		for _, n := range l.Nodes {
-			testutil.Eventually(t, 10*time.Second, n.Name+" takes the good file again", func() bool {
+			eventually(t, 10*time.Second, n.Name+" takes the good file again", func() bool {
 				return policyStatus(ctx, t, l, n.Name).LastError == ""
 			})
 		}
@@ -251,7 +251,7 @@ func TestTailnetWriter(t *testing.T) {
 		if err := syscall.Kill(cp.Netd.PID, syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
-		testutil.Eventually(t, 10*time.Second, "the writer's netd gone", func() bool { return !l.NetdRunning("control-plane") })
+		eventually(t, 10*time.Second, "the writer's netd gone", func() bool { return !l.NetdRunning("control-plane") })
 		ap := listen(7120)
 		next := strings.Replace(grant(text, ap.Port()), "writer: control-plane", "writer: firebat", 1)
 		took, _ := enforced(next, ap)
@@ -265,7 +265,7 @@ func TestTailnetWriter(t *testing.T) {
 		if err := l.StartNetd(ctx, "control-plane"); err != nil {
 			t.Fatal(err)
 		}
-		testutil.Eventually(t, 20*time.Second, "control-plane back as a standby", func() bool {
+		eventually(t, 20*time.Second, "control-plane back as a standby", func() bool {
 			s, err := l.Status(ctx, "control-plane")
 			if err != nil || !s.Ready {
 				return false
@@ -318,7 +318,7 @@ func TestTailnetWriter(t *testing.T) {
 		// names it, and it is in sync; not is a former holder.
 		leader := func(not string) string {
 			var holder string
-			testutil.Eventually(t, 60*time.Second, "one netd-tailnet Lease holder, in sync", func() bool {
+			eventually(t, 60*time.Second, "one netd-tailnet Lease holder, in sync", func() bool {
 				var leading []string
 				writers := map[string]bool{}
 				for _, n := range l.Nodes {
@@ -387,7 +387,7 @@ func TestTailnetWriter(t *testing.T) {
 			}
 			return false, nil
 		})
-		testutil.Eventually(t, 20*time.Second, "the edit overwritten (exclusive)", func() bool {
+		eventually(t, 20*time.Second, "the edit overwritten (exclusive)", func() bool {
 			c := live(text)
 			return c.Unchanged && c.Drift == ""
 		})
@@ -399,7 +399,7 @@ func TestTailnetWriter(t *testing.T) {
 		if err := l.StartNetd(ctx, first); err != nil {
 			t.Fatal(err)
 		}
-		testutil.Eventually(t, 30*time.Second, first+" back as a standby", func() bool {
+		eventually(t, 30*time.Second, first+" back as a standby", func() bool {
 			s, err := l.Status(ctx, first)
 			if err != nil || !s.Ready {
 				return false
@@ -469,7 +469,7 @@ func policyStatus(ctx context.Context, t *testing.T, l *lab.Lab, node string) da
 func waitChecks(ctx context.Context, t *testing.T, l *lab.Lab, node string, n int) {
 	t.Helper()
 	last, seen := tailnetStatus(ctx, t, l, node).LastCheck, 0
-	testutil.Eventually(t, time.Duration(n)*10*time.Second, fmt.Sprintf("%d re-checks on %s", n, node), func() bool {
+	eventually(t, time.Duration(n)*10*time.Second, fmt.Sprintf("%d re-checks on %s", n, node), func() bool {
 		if lc := tailnetStatus(ctx, t, l, node).LastCheck; lc.After(last) {
 			last, seen = lc, seen+1
 		}
@@ -491,4 +491,18 @@ func podTraffic(ctx context.Context, l *lab.Lab) error {
 	ap, _ := echo.Addr(dst.Addr)
 	_, err = lab.TCPEcho(ctx, src, ap, []byte("ping"), 3*time.Second)
 	return err
+}
+
+// eventually is testutil.Eventually with cond called at most every 100 ms:
+// a netd status or a headscale read is not free on a shared machine.
+func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	var last time.Time
+	testutil.Eventually(t, d, what, func() bool {
+		if time.Since(last) < 100*time.Millisecond {
+			return false
+		}
+		last = time.Now()
+		return cond()
+	})
 }
