@@ -159,13 +159,19 @@ func Apply(ctx context.Context, target Target, t *desired.Tailnet, opts Options)
 }
 
 func apply(ctx context.Context, b backend, t *desired.Tailnet, opts Options) (Result, error) {
-	log := opts.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
 	c, err := diff(ctx, b, t)
 	if err != nil {
 		return Result{}, err
+	}
+	return applyChange(ctx, b, t, c, opts)
+}
+
+// applyChange is apply with the live policy already read and compared (c,
+// from diff): the write is still conditional on c.LiveVersion.
+func applyChange(ctx context.Context, b backend, t *desired.Tailnet, c Change, opts Options) (Result, error) {
+	log := opts.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
 	res := Result{Change: c, Version: c.LiveVersion}
 	if c.Unchanged {

@@ -38,6 +38,14 @@ func (c *Client) Apply(ctx context.Context, t *desired.Tailnet, opts Options) (R
 	return apply(ctx, c.b, t, opts)
 }
 
+// ApplyChange is Apply with the live policy already read by Diff (c): it
+// saves reading it again, and the write is still conditional on the
+// version c read (If-Match / updatedAt), so an edit made since is a
+// conflict, never overwritten.
+func (c *Client) ApplyChange(ctx context.Context, t *desired.Tailnet, ch Change, opts Options) (Result, error) {
+	return applyChange(ctx, c.b, t, ch, opts)
+}
+
 // Routes lists the subnet routes of every node of the tailnet: what each
 // advertises and what the control server approved.
 func (c *Client) Routes(ctx context.Context) ([]NodeRoutes, error) { return c.b.routes(ctx) }

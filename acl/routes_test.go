@@ -2,7 +2,9 @@ package acl
 
 import (
 	"context"
+	"errors"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -56,5 +58,32 @@ func TestRoutes(t *testing.T) {
 	}
 	if _, err := bad.Routes(context.Background()); err == nil {
 		t.Error("a refused node list is not an error")
+	}
+}
+
+// TestApplyChangeConflict: a write based on a read that an edit has
+// overtaken is refused (If-Match), and the edit stays.
+func TestApplyChangeConflict(t *testing.T) {
+	ctx := context.Background()
+	f := newFakeTailscale(t, defaultPolicy)
+	c, err := NewClient(tsTarget(f))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := compiled(t)
+	if _, err := c.Apply(ctx, want, Options{Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	cut := withoutPodGrant(t, want)
+	ch, err := c.Diff(ctx, cut)
+	if err != nil || ch.Unchanged || ch.Drift != "" {
+		t.Fatalf("diff: %+v %v", ch, err)
+	}
+	f.edit(func(p string) string { return p + "\n// edited in the admin console\n" })
+	if _, err := c.ApplyChange(ctx, cut, ch, Options{}); !errors.Is(err, ErrConflict) {
+		t.Fatalf("apply over an edit made after the read: %v, want ErrConflict", err)
+	}
+	if live, _ := f.current(); !strings.Contains(live, "edited in the admin console") {
+		t.Fatal("the edit was overwritten")
 	}
 }

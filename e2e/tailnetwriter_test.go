@@ -167,6 +167,25 @@ func TestTailnetWriter(t *testing.T) {
 		}
 		t.Logf("MEASURE tailnet policy file change -> enforced by tailscaled (firebat reaches control-plane on the new port): median %v of %v; of which file change -> written to headscale: median %v of %v",
 			median(took).Round(time.Millisecond), took, median(wrote).Round(time.Millisecond), wrote)
+		// Where the write time goes: the writer's log has the reload
+		// (file watch + compile) and the end of the apply (headscale API).
+		var api []time.Duration
+		var reloaded time.Time
+		for _, e := range logEntries(t, l, "control-plane") {
+			switch e.Msg {
+			case "policy reloaded":
+				reloaded = e.Time
+			case "tailnet policy applied":
+				if !reloaded.IsZero() {
+					api = append(api, e.Time.Sub(reloaded))
+					reloaded = time.Time{}
+				}
+			}
+		}
+		if len(api) >= 3 {
+			api = api[len(api)-3:]
+			t.Logf("MEASURE of which policy reloaded -> applied on headscale (read, validate, If-Match write): median %v of %v", median(api).Round(time.Millisecond), api)
+		}
 	})
 
 	t.Run("a headscale policy set edit is drift, left alone", func(t *testing.T) {
@@ -505,4 +524,27 @@ func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 		last = time.Now()
 		return cond()
 	})
+}
+
+type logEntry struct {
+	Time time.Time `json:"time"`
+	Msg  string    `json:"msg"`
+}
+
+// logEntries reads a node's netd log (JSON lines, as the module runs it).
+func logEntries(t *testing.T, l *lab.Lab, node string) []logEntry {
+	t.Helper()
+	n, _ := l.Node(node)
+	b, err := os.ReadFile(n.Log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []logEntry
+	for _, line := range strings.Split(string(b), "\n") {
+		var e logEntry
+		if json.Unmarshal([]byte(line), &e) == nil && !e.Time.IsZero() {
+			out = append(out, e)
+		}
+	}
+	return out
 }

@@ -20,7 +20,7 @@ import (
 type Control interface {
 	Name() string
 	Diff(ctx context.Context, t *desired.Tailnet) (acl.Change, error)
-	Apply(ctx context.Context, t *desired.Tailnet, opts acl.Options) (acl.Result, error)
+	ApplyChange(ctx context.Context, t *desired.Tailnet, c acl.Change, opts acl.Options) (acl.Result, error)
 	Routes(ctx context.Context) ([]acl.NodeRoutes, error)
 }
 
@@ -176,10 +176,10 @@ func (s *Syncer) syncPolicy(ctx context.Context, st *desired.State) error {
 		s.setBlocked(c.LiveVersion, blocked)
 		return nil
 	}
-	res, err := s.cfg.Control.Apply(ctx, t, acl.Options{Force: t.Sync.Exclusive})
+	res, err := s.cfg.Control.ApplyChange(ctx, t, c, acl.Options{Force: t.Sync.Exclusive})
 	switch {
-	case errors.Is(err, acl.ErrDrift):
-		// Edited between the read and the write: reported on the next run.
+	case errors.Is(err, acl.ErrConflict):
+		// Edited between the read and the write: read again at once.
 		s.trig.Poke()
 		return nil
 	case err != nil:
