@@ -231,6 +231,7 @@ func upTailnetLab(t *testing.T, data []byte, opts ...func(*lab.TailnetConfig)) (
 				for _, n := range l.Nodes {
 					t.Logf("--- netd log of %s:\n%s", n.Name, l.LogTail(n.Name, 20))
 				}
+				dumpStatusGoroutines(t, l)
 			}
 			if err := lab.DownTailnet(ctx, l); err != nil {
 				t.Errorf("tailnet down: %v", err)

@@ -548,3 +548,31 @@ func logEntries(t *testing.T, l *lab.Lab, node string) []logEntry {
 	}
 	return out
 }
+
+// dumpStatusGoroutines makes every running netd of the lab dump its
+// goroutines (SIGQUIT; netd exits) and logs the ones serving a status
+// request, with what they wait on: the diagnosis of a status call that
+// times out.
+func dumpStatusGoroutines(t *testing.T, l *lab.Lab) {
+	t.Helper()
+	for _, n := range l.Nodes {
+		if n.Netd == nil || !l.NetdRunning(n.Name) {
+			continue
+		}
+		if err := syscall.Kill(n.Netd.PID, syscall.SIGQUIT); err != nil {
+			continue
+		}
+		_, _ = testutil.Wait(5*time.Second, "netd to dump", func() (bool, error) { return !l.NetdRunning(n.Name), nil })
+		b, err := os.ReadFile(n.Log)
+		if err != nil {
+			continue
+		}
+		var keep []string
+		for _, g := range strings.Split(string(b), "\n\n") {
+			if strings.Contains(g, "(*Daemon).Status") || strings.Contains(g, "sync.(*Mutex).Lock") {
+				keep = append(keep, g)
+			}
+		}
+		t.Logf("--- goroutines of netd on %s serving status or waiting on a mutex (%d):\n%s", n.Name, len(keep), strings.Join(keep, "\n\n"))
+	}
+}
