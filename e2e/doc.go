@@ -9,8 +9,8 @@
 // peer, resyncs) hold a loss or detection-time budget against an
 // independent pinger (TestTailnet too: BFD over the real tailnet); they
 // run one at a time, first. The others (the systemd and Kubernetes labs,
-// the tailnet doctor, doctor, interop, join and leave,
-// the CLI) call t.Parallel and then run two at a time (-parallel defaults
+// the tailnet doctor, the tailnet policy writer, doctor, interop, join and
+// leave, the CLI) call t.Parallel and then run two at a time (-parallel defaults
 // to GOMAXPROCS), which keeps the package within the CI budget (see
 // DEVELOPERS.md). Every test must pass on a loaded machine either way:
 // nothing here depends on a timer firing on time, and each test owns its

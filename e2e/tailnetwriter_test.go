@@ -42,6 +42,7 @@ import (
 // killed, another takes the Lease and writes, and drift is an Event.
 func TestTailnetWriter(t *testing.T) {
 	needRoot(t)
+	t.Parallel() // see doc.go
 	_, err := os.Stat("/dev/net/tun")
 	testutil.Require(t, err == nil, "tailscaled needs /dev/net/tun (the tun kernel module): %v", err)
 	// The example policy, re-checked every 2 s instead of every minute.
