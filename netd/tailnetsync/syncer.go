@@ -120,7 +120,7 @@ func (s *Syncer) lead(ctx context.Context) {
 		s.log.Info("no longer the tailnet policy writer", "node", s.cfg.Node)
 	}()
 	for ctx.Err() == nil {
-		iv := s.cfg.State().Tailnet.Sync.Interval
+		iv := interval(s.cfg.State())
 		lctx, cancel := context.WithCancel(ctx)
 		loop := &reconcile.Loop{Name: "tailnet-policy", Fn: s.sync, Trigger: s.trig, Resync: iv,
 			MaxBackoff: min(iv, 30*time.Second), Log: s.cfg.Log, Metrics: s.cfg.Metrics}
@@ -134,11 +134,20 @@ func (s *Syncer) lead(ctx context.Context) {
 	}
 }
 
+// interval is the policy's re-check period (a minute if a state built in
+// Go has none).
+func interval(st *desired.State) time.Duration {
+	if iv := st.Tailnet.Sync.Interval; iv > 0 {
+		return iv
+	}
+	return time.Minute
+}
+
 // sync is one run of the writer: the policy, then the routes.
 func (s *Syncer) sync(ctx context.Context) error {
 	st := s.cfg.State()
 	s.mu.Lock()
-	if iv := st.Tailnet.Sync.Interval; iv != s.interval && s.restart != nil {
+	if iv := interval(st); iv != s.interval && s.restart != nil {
 		s.restart() // lead starts the loop again with the new interval
 		s.mu.Unlock()
 		s.trig.Poke()
@@ -165,23 +174,22 @@ func (s *Syncer) syncPolicy(ctx context.Context, st *desired.State) error {
 		return fmt.Errorf("reading the live tailnet policy: %w", err)
 	}
 	s.noteDrift(ctx, st, c)
-	blocked := ""
 	switch {
 	case c.Unchanged:
-		s.setSynced(st, c.LiveVersion, "")
+		s.setSynced(st, c.LiveVersion)
 		return nil
 	case c.Drift != "" && !t.Sync.Exclusive:
-		blocked = "the live policy was edited outside netd, so the policy file is not applied (ownership shared): " +
-			"put the edit into the policy file, or apply it by hand with `netd policy apply --force`, or set spec.tailnetSync.ownership: exclusive"
-		s.setBlocked(c.LiveVersion, blocked)
+		s.setBlocked(c.LiveVersion, "the live policy was edited outside netd, so the policy file is not applied (ownership shared): "+
+			"put the edit into the policy file, or apply it by hand with `netd policy apply --force`, or set spec.tailnetSync.ownership: exclusive")
 		return nil
 	}
 	res, err := s.cfg.Control.ApplyChange(ctx, t, c, acl.Options{Force: t.Sync.Exclusive})
 	switch {
 	case errors.Is(err, acl.ErrConflict):
-		// Edited between the read and the write: read again at once.
-		s.trig.Poke()
-		return nil
+		// Edited between the read and the write: the retry (with backoff)
+		// reads it again and reports it.
+		s.setBlocked(c.LiveVersion, "")
+		return fmt.Errorf("applying the tailnet policy: %w", err)
 	case err != nil:
 		s.noteRejected(ctx, st, err)
 		s.setBlocked(c.LiveVersion, "")
@@ -199,7 +207,7 @@ func (s *Syncer) syncPolicy(ctx context.Context, st *desired.State) error {
 	s.mu.Lock()
 	s.st.LastWrite, s.st.Writes = time.Now(), s.st.Writes+1
 	s.mu.Unlock()
-	s.setSynced(st, res.Version, "")
+	s.setSynced(st, res.Version)
 	return nil
 }
 
@@ -284,11 +292,11 @@ func (s *Syncer) noteRejected(ctx context.Context, st *desired.State, err error)
 	}
 }
 
-func (s *Syncer) setSynced(st *desired.State, version, blocked string) {
+func (s *Syncer) setSynced(st *desired.State, version string) {
 	s.m.inSync.Set(1)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.st.InSync, s.st.Version, s.st.Digest, s.st.Blocked = true, version, st.Digest, blocked
+	s.st.InSync, s.st.Version, s.st.Digest, s.st.Blocked = true, version, st.Digest, ""
 }
 
 func (s *Syncer) setBlocked(version, blocked string) {
