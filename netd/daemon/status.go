@@ -168,7 +168,9 @@ func (s *servers) serve(ctx context.Context) error {
 		<-ctx.Done()
 		return nil
 	}
-	srv := &http.Server{Handler: s.handler(), ReadHeaderTimeout: 5 * time.Second}
+	// IdleTimeout: a client that keeps connections alive and forgets
+	// them (a script, a scraper gone) must not hold them open forever.
+	srv := &http.Server{Handler: s.handler(), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute}
 	errc := make(chan error, len(s.listeners))
 	for _, l := range s.listeners {
 		go func() { errc <- srv.Serve(l) }()
