@@ -24,8 +24,9 @@
 // desired.Tailnet.Headscale, where the grants are rewritten as equivalent
 // acls and the policy's tests were evaluated against the rewritten form.
 //
-// Apply is meant for the CLI (CI on merge) or the netd leader, never every
-// node.
+// Apply is meant for the one netd that writes the tailnet policy (package
+// netd/tailnetsync) and for `netd policy apply` by hand (bootstrap,
+// break-glass), never for every node; CI only diffs.
 package acl
 
 import (
@@ -92,10 +93,13 @@ type backend interface {
 	get(ctx context.Context) (doc []byte, version string, err error)
 	// document picks the form of the policy this server takes.
 	document(t *desired.Tailnet) *desired.TailnetDocument
-	// validate asks the server (or its tool) to check doc.
-	validate(ctx context.Context, doc []byte) error
+	// validate asks the server (or its tool) to check doc; an error means
+	// it could not be asked.
+	validate(ctx context.Context, doc []byte) (Validation, error)
 	// put writes doc if the live version is still ifMatch.
 	put(ctx context.Context, doc []byte, ifMatch string) (version string, err error)
+	// routes lists every node's advertised and approved subnet routes.
+	routes(ctx context.Context) ([]NodeRoutes, error)
 }
 
 // Diff reads the live policy of target and compares it with the desired
@@ -155,13 +159,19 @@ func Apply(ctx context.Context, target Target, t *desired.Tailnet, opts Options)
 }
 
 func apply(ctx context.Context, b backend, t *desired.Tailnet, opts Options) (Result, error) {
-	log := opts.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
 	c, err := diff(ctx, b, t)
 	if err != nil {
 		return Result{}, err
+	}
+	return applyChange(ctx, b, t, c, opts)
+}
+
+// applyChange is apply with the live policy already read and compared (c,
+// from diff): the write is still conditional on c.LiveVersion.
+func applyChange(ctx context.Context, b backend, t *desired.Tailnet, c Change, opts Options) (Result, error) {
+	log := opts.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
 	res := Result{Change: c, Version: c.LiveVersion}
 	if c.Unchanged {
@@ -171,7 +181,11 @@ func apply(ctx context.Context, b backend, t *desired.Tailnet, opts Options) (Re
 	if err := checkOffline(b.document(t)); err != nil {
 		return res, err
 	}
-	if err := b.validate(ctx, c.Desired); err != nil {
+	v, err := b.validate(ctx, c.Desired)
+	if err == nil {
+		err = v.err()
+	}
+	if err != nil {
 		return res, fmt.Errorf("validating on %s: %w", c.Target, err)
 	}
 	if c.Drift != "" {

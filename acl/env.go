@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"strings"
 )
 
@@ -62,11 +63,17 @@ func def(s, d string) string {
 	return s
 }
 
+// ErrNoCredentials is TargetFromEnv's error when the environment holds no
+// tailnet credentials at all (as opposed to incomplete or unreadable ones).
+var ErrNoCredentials = errors.New("no tailnet credentials: set HEADSCALE_URL+HEADSCALE_API_KEY, TS_API_KEY, or TS_OAUTH_CLIENT_ID+TS_OAUTH_CLIENT_SECRET (or their _FILE forms)")
+
 // TargetFromEnv builds the target from the environment. Every secret X may
 // instead be given as X_FILE, a path to a file holding it (systemd
 // credentials, CI secrets mounted as files):
 //
 //	HEADSCALE_URL, HEADSCALE_API_KEY[_FILE], HEADSCALE_CLI  → headscale
+//	  (HEADSCALE_CLI: the headscale binary for `headscale policy check`;
+//	  default: headscale on PATH, if any)
 //	TS_API_KEY[_FILE]                                       → Tailscale, API key
 //	TS_OAUTH_ID[_FILE], TS_OAUTH_SECRET[_FILE]              → Tailscale, OAuth client
 //	  (or TS_OAUTH_CLIENT_ID[_FILE], TS_OAUTH_CLIENT_SECRET[_FILE])
@@ -96,7 +103,11 @@ func TargetFromEnv() (Target, error) {
 		return v
 	}
 	if u := os.Getenv("HEADSCALE_URL"); u != "" {
-		t := Target{Kind: KindHeadscale, BaseURL: u, APIKey: must("HEADSCALE_API_KEY"), HeadscaleCLI: os.Getenv("HEADSCALE_CLI")}
+		cli := os.Getenv("HEADSCALE_CLI")
+		if cli == "" {
+			cli, _ = exec.LookPath("headscale") // none: not validated before a write
+		}
+		t := Target{Kind: KindHeadscale, BaseURL: u, APIKey: must("HEADSCALE_API_KEY"), HeadscaleCLI: cli}
 		if t.APIKey == "" {
 			errs = append(errs, errors.New("HEADSCALE_URL is set but HEADSCALE_API_KEY(_FILE) is not"))
 		}
@@ -112,7 +123,11 @@ func TargetFromEnv() (Target, error) {
 		t.OAuthClientSecret = must("TS_OAUTH_CLIENT_SECRET")
 	}
 	if t.APIKey == "" && (t.OAuthClientID == "" || t.OAuthClientSecret == "") && len(errs) == 0 {
-		errs = append(errs, errors.New("no tailnet credentials: set HEADSCALE_URL+HEADSCALE_API_KEY, TS_API_KEY, or TS_OAUTH_CLIENT_ID+TS_OAUTH_CLIENT_SECRET (or their _FILE forms)"))
+		if t.APIKey == "" && t.OAuthClientID == "" && t.OAuthClientSecret == "" {
+			errs = append(errs, ErrNoCredentials)
+		} else {
+			errs = append(errs, errors.New("incomplete Tailscale OAuth client: set both TS_OAUTH_CLIENT_ID and TS_OAUTH_CLIENT_SECRET (or their _FILE forms)"))
+		}
 	}
 	return t, errors.Join(errs...)
 }

@@ -45,6 +45,7 @@ func newFakeTailscale(t *testing.T, initial string) *fakeTailscale {
 	mux.HandleFunc("GET /api/v2/tailnet/{tailnet}/acl", f.auth(f.get))
 	mux.HandleFunc("POST /api/v2/tailnet/{tailnet}/acl", f.auth(f.post))
 	mux.HandleFunc("POST /api/v2/tailnet/{tailnet}/acl/validate", f.auth(f.validate))
+	mux.HandleFunc("GET /api/v2/tailnet/{tailnet}/devices", f.auth(f.devices))
 	f.srv = httptest.NewServer(mux)
 	t.Cleanup(f.srv.Close)
 	return f
@@ -190,6 +191,18 @@ func (f *fakeTailscale) edit(fn func(string) string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.policy = fn(f.policy)
+}
+
+// devices lists two devices as Tailscale's API does with ?fields=all
+// (advertisedRoutes and enabledRoutes only then).
+func (f *fakeTailscale) devices(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Query().Get("fields") != "all" {
+		_, _ = io.WriteString(w, `{"devices":[{"hostname":"firebat","addresses":["100.64.0.1"]},{"hostname":"ultra","addresses":["100.64.0.2"]}]}`)
+		return
+	}
+	_, _ = io.WriteString(w, `{"devices":[
+		{"hostname":"firebat","addresses":["100.64.0.1","fd7a:115c:a1e0::1"],"advertisedRoutes":["10.244.1.0/24","192.168.77.0/24"],"enabledRoutes":["10.244.1.0/24"]},
+		{"hostname":"ultra","addresses":["100.64.0.2"],"advertisedRoutes":["10.244.2.0/24"],"enabledRoutes":[]}]}`)
 }
 
 // fakeHeadscale implements headscale 0.26's /api/v1/policy (database

@@ -111,28 +111,37 @@ func (b *hsBackend) get(ctx context.Context) ([]byte, string, error) {
 }
 
 // validate runs `headscale policy check` when a headscale binary is
-// configured; headscale also checks the policy itself on write (and rejects
-// it before storing it).
-func (b *hsBackend) validate(ctx context.Context, doc []byte) error {
+// configured: headscale has no validate endpoint, so this is its own
+// parser and policy checks, run here. headscale also checks the policy
+// itself on write (and rejects it before storing it). Without a binary
+// the policy is not validated, and the Validation says so.
+func (b *hsBackend) validate(ctx context.Context, doc []byte) (Validation, error) {
 	if b.cli == "" {
-		return nil
+		return Validation{Message: "headscale has no validate endpoint and no headscale binary is configured for `headscale policy check` (set HEADSCALE_CLI, or put headscale on PATH)"}, nil
 	}
+	v := Validation{By: "headscale policy check (" + b.cli + ")"}
 	dir, err := os.MkdirTemp("", "netd-acl-")
 	if err != nil {
-		return err
+		return v, err
 	}
 	defer os.RemoveAll(dir)
 	f := filepath.Join(dir, "policy.hujson")
 	if err := os.WriteFile(f, doc, 0o600); err != nil {
-		return err
+		return v, err
 	}
 	cmd := exec.CommandContext(ctx, b.cli, "policy", "check", "--file", f)
 	cmd.Env = append(os.Environ(), "HEADSCALE_DISABLE_CHECK_UPDATES=1")
 	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("%w: headscale policy check: %w: %s", ErrInvalid, err, bytes.TrimSpace(out))
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		v.Checked, v.Message = true, fmt.Sprintf("headscale policy check: %v: %s", err, bytes.TrimSpace(out))
+	case err != nil:
+		return v, fmt.Errorf("running headscale policy check: %w", err)
+	default:
+		v.Checked, v.Valid = true, true
 	}
-	return nil
+	return v, nil
 }
 
 func (b *hsBackend) put(ctx context.Context, doc []byte, ifMatch string) (string, error) {
@@ -152,4 +161,51 @@ func (b *hsBackend) put(ctx context.Context, doc []byte, ifMatch string) (string
 		return "", err
 	}
 	return p.UpdatedAt, nil
+}
+
+// routes lists the nodes (GET /api/v1/node). headscale 0.26 reports a
+// node's announced routes as availableRoutes, the approved ones as
+// approvedRoutes, and those both announced and approved (served) as
+// subnetRoutes.
+func (b *hsBackend) routes(ctx context.Context) ([]NodeRoutes, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.base+"/api/v1/node", nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+b.key)
+	resp, err := b.hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("listing headscale nodes: %w", err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
+	if err != nil {
+		return nil, fmt.Errorf("reading headscale nodes: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("listing headscale nodes: %w", &hsError{status: resp.StatusCode, msg: string(bytes.TrimSpace(raw))})
+	}
+	var out struct {
+		Nodes []struct {
+			Name            string   `json:"name"`
+			GivenName       string   `json:"givenName"`
+			IPAddresses     []string `json:"ipAddresses"`
+			ApprovedRoutes  []string `json:"approvedRoutes"`
+			AvailableRoutes []string `json:"availableRoutes"`
+			SubnetRoutes    []string `json:"subnetRoutes"`
+		} `json:"nodes"`
+	}
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return nil, fmt.Errorf("decoding headscale nodes: %w", err)
+	}
+	nodes := make([]NodeRoutes, 0, len(out.Nodes))
+	for _, n := range out.Nodes {
+		name := n.GivenName
+		if name == "" {
+			name = n.Name
+		}
+		nodes = append(nodes, NodeRoutes{Name: name, Addrs: parseAddrs(n.IPAddresses),
+			Advertised: parsePrefixes(n.AvailableRoutes), Approved: parsePrefixes(n.ApprovedRoutes, n.SubnetRoutes)})
+	}
+	return nodes, nil
 }

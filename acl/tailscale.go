@@ -86,37 +86,76 @@ func (b *tsBackend) get(ctx context.Context) ([]byte, string, error) {
 }
 
 // validate posts the whole policy to /acl/validate, as gitops-pusher does:
-// 200 with an empty body (or no message and no data) means valid, tests
-// included.
-func (b *tsBackend) validate(ctx context.Context, doc []byte) error {
+// 200 with an empty body (or no message and no errors in data) means
+// valid, tests included; a message, or errors in data, is a rejection,
+// and so is a 400 (a document it cannot parse). Warnings in data do not
+// reject.
+func (b *tsBackend) validate(ctx context.Context, doc []byte) (Validation, error) {
+	v := Validation{By: "tailscale /acl/validate"}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.c.BuildTailnetURL("acl", "validate"), bytes.NewReader(doc))
 	if err != nil {
-		return err
+		return v, err
 	}
 	req.Header.Set("Content-Type", "application/hujson")
 	resp, err := b.c.Do(req)
 	if err != nil {
-		return err
+		return v, err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return fmt.Errorf("reading validate response: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%w: validate returned %s: %s", ErrInvalid, resp.Status, bytes.TrimSpace(body))
-	}
-	if len(bytes.TrimSpace(body)) == 0 {
-		return nil
+		return v, fmt.Errorf("reading validate response: %w", err)
 	}
 	var te tailscale.ACLTestError
+	switch {
+	case resp.StatusCode == http.StatusBadRequest:
+		v.Checked, v.Message = true, string(bytes.TrimSpace(body))
+		if json.Unmarshal(body, &te) == nil && te.Message != "" {
+			v.Message = te.Message + testErrors(te.Data)
+		}
+		return v, nil
+	case resp.StatusCode != http.StatusOK:
+		return v, fmt.Errorf("validate returned %s: %s", resp.Status, bytes.TrimSpace(body))
+	}
+	v.Checked, v.Valid = true, true
+	if len(bytes.TrimSpace(body)) == 0 {
+		return v, nil
+	}
 	if err := json.Unmarshal(body, &te); err != nil {
-		return fmt.Errorf("decoding validate response: %w", err)
+		return v, fmt.Errorf("decoding validate response: %w", err)
 	}
-	if te.Message != "" || len(te.Data) > 0 {
-		return fmt.Errorf("%w: %s %+v", ErrInvalid, te.Message, te.Data)
+	failed := false
+	for _, d := range te.Data {
+		failed = failed || len(d.Errors) > 0
+		for _, w := range d.Warnings {
+			v.Warnings = append(v.Warnings, prefixed(d.User, w))
+		}
 	}
-	return nil
+	if te.Message != "" || failed {
+		v.Valid, v.Message = false, strings.TrimSpace(te.Message+testErrors(te.Data))
+	}
+	return v, nil
+}
+
+// testErrors lists the failed tests of a validate answer.
+func testErrors(data []tailscale.ACLTestFailureSummary) string {
+	var out []string
+	for _, d := range data {
+		for _, e := range d.Errors {
+			out = append(out, prefixed(d.User, e))
+		}
+	}
+	if len(out) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(out, "; ") + ")"
+}
+
+func prefixed(src, msg string) string {
+	if src == "" {
+		return msg
+	}
+	return "test from " + src + ": " + msg
 }
 
 func (b *tsBackend) put(ctx context.Context, doc []byte, ifMatch string) (string, error) {
@@ -193,4 +232,19 @@ func (o *oauthTransport) get(ctx context.Context) (string, error) {
 	}
 	o.token, o.expires = t.AccessToken, time.Now().Add(time.Duration(t.ExpiresIn)*time.Second)
 	return o.token, nil
+}
+
+// routes lists the tailnet's devices with all fields: advertisedRoutes
+// and enabledRoutes (the approved ones).
+func (b *tsBackend) routes(ctx context.Context) ([]NodeRoutes, error) {
+	devs, err := b.c.Devices(ctx, tailscale.DeviceAllFields)
+	if err != nil {
+		return nil, fmt.Errorf("listing tailscale devices: %w", err)
+	}
+	nodes := make([]NodeRoutes, 0, len(devs))
+	for _, d := range devs {
+		nodes = append(nodes, NodeRoutes{Name: d.Hostname, Addrs: parseAddrs(d.Addresses),
+			Advertised: parsePrefixes(d.AdvertisedRoutes), Approved: parsePrefixes(d.EnabledRoutes)})
+	}
+	return nodes, nil
 }

@@ -25,6 +25,10 @@ type livePeer struct {
 	// stale (graceful restart), until the peer is back and sends
 	// End-of-RIB or its restart time runs out.
 	holding bool
+	// opening: a session is in OpenSent or OpenConfirm. Closing it (a
+	// delete) would make a GoBGP peer that keeps our paths as stale drop
+	// them (see needsReassert).
+	opening bool
 }
 
 // reconcilePeers makes GoBGP's neighbors match cfg.
@@ -37,16 +41,21 @@ type livePeer struct {
 // time has passed). A change that concerns only this speaker's own
 // restart (the Restart State bit, and dialling or waiting for external
 // peers) is applied only when it costs nothing: never to an established
-// session (the bit matters only in the OPEN), and to a down one only if
-// GoBGP holds nothing for it. (GoBGP's UpdatePeer cannot apply it either:
+// session (the bit matters only in the OPEN) nor to one being opened (see
+// needsReassert), and to a down one only if GoBGP holds nothing for it. (GoBGP's UpdatePeer cannot apply it either:
 // LocalRestarting is state it does not update, and PassiveMode is
 // transport config, which it applies by delete and add.)
 func (s *Speaker) reconcilePeers(ctx context.Context, cfg desired.Speaker) error {
 	live := map[netip.Addr]livePeer{}
 	if err := s.srv.ListPeer(ctx, &api.ListPeerRequest{}, func(p *api.Peer) {
 		if a, err := netip.ParseAddr(p.GetConf().GetNeighborAddress()); err == nil {
-			up := p.GetState().GetSessionState() == api.PeerState_ESTABLISHED
-			live[a] = livePeer{established: up, holding: !up && p.GetGracefulRestart().GetPeerRestarting()}
+			ss := p.GetState().GetSessionState()
+			up := ss == api.PeerState_ESTABLISHED
+			live[a] = livePeer{
+				established: up,
+				holding:     !up && p.GetGracefulRestart().GetPeerRestarting(),
+				opening:     ss == api.PeerState_OPENSENT || ss == api.PeerState_OPENCONFIRM,
+			}
 		}
 	}); err != nil {
 		return fmt.Errorf("listing peers: %w", err)
@@ -66,7 +75,7 @@ func (s *Speaker) reconcilePeers(ctx context.Context, cfg desired.Speaker) error
 			switch {
 			case old == spec:
 				continue
-			case sameButRestart(old, spec) && (lp.established || lp.holding):
+			case sameButRestart(old, spec) && (lp.established || lp.holding || lp.opening):
 				continue // a restart-time session stays until it is down with nothing held
 			case lp.holding:
 				if !s.deferred[p.Address] {

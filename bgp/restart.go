@@ -38,13 +38,9 @@ func (s *Speaker) reassertRestart(ctx context.Context) ([]netip.Addr, error) {
 			return
 		}
 		spec, ok := s.peers[a]
-		if !ok || !spec.restarting || p.GetState().GetSessionState() == api.PeerState_ESTABLISHED {
-			return
+		if ok && spec.restarting && needsReassert(p, s.st.upSinceRestart(a)) {
+			redo = append(redo, a)
 		}
-		if s.st.upSinceRestart(a) || p.GetGracefulRestart().GetLocalRestarting() {
-			return
-		}
-		redo = append(redo, a)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("listing peers: %w", err)
@@ -63,6 +59,26 @@ func (s *Speaker) reassertRestart(ctx context.Context) ([]netip.Addr, error) {
 		s.log.Info("gobgp cleared the restart state of a peer that is not up yet; re-added it with the R-bit", "address", a)
 	}
 	return redo, nil
+}
+
+// needsReassert reports whether peer p, configured with the Restart State
+// bit, must be re-added to get it back: it has not been established since
+// this speaker restarted, GoBGP no longer marks it locally restarting, and
+// no session with it is being opened. A session in OpenSent or
+// OpenConfirm is left alone: deleting the neighbor then closes it (with a
+// Cease), and a GoBGP peer whose session with a restarting speaker fails
+// before Established goes to Idle and drops every stale route it kept for
+// us at once (pkg/server/server.go, the nextStateIdle branch of
+// handleFSMMessage), which is exactly the loss the bit is meant to
+// prevent. Such a session either comes up (the peer keeps our routes as
+// stale until our End-of-RIB: GoBGP ignores a missing Restart State bit)
+// or fails by itself, and the next peer event re-checks it.
+func needsReassert(p *api.Peer, upSinceRestart bool) bool {
+	switch p.GetState().GetSessionState() {
+	case api.PeerState_ESTABLISHED, api.PeerState_OPENSENT, api.PeerState_OPENCONFIRM:
+		return false
+	}
+	return !upSinceRestart && !p.GetGracefulRestart().GetLocalRestarting()
 }
 
 // PeerUnreachable is what a fast failure detector (BFD) calls when a

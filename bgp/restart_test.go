@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	api "github.com/osrg/gobgp/v3/api"
+
 	"github.com/ducksnest/netd/internal/testutil"
 )
 
@@ -132,4 +134,36 @@ func TestRestartedSpeakerKeepsStaleRoutes(t *testing.T) {
 		t.Errorf("b's hold time is %d once b is back, want the deferred 6", got)
 	}
 	testutil.Eventually(t, 3*wait, "session with the new hold time", func() bool { return hasVia(a2, block, n[1].addr, "b") })
+}
+
+// A peer is re-added with the R-bit only when no session with it is up or
+// being opened: closing an OpenSent or OpenConfirm session would make a
+// GoBGP peer drop the routes it keeps for us.
+func TestNeedsReassert(t *testing.T) {
+	peer := func(st api.PeerState_SessionState, localRestarting bool) *api.Peer {
+		return &api.Peer{
+			State:           &api.PeerState{SessionState: st},
+			GracefulRestart: &api.GracefulRestart{LocalRestarting: localRestarting},
+		}
+	}
+	for _, tc := range []struct {
+		state           api.PeerState_SessionState
+		localRestarting bool
+		upSinceRestart  bool
+		want            bool
+	}{
+		{api.PeerState_IDLE, false, false, true},
+		{api.PeerState_CONNECT, false, false, true},
+		{api.PeerState_ACTIVE, false, false, true},
+		{api.PeerState_OPENSENT, false, false, false},
+		{api.PeerState_OPENCONFIRM, false, false, false},
+		{api.PeerState_ESTABLISHED, false, false, false},
+		{api.PeerState_ACTIVE, true, false, false},
+		{api.PeerState_ACTIVE, false, true, false},
+	} {
+		if got := needsReassert(peer(tc.state, tc.localRestarting), tc.upSinceRestart); got != tc.want {
+			t.Errorf("%v, local restarting %v, up since restart %v: needsReassert %v, want %v",
+				tc.state, tc.localRestarting, tc.upSinceRestart, got, tc.want)
+		}
+	}
 }

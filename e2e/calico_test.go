@@ -36,6 +36,7 @@ const apiAddr = "100.64.255.254"
 // other node, a deleted one withdrawn; the Lease holder alone writes the
 // Calico objects of the policy.
 func TestCalicoIPAM(t *testing.T) {
+	t.Parallel() // see doc.go
 	needRoot(t)
 	s := kubetest.Start(t)
 	c, err := kube.NewClient(s.Config)
@@ -98,14 +99,25 @@ func TestCalicoIPAM(t *testing.T) {
 		}
 		return u.GetLabels()["netd.ducksnest.dev/managed-by"] == "netd", nil
 	})
-	leaders := 0
+	leaders, held := 0, 0.0
 	for _, n := range l.Nodes {
 		st, err := l.Status(ctx, n.Name)
 		if err != nil {
 			t.Fatal(err)
 		}
+		// The metrics the Lease and Calico drift alerts read
+		// (deploy/monitoring): the holder says so, and the objects it
+		// wrote are all applied.
+		held += metric(t, l, n.Name, "netd_lease_held", `lease="netd-calico"`)
 		if strings.Contains(string(st.Raw), `"leader": true`) {
 			leaders++
+			body, err := httpGet(n.NS, lab.DefaultMetricsAddr, "/metrics")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(body, "\nnetd_calico_drift_objects{state=\"unapplied\"} 0\n") {
+				t.Errorf("the leader %s does not report 0 unapplied Calico objects:\n%s", n.Name, grepLines(body, "netd_calico_drift_objects"))
+			}
 		}
 		if !strings.Contains(string(st.Raw), `"served": "`+calico.ServedV1+`"`) {
 			t.Errorf("%s does not report the Calico API it uses", n.Name)
@@ -116,6 +128,9 @@ func TestCalicoIPAM(t *testing.T) {
 	}
 	if leaders != 1 {
 		t.Errorf("%d netd instances say they hold the Lease, want 1", leaders)
+	}
+	if held != 1 {
+		t.Errorf("netd_lease_held{lease=\"netd-calico\"} summed over the nodes = %v, want 1", held)
 	}
 	for _, n := range l.Nodes {
 		if rss, err := l.RSS(n.Name); err == nil {
@@ -129,14 +144,21 @@ func TestCalicoIPAM(t *testing.T) {
 // identity (mkpki.sh), through the forward.
 func apiThroughLab(t *testing.T, l *lab.Lab, s *kubetest.Server) func(node string) string {
 	t.Helper()
-	ctx := t.Context()
-	if out, err := exec.CommandContext(ctx, "ip", "-n", l.WAN, "addr", "add", apiAddr+"/10", "dev", "br0").CombinedOutput(); err != nil {
+	if out, err := exec.CommandContext(t.Context(), "ip", "-n", l.WAN, "addr", "add", apiAddr+"/10", "dev", "br0").CombinedOutput(); err != nil {
 		t.Fatalf("addressing the overlay bridge: %v: %s", err, out)
 	}
+	return apiForwarder(t, l.WAN, apiAddr, s)
+}
+
+// apiForwarder forwards addr:6443 in namespace ns to the test's
+// kube-apiserver and returns, per node, a kubeconfig of that node's netd
+// identity pointed at it.
+func apiForwarder(t *testing.T, ns, addr string, s *kubetest.Server) func(node string) string {
+	t.Helper()
 	var ln net.Listener
-	if err := lab.InNS(l.WAN, func() error {
+	if err := lab.InNS(ns, func() error {
 		var err error
-		ln, err = net.Listen("tcp", apiAddr+":6443")
+		ln, err = net.Listen("tcp", addr+":6443")
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -173,7 +195,7 @@ func apiThroughLab(t *testing.T, l *lab.Lab, s *kubetest.Server) func(node strin
 		// The API server's certificate (mkpki.sh) names the control plane
 		// "kubetest", not the lab's forwarding address.
 		kc := filepath.Join(t.TempDir(), node+".kubeconfig")
-		out := strings.Replace(string(b), "server: "+s.Config.Host, "server: https://"+apiAddr+":6443\n    tls-server-name: kubetest", 1)
+		out := strings.Replace(string(b), "server: "+s.Config.Host, "server: https://"+addr+":6443\n    tls-server-name: kubetest", 1)
 		if err := os.WriteFile(kc, []byte(out), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -209,4 +231,15 @@ func routeOnAll(l *lab.Lab, nodes []string, block netip.Prefix, want bool) (bool
 		}
 	}
 	return true, nil
+}
+
+// grepLines returns the lines of s that contain sub.
+func grepLines(s, sub string) string {
+	var out []string
+	for _, line := range strings.Split(s, "\n") {
+		if strings.Contains(line, sub) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -29,6 +29,7 @@ import (
 // (netd/doctor/testdata), and the tailscaled checks run in
 // TestDoctorTailnet.
 func TestDoctor(t *testing.T) {
+	t.Parallel() // see doc.go
 	needRoot(t)
 	needFirewallTools(t)
 	data := withoutExternalPeers(t, examplePolicy(t))

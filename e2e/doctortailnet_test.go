@@ -26,6 +26,7 @@ import (
 // (netfilter mode on) for the CGNAT drop rule and the mark overlap. One
 // lab; each subtest injects and undoes.
 func TestDoctorTailnet(t *testing.T) {
+	t.Parallel() // see doc.go
 	needRoot(t)
 	needFirewallTools(t)
 	l, tn := upTailnetLab(t, withoutExternalPeers(t, examplePolicy(t)))
@@ -166,8 +167,10 @@ func TestDoctorTailnet(t *testing.T) {
 		// A route that takes ultra's overlay address over the LAN: the
 		// doctor fails it, and ultra's ts-input drops what firebat sends
 		// from its overlay address (a TCP connect to ultra's BGP port).
-		nsRun(t, fb.NS, fmt.Sprintf("ip route add %s via %s dev eth0 table 100", ul.OverlayAddr, ul.LANAddr), fmt.Sprintf("ip route del %s table 100", ul.OverlayAddr))
-		nsRun(t, fb.NS, fmt.Sprintf("ip rule add priority 100 to %s lookup 100", ul.OverlayAddr), fmt.Sprintf("ip rule del priority 100 to %s lookup 100", ul.OverlayAddr))
+		// Registered first, so it runs last (cleanups run in reverse): the
+		// lab converges again once the route and rule below are gone. (BFD
+		// over the tailnet takes firebat and ultra's routes down within a
+		// second of the misroute, so it cannot converge before.)
 		t.Cleanup(func() {
 			cctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 			defer cancel()
@@ -175,6 +178,8 @@ func TestDoctorTailnet(t *testing.T) {
 				t.Error(err)
 			}
 		})
+		nsRun(t, fb.NS, fmt.Sprintf("ip route add %s via %s dev eth0 table 100", ul.OverlayAddr, ul.LANAddr), fmt.Sprintf("ip route del %s table 100", ul.OverlayAddr))
+		nsRun(t, fb.NS, fmt.Sprintf("ip rule add priority 100 to %s lookup 100", ul.OverlayAddr), fmt.Sprintf("ip rule del priority 100 to %s lookup 100", ul.OverlayAddr))
 		rep, code = doc(t, "firebat", "--only", "cgnat")
 		wantFinding(t, rep, code, "cgnat/drop-rule", doctor.Fail, "route get 100.64.0.2 from 100.64.0.1 (ultra): dev eth0 table 100 via "+ul.LANAddr.String(),
 			"leaves through eth0, not tailscale0: ultra's tailscaled drops it")
@@ -207,10 +212,13 @@ func TestDoctorTailnet(t *testing.T) {
 
 // upTailnetLab brings up the tailnet lab from policy text and removes it
 // (tailscaled, headscale, namespaces) at the end of the test.
-func upTailnetLab(t *testing.T, data []byte) (*lab.Lab, *lab.Tailnet) {
+func upTailnetLab(t *testing.T, data []byte, opts ...func(*lab.TailnetConfig)) (*lab.Lab, *lab.Tailnet) {
 	t.Helper()
 	tc := tailscaleTools(t)
 	tc.UserRoutes = nil
+	for _, o := range opts {
+		o(&tc)
+	}
 	st := policyState(t, data)
 	name, dir := labName(), t.TempDir()
 	log := slog.New(slog.NewTextHandler(logWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -223,6 +231,7 @@ func upTailnetLab(t *testing.T, data []byte) (*lab.Lab, *lab.Tailnet) {
 				for _, n := range l.Nodes {
 					t.Logf("--- netd log of %s:\n%s", n.Name, l.LogTail(n.Name, 20))
 				}
+				dumpStatusGoroutines(t, l)
 			}
 			if err := lab.DownTailnet(ctx, l); err != nil {
 				t.Errorf("tailnet down: %v", err)

@@ -49,6 +49,7 @@ const rogueConf = `[global.config]
 // BIRD peer's in TestInteropHomeRouters.) BGP answers only on the overlay
 // address.
 func TestHostilePeer(t *testing.T) {
+	t.Parallel() // see doc.go
 	needBin(t, "gobgpd", "gobgp")
 	l := upLab(t, "old")
 	old, _ := l.Node("old")

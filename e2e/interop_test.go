@@ -191,6 +191,7 @@ func kernelHas(t *testing.T, l *lab.Lab, node, dst string, words ...string) bool
 // netd's BFD bring a session up, and a cut of the edge router's link
 // withdraws its route within a second.
 func TestInteropHomeRouters(t *testing.T) {
+	t.Parallel() // see doc.go
 	needBin(t, "bird", "/usr/lib/frr/bgpd")
 	l := upLabWith(t, examplePolicy(t, examplePeer, interopPeers))
 	ctx := t.Context()
@@ -321,6 +322,7 @@ func frrBFDUp(vtysh func(...string) string, peer string) bool {
 // netd's neighbors and RIB; the API listens on loopback only, and is off
 // by default.
 func TestInteropGoBGPCLI(t *testing.T) {
+	t.Parallel() // see doc.go
 	needBin(t, "gobgp")
 	l := upLab(t)
 	ctx := t.Context()

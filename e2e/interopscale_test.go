@@ -61,6 +61,7 @@ func countIn(l *lab.Lab, node string) (int, error) {
 // re-install them when it comes back (a 10k-prefix peer restart), and
 // netd's RSS with 10k learned routes against its idle RSS.
 func TestInteropScale10k(t *testing.T) {
+	t.Parallel() // see doc.go
 	needBin(t, "bird")
 	const n = 10000
 	l := upLabWith(t, examplePolicy(t, "maxPrefixes: 1000 ", "maxPrefixes: 20000 ", examplePeer, examplePeer+scalePeer))

@@ -129,6 +129,7 @@ func spread(v []float64) float64 {
 // NETD_MEASURE_BIN names another netd binary to measure (a build of an
 // earlier commit, for a before/after in one run each).
 func TestIdleMemory(t *testing.T) {
+	// Not parallel: NETD_MEASURE_BIN swaps the binary every test starts.
 	if os.Getenv("NETD_MEASURE") != "1" {
 		t.Skip("a measurement: set NETD_MEASURE=1 (and NETD_MEASURE_BIN for another binary)")
 	}

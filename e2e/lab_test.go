@@ -91,6 +91,7 @@ func TestConnectivity(t *testing.T) {
 // median, each after the others' sessions to the joiner have left the idle
 // state; one more round restarts the joiner at once (what a restart sees).
 func TestJoinAndLeave(t *testing.T) {
+	t.Parallel() // see doc.go
 	const joiner = "old"
 	l := upLab(t, joiner)
 	var joins, leaves []time.Duration

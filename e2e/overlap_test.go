@@ -286,7 +286,9 @@ func TestSlowestNodeRestart(t *testing.T) {
 			sent, lost := fl.stop(mode)
 			t.Logf("%s restart of %s: %d of %d echo requests lost; sessions back after %v", mode, node, lost, sent, took)
 			if lost > 0 {
-				t.Logf("--- %s log:\n%s", node, grepLog(t, l, node, "adopted", "pruned", "synced", "session state"))
+				for _, n := range names(l) {
+					t.Logf("--- %s log:\n%s", n, grepLog(t, l, n, "adopted", "pruned", "synced", "session state", "peer removed", "R-bit", "unreachable"))
+				}
 			}
 		})
 	}

@@ -151,6 +151,7 @@ func TestUnownedStateSurvives(t *testing.T) {
 // TestCLI drives `netd lab up/status/check/down` as a user would and
 // measures how long `netd lab up` takes to converge (median of 3).
 func TestCLI(t *testing.T) {
+	t.Parallel() // see doc.go
 	needRoot(t)
 	var ups []time.Duration
 	for i := range 3 {

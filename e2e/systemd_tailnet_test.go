@@ -28,6 +28,7 @@ import (
 // the tailnet. Without the operator, the LocalAPI refuses netd's write
 // and netd names it.
 func TestSystemdTailnet(t *testing.T) {
+	t.Parallel() // see doc.go
 	rootfs := needSystemdLab(t)
 	if _, err := os.Stat("/dev/net/tun"); err != nil {
 		t.Fatalf("tailscaled needs /dev/net/tun: %v", err)

@@ -121,6 +121,7 @@ func mountsBelow(dir string) ([]string, error) {
 // features need (each removed in turn and the failure seen), and a
 // kubeconfig passed with LoadCredential= against a real API server.
 func TestSystemdLab(t *testing.T) {
+	t.Parallel() // see doc.go
 	l := upSystemdLab(t)
 	rootfs := l.Systemd.Rootfs
 	if b, err := os.ReadFile(filepath.Join(filepath.Dir(rootfs), "build-seconds")); err == nil {

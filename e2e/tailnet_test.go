@@ -58,9 +58,12 @@ func tailscaleTools(t *testing.T) lab.TailnetConfig {
 
 // TestTailnet runs the lab on a real tailnet: headscale in the WAN
 // namespace, tailscaled with a real tailscale0 (TUN, WireGuard) in every
-// node, BGP between the netds over tailscale0, the tailnet policy applied
-// through the acl package.
+// node, BGP and BFD between the netds over tailscale0, the example's
+// compiled tailnet policy applied through the acl package as a user
+// deploys it (headscale enforces it; nothing is added by hand).
 func TestTailnet(t *testing.T) {
+	// Not parallel: it holds BFD's detection budget (a silent peer's routes
+	// gone within 1 s) over the real tailnet; see doc.go.
 	needRoot(t)
 	_, err := os.Stat("/dev/net/tun")
 	testutil.Require(t, err == nil, "tailscaled needs /dev/net/tun (the tun kernel module): %v", err)
@@ -193,6 +196,10 @@ func TestTailnet(t *testing.T) {
 		}
 	})
 
+	t.Run("bfd over tailscale0, silent peer", func(t *testing.T) {
+		testBFDOverTailnet(ctx, t, l, st)
+	})
+
 	t.Run("advertised routes", func(t *testing.T) {
 		for _, n := range l.Nodes {
 			a := &localapi.Advertiser{Client: tn.Client(n.Name)}
@@ -284,6 +291,7 @@ func TestTailnet(t *testing.T) {
 		if res, err := acl.Apply(ctx, target, cut, acl.Options{}); err != nil || !res.Written {
 			t.Fatalf("apply without the pod grant: %+v %v", res, err)
 		}
+		t.Logf("apply without the pod grant returned after %v", time.Since(applied).Round(time.Millisecond))
 		var blocked time.Duration
 		testutil.Poll(t, 60*time.Second, "pod traffic blocked", func() (bool, error) {
 			if podOK(300*time.Millisecond) == nil {
@@ -339,6 +347,43 @@ func TestTailnet(t *testing.T) {
 		}
 		if after, err := acl.Diff(ctx, target, &st.Tailnet); err != nil || string(after.Live) != string(before.Live) {
 			t.Fatalf("the live policy changed: %v", err)
+		}
+	})
+
+	t.Run("policy diff validates with headscale", func(t *testing.T) {
+		// `netd policy diff` as CI runs it, with the credentials in the
+		// environment, from the WAN namespace where headscale listens.
+		diff := func(file string) (int, string) {
+			cmd := exec.CommandContext(ctx, "ip", "netns", "exec", tn.WAN, netdBin, "policy", "diff", file, "--only", "tailnet")
+			cmd.Env = append(os.Environ(), "HEADSCALE_URL="+tn.URL, "HEADSCALE_API_KEY="+tn.APIKey, "HEADSCALE_CLI="+tc.HeadscaleBin)
+			out, err := cmd.CombinedOutput()
+			var ee *exec.ExitError
+			if err != nil && !errors.As(err, &ee) {
+				t.Fatal(err)
+			}
+			return cmd.ProcessState.ExitCode(), string(out)
+		}
+		code, out := diff(policyPath)
+		if code != 0 || !strings.Contains(out, "validation: valid (headscale policy check") || !strings.Contains(out, "tailnet: no changes") {
+			t.Fatalf("diff of the applied policy: exit %d\n%s", code, out)
+		}
+		t.Logf("netd policy diff against headscale:\n%s", out)
+		// A policy headscale 0.26.1 rejects (autogroup:member): the diff
+		// reports headscale's answer and fails; nothing is written.
+		bad := strings.Replace(string(data), "    grants:\n", "    grants:\n      - src: [autogroup:member]\n        dst: [tag:k8s-node]\n        ip: [\"tcp:443\"]\n", 1)
+		if bad == string(data) {
+			t.Fatal("could not add the grant")
+		}
+		file := filepath.Join(t.TempDir(), "policy.yaml")
+		if err := os.WriteFile(file, []byte(bad), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		code, out = diff(file)
+		if code != 3 || !strings.Contains(out, "validation: REJECTED by headscale policy check") || !strings.Contains(out, "autogroup") {
+			t.Fatalf("diff of a policy headscale rejects: exit %d\n%s", code, out)
+		}
+		if c, err := acl.Diff(ctx, target, &st.Tailnet); err != nil || !c.Unchanged {
+			t.Fatalf("the live policy changed: %+v %v", c, err)
 		}
 	})
 
@@ -405,6 +450,11 @@ func TestTailnet(t *testing.T) {
 				}
 			}
 		}
+	})
+
+	// Last: it leaves BFD dampened (hold-downs doubled) for a minute.
+	t.Run("bfd grant removed and restored", func(t *testing.T) {
+		testBFDGrant(ctx, t, l, st, target)
 	})
 }
 

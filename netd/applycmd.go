@@ -24,7 +24,9 @@ import (
 // when --only names it.
 
 const tailnetCredentials = `Tailnet credentials (environment; each secret also as X_FILE):
-  HEADSCALE_URL + HEADSCALE_API_KEY            headscale
+  HEADSCALE_URL + HEADSCALE_API_KEY            headscale (HEADSCALE_CLI: the
+                                               headscale binary for its check;
+                                               default: headscale on PATH)
   TS_API_KEY                                   Tailscale, API key
   TS_OAUTH_CLIENT_ID + TS_OAUTH_CLIENT_SECRET  Tailscale, OAuth client
   TS_TAILNET (default "-")
@@ -40,12 +42,16 @@ func newPolicyDiffCmd() *cobra.Command {
 		Short: "show what applying the policy would change in the cluster (Calico) and on the tailnet",
 		Long: `Shows what would change: the Calico objects (create, update, disable,
 delete-when-drained, unowned) and the tailnet policy (a unified diff, and
-drift: a live policy edited since netd's last apply). Each part runs when
-it is configured (a kubeconfig; tailnet credentials in the environment),
-or when --only names it.
+drift: a live policy edited since netd's last apply), and the control
+server's verdict on the tailnet policy (Tailscale's /acl/validate; for
+headscale, which has no validate endpoint, headscale policy check; without
+credentials it says it did not validate). Each part runs when it is
+configured (a kubeconfig; tailnet credentials in the environment), or when
+--only names it.
 
 Exit status: 0 no changes, 1 changes or drift, 2 usage, 3 any error
-(an unreadable or invalid FILE, an unreachable API).
+(an unreadable or invalid FILE, an unreachable API) or the control server
+rejects the policy.
 
 ` + tailnetCredentials,
 	}
@@ -82,6 +88,7 @@ Exit status: 0 applied, 1 a part failed or the policy is invalid, 2 usage,
 }
 
 type applyFlags struct {
+	cmd        string // "diff" or "apply"
 	kubeconfig string
 	context    string
 	format     string
@@ -92,6 +99,7 @@ type applyFlags struct {
 
 // addApplyFlags adds the flags of `netd policy diff` and `apply` (name).
 func addApplyFlags(cmd *cobra.Command, f *applyFlags, name string) {
+	f.cmd = name
 	fs := cmd.Flags()
 	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig `file` (default: as kubectl: $KUBECONFIG, ~/.kube/config)")
 	fs.StringVar(&f.context, "context", "", "the kubeconfig context to use (default: its current context)")
@@ -111,6 +119,9 @@ type applyParts struct {
 	st     *desired.State
 	calico *calico.Reconciler // nil: not configured
 	target *acl.Target        // nil: not configured
+	// noTarget says why target is nil (no credentials), unless --only
+	// calico left the tailnet out.
+	noTarget string
 }
 
 // setupParts compiles FILE and connects to what is configured. A part named
@@ -147,8 +158,12 @@ func setupParts(path string, f applyFlags, stdin io.Reader, stderr io.Writer) (*
 		switch {
 		case err == nil:
 			p.target = &t
+		case f.only == "tailnet" && f.cmd == "diff":
+			return nil, fmt.Errorf("tailnet part: not diffed, and NOT VALIDATED by the control server: %w", err)
 		case f.only == "tailnet":
 			return nil, fmt.Errorf("tailnet part: %w", err)
+		default:
+			p.noTarget = err.Error()
 		}
 	}
 	switch {
@@ -164,7 +179,10 @@ func setupParts(path string, f applyFlags, stdin io.Reader, stderr io.Writer) (*
 type diffReport struct {
 	Calico  *calico.Plan `json:"calico,omitempty"`
 	Tailnet *acl.Change  `json:"tailnet,omitempty"`
-	Changes bool         `json:"changes"`
+	// TailnetValidation is the control server's answer on the desired
+	// tailnet policy; without credentials it says it was not validated.
+	TailnetValidation *acl.Validation `json:"tailnetValidation,omitempty"`
+	Changes           bool            `json:"changes"`
 }
 
 func policyDiff(ctx context.Context, path string, f applyFlags, stdin io.Reader, stdout, stderr io.Writer) error {
@@ -193,6 +211,18 @@ func policyDiff(ctx context.Context, path string, f applyFlags, stdin io.Reader,
 			rep.Tailnet = &ch
 			rep.Changes = rep.Changes || !ch.Unchanged || ch.Drift != ""
 		}
+		v, err := acl.Validate(ctx, *p.target, &p.st.Tailnet)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("tailnet (%s): validating: %w", p.target, err))
+		case v.Checked && !v.Valid:
+			rep.TailnetValidation = &v
+			errs = append(errs, fmt.Errorf("tailnet (%s): the control server rejects the policy: %s", p.target, v.Message))
+		default:
+			rep.TailnetValidation = &v
+		}
+	} else if p.noTarget != "" {
+		rep.TailnetValidation = &acl.Validation{Message: p.noTarget}
 	}
 	if f.format != "text" {
 		if err := writeStructured(stdout, f.format, rep); err != nil {
@@ -229,8 +259,14 @@ func printDiff(w io.Writer, rep diffReport) {
 		fmt.Fprintln(w, "== calico")
 		fmt.Fprint(w, rep.Calico.String())
 	}
+	if rep.Tailnet == nil && rep.TailnetValidation != nil {
+		fmt.Fprintf(w, "== tailnet: not diffed; %s\n", rep.TailnetValidation)
+	}
 	if ch := rep.Tailnet; ch != nil {
 		fmt.Fprintf(w, "== tailnet (%s)\n", ch.Target)
+		if v := rep.TailnetValidation; v != nil {
+			fmt.Fprintf(w, "validation: %s\n", v)
+		}
 		if ch.Drift != "" {
 			fmt.Fprintf(w, "DRIFT: %s\n  apply will refuse without --force; reconcile the live edit into the policy file first\n", ch.Drift)
 		}

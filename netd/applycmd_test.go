@@ -27,13 +27,17 @@ func TestPolicyDiffApply(t *testing.T) {
 	if code != 1 || !strings.Contains(out, "create               IPPool ") || !strings.Contains(out, "create               IPAMConfig default") {
 		t.Fatalf("diff: code %d\n%s%s", code, out, errOut)
 	}
+	if !strings.Contains(out, "== tailnet: not diffed; NOT VALIDATED by the control server: no tailnet credentials") {
+		t.Errorf("diff without tailnet credentials does not say the policy was not validated:\n%s", out)
+	}
 	t.Logf("netd policy diff:\n%s", out)
 	code, out, errOut = runCLI(t, "policy", "apply", examplePolicy, "--kubeconfig", kc)
 	if code != 0 || !strings.Contains(out, "calico: applied  create               FelixConfiguration default") {
 		t.Fatalf("apply: code %d\n%s%s", code, out, errOut)
 	}
 	code, out, errOut = runCLI(t, "policy", "diff", examplePolicy, "--kubeconfig", kc, "--format", "json")
-	if code != 0 || !strings.Contains(out, `"actions": null`) || !strings.Contains(out, `"changes": false`) {
+	if code != 0 || !strings.Contains(out, `"actions": null`) || !strings.Contains(out, `"changes": false`) ||
+		!strings.Contains(out, `"tailnetValidation": {`) || !strings.Contains(out, `"checked": false`) {
 		t.Fatalf("diff after apply: code %d\n%s%s", code, out, errOut)
 	}
 	code, _, errOut = runCLI(t, "policy", "apply", "--kubeconfig", kc)
@@ -41,7 +45,7 @@ func TestPolicyDiffApply(t *testing.T) {
 		t.Errorf("apply without FILE: code %d\n%s", code, errOut)
 	}
 	code, _, errOut = runCLI(t, "policy", "diff", examplePolicy, "--only", "tailnet")
-	if code != 3 || !strings.Contains(errOut, "no tailnet credentials") {
+	if code != 3 || !strings.Contains(errOut, "NOT VALIDATED by the control server: no tailnet credentials") {
 		t.Errorf("diff --only tailnet without credentials: code %d\n%s", code, errOut)
 	}
 	code, _, errOut = runCLI(t, "policy", "diff", examplePolicy, "--kubeconfig", "")

@@ -99,6 +99,10 @@ func newLabUpCmd() *cobra.Command {
 		case *overlay == "tailscale":
 			var tc lab.TailnetConfig
 			if tc, err = tailscaleTools(ctx, stderr); err == nil {
+				// Every netd gets the lab headscale's API key, as the module
+				// gives it services.netd.tailnet: the policy's tailnet writer
+				// keeps the tailnet policy in sync (not in the systemd lab).
+				tc.Credentials = cfg.Rootfs == ""
 				l, _, err = lab.UpTailscale(ctx, cfg, tc)
 			}
 		case *static:

@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ducksnest/netd/acl"
 	"github.com/ducksnest/netd/netd/daemon"
 )
 
@@ -78,6 +79,17 @@ environment variables.`,
 				return usageErrorf(cmd, "--grpc-addr %q: want a loopback address and port such as 127.0.0.1:50051", *grpcAddr)
 			}
 		}
+		// Tailnet credentials (the variables `netd policy apply` reads, as the
+		// NixOS module sets them from LoadCredential=) make this netd a
+		// candidate writer of the tailnet policy.
+		var tailnet *acl.Target
+		switch t, err := acl.TargetFromEnv(); {
+		case err == nil:
+			tailnet = &t
+			log.Info("tailnet credentials found: this netd may write the tailnet policy", "target", t.String())
+		case !errors.Is(err, acl.ErrNoCredentials):
+			return fmt.Errorf("tailnet credentials: %w", err)
+		}
 		hup := make(chan os.Signal, 1)
 		signal.Notify(hup, syscall.SIGHUP)
 		defer signal.Stop(hup)
@@ -95,8 +107,8 @@ environment variables.`,
 			Resync: *resync, StopMode: mode, StopTimeout: *stopTimeout, FlushOnExit: *flush,
 			StateDir: *stateDir, GRPCAddr: *grpcAddr,
 			Kubeconfig: *kubeconfig, SyncCalico: *syncCalico, TailscaleSocket: *tsSocket, DiscoverPeers: *discover,
-			BFD:    daemon.BFDConfig{Enabled: *bfdOn, Interval: *bfdInterval, Multiplier: *bfdMult},
-			Reload: reload, Log: log,
+			BFD:     daemon.BFDConfig{Enabled: *bfdOn, Interval: *bfdInterval, Multiplier: *bfdMult},
+			Tailnet: tailnet, Reload: reload, Log: log,
 		})
 		if err != nil {
 			return err

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ducksnest/netd/netd/daemon"
+	"github.com/ducksnest/netd/netd/tailnetsync"
 )
 
 func newStatusCmd() *cobra.Command {
@@ -40,7 +41,7 @@ output).`,
 			return writeJSONAs(stdout, output, raw)
 		}
 		printStatus(stdout, st)
-		if !st.Drift.Empty() || st.Policy.LastError != "" {
+		if !st.Drift.Empty() || st.Policy.LastError != "" || tailnetPolicyDrift(st.TailnetPolicy) {
 			return exitError{code: 1}
 		}
 		return nil
@@ -66,6 +67,7 @@ func printStatus(w io.Writer, st daemon.Status) {
 			p.Received, p.Accepted, orDash(strings.Join(rej, ",")), p.Advertised)
 	}
 	tw.Flush()
+	printBFD(w, st.BFD)
 	fmt.Fprintf(w, "\nadvertised: %v (from %s)\n", st.Advertised, st.PodSource)
 	if c := st.Cluster; c != nil {
 		fmt.Fprintf(w, "kubernetes: block affinities synced=%v, calico sync=%v, lease holder=%v\n", c.AffinitySynced, c.SyncCalico, c.Leader)
@@ -101,6 +103,7 @@ func printStatus(w io.Writer, st daemon.Status) {
 			fmt.Fprintf(w, "  tailnet error: %s\n", t.Error)
 		}
 	}
+	printTailnetPolicy(w, st.TailnetPolicy)
 	if len(st.LANPaths) > 0 {
 		fmt.Fprintln(w, "\nLAN paths")
 		for _, p := range st.LANPaths {
@@ -138,6 +141,85 @@ func printStatus(w io.Writer, st daemon.Status) {
 	for _, r := range st.Reconcilers {
 		fmt.Fprintf(w, "  %-7s runs=%d failures=%d last=%s %s\n", r.Name, r.Runs, r.Failures, r.Duration, orDash(r.LastError))
 	}
+}
+
+// printBFD prints the BFD sessions, then a warning for each session that
+// never came up.
+func printBFD(w io.Writer, b *daemon.BFDStatus) {
+	if b == nil {
+		fmt.Fprintln(w, "\nBFD  off")
+		return
+	}
+	fmt.Fprintf(w, "\nBFD  interval %s  multiplier %d\n", b.Interval, b.Multiplier)
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  PEER\tADDRESS\tSTATE\tADMITTED\tEVER-UP\tCHANGES\tLAST-CHANGE\tDIAG\tLOCAL TX/RX xMULT\tREMOTE TX/RX xMULT")
+	for _, p := range b.Peers {
+		last := "-"
+		if !p.LastChange.IsZero() {
+			last = p.LastChange.Format(time.TimeOnly)
+		}
+		remote := "-"
+		if p.Remote.Multiplier != 0 {
+			remote = fmt.Sprintf("%s/%s x%d", p.Remote.DesiredMinTx, p.Remote.RequiredMinRx, p.Remote.Multiplier)
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%v\t%v\t%d\t%s\t%s\t%s/%s x%d\t%s\n", orDash(p.Name), p.Peer, p.State, p.Admitted, p.EverUp,
+			p.Changes, last, orDash(p.Diag), p.Local.DesiredMinTx, p.Local.RequiredMinRx, p.Local.Multiplier, remote)
+	}
+	tw.Flush()
+	for _, p := range b.Peers {
+		if p.Warning != "" {
+			fmt.Fprintf(w, "  WARNING bfd %s: %s\n", orDash(p.Name), p.Warning)
+		}
+	}
+}
+
+// printTailnetPolicy prints the tailnet policy writer's section.
+func printTailnetPolicy(w io.Writer, t *tailnetsync.Status) {
+	if t == nil {
+		return
+	}
+	role := "standby"
+	if t.Leading {
+		role = "WRITER"
+	}
+	fmt.Fprintf(w, "tailnet policy: %s on %s; writer %s (%s), ownership %s, re-check every %s\n", role, t.Target,
+		orDash(t.Writer), t.Mode, map[bool]string{false: "shared", true: "exclusive"}[t.Exclusive], t.Interval)
+	if t.RoleError != "" {
+		fmt.Fprintf(w, "  writer: %s\n", t.RoleError)
+	}
+	if !t.Leading {
+		return
+	}
+	fmt.Fprintf(w, "  in sync=%v  version %s  digest %s  writes %d  last check %s  last write %s\n", t.InSync, orDash(t.Version),
+		shortDigest(t.Digest), t.Writes, timeOrDash(t.LastCheck), timeOrDash(t.LastWrite))
+	if t.Drift != "" {
+		fmt.Fprintf(w, "  DRIFT since %s: %s\n", timeOrDash(t.DriftSince), t.Drift)
+		for _, l := range strings.Split(strings.TrimRight(t.DriftDiff, "\n"), "\n") {
+			fmt.Fprintf(w, "    %s\n", l)
+		}
+	}
+	if t.Blocked != "" {
+		fmt.Fprintf(w, "  NOT APPLIED: %s\n", t.Blocked)
+	}
+	for _, p := range t.RouteProblems {
+		fmt.Fprintf(w, "  POD ROUTES: %s\n", p)
+	}
+	if t.Error != "" {
+		fmt.Fprintf(w, "  error: %s\n", t.Error)
+	}
+}
+
+// tailnetPolicyDrift reports whether the writer sees drift or unapproved
+// pod routes (netd status then exits 1, as for kernel drift).
+func tailnetPolicyDrift(t *tailnetsync.Status) bool {
+	return t != nil && t.Leading && (t.Drift != "" || len(t.RouteProblems) > 0)
+}
+
+func timeOrDash(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.Format(time.RFC3339)
 }
 
 func shortDigest(d string) string {

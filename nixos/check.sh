@@ -416,7 +416,7 @@ else notok "VM test script evaluates" "$(cat "$tmp/ts.err")"; fi
 # fail to evaluate with the error NixOS would give.
 mroot="$tmp/mroot"
 mkdir -p "$mroot"
-mkdir -p "$mroot/deploy" && cp -r "$root/flake.nix" "$nixdir" "$root/examples" "$mroot/" && cp -r "$root/deploy/rbac" "$mroot/deploy/"
+mkdir -p "$mroot/deploy" && cp -r "$root/flake.nix" "$nixdir" "$root/examples" "$mroot/" && cp -r "$root/deploy/rbac" "$root/deploy/monitoring" "$mroot/deploy/"
 host_mutation() { # NAME FILE SED-EXPR TARGET EXPECTED-REGEX (grep -E)
   local name=$1 file=$2 expr=$3 target=$4 want=$5 m="$tmp/hmut-$1" out
   rm -rf "$m" && cp -r "$mroot" "$m"
@@ -529,7 +529,7 @@ fi
 # --- 14. lab.nix agrees with the compiled policy; the VM test policy is valid ---
 # The policy compiler is the authority (`netd policy render --state`, the
 # desired state every reconciler uses): lab.nix must carry the same node
-# names, roles, sites, addresses, BGP port and pod MTU.
+# names, roles, sites, addresses, BGP port, BFD and pod MTU.
 if [ "$netd_real" = 1 ] && "$netd_out/bin/netd" policy render "$root/examples/ducksnest/policy.yaml" --state >"$tmp/state.json" 2>"$tmp/render.err"; then
   run "nixos/lab.nix agrees with the compiled examples/ducksnest/policy.yaml" python3 - "$root" "$tmp/state.json" <<'PY'
 import json, subprocess, sys
@@ -553,6 +553,7 @@ for name, n in lab["nodes"].items():
     eq(f"{name} overlayAddress", n["overlayAddress"], pn.get("overlayAddr"))
     eq(f"{name} lanAddress", n.get("lanAddress"), pn.get("lanAddr"))
     eq(f"{name} BGP port", lab["bgpPort"], pn.get("bgp", {}).get("listenPort"))
+    eq(f"{name} BFD (services.netd.bfd.enable vs spec.bgp.bfd.enabled)", lab["bfd"], pn.get("bgp", {}).get("bfd"))
 eq("control plane", [lab["controlPlane"]], [n for n, v in nodes.items() if v["role"] == "control-plane"])
 if errs: sys.exit("\n".join(errs))
 PY

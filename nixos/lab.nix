@@ -18,6 +18,10 @@
   # FelixConfiguration vethMTU.
   podMtu = 1280;
   bgpPort = 179;
+  # BFD between the nodes (services.netd.bfd.enable): it must equal the
+  # policy's spec.bgp.bfd.enabled, which makes the generated tailnet policy
+  # allow UDP 3784 between the nodes.
+  bfd = true;
 
   controlPlane = "control-plane";
   nodes = {

@@ -44,6 +44,8 @@ type Spec struct {
 	Calico   Calico           `json:"calico" yaml:"calico" jsonschema:"required"`
 	Tailnet  acldoc.Policy    `json:"tailnet" yaml:"tailnet"`
 	Generate TailnetGenerated `json:"generate,omitempty" yaml:"generate,omitempty"`
+	// TailnetSync says which netd keeps the tailnet policy in sync and how.
+	TailnetSync TailnetSync `json:"tailnetSync,omitempty" yaml:"tailnetSync,omitempty"`
 }
 
 // Networks are the address ranges of the cluster. All must be canonical
@@ -119,6 +121,7 @@ type BGP struct {
 	Port            int             `json:"port,omitempty" yaml:"port,omitempty" jsonschema:"description=TCP port (default 179)"`
 	Timers          Timers          `json:"timers,omitempty" yaml:"timers,omitempty"`
 	GracefulRestart GracefulRestart `json:"gracefulRestart,omitempty" yaml:"gracefulRestart,omitempty"`
+	BFD             BFD             `json:"bfd,omitempty" yaml:"bfd,omitempty"`
 	// MaxPrefixes is the per-peer import limit for cluster peers (default 1000).
 	MaxPrefixes   int            `json:"maxPrefixes,omitempty" yaml:"maxPrefixes,omitempty"`
 	ExternalPeers []ExternalPeer `json:"externalPeers,omitempty" yaml:"externalPeers,omitempty"`
@@ -138,6 +141,17 @@ type GracefulRestart struct {
 	RestartTime Duration `json:"restartTime,omitempty" yaml:"restartTime,omitempty" jsonschema:"type=string,description=Advertised restart time (default 120s; at most 4095s)"`
 	// StalePathTime bounds how long a restarting peer's routes are kept (default 300s).
 	StalePathTime Duration `json:"stalePathTime,omitempty" yaml:"stalePathTime,omitempty" jsonschema:"type=string"`
+}
+
+// BFD is fast failure detection between the BGP speakers (netd run --bfd):
+// single-hop BFD (RFC 5881) on UDP 3784 over the overlay, so the tailnet
+// policy must let the nodes reach each other there.
+type BFD struct {
+	// Enabled says whether the nodes run BFD (default true). It must match
+	// how netd runs (`netd run --bfd`, NixOS services.netd.bfd.enable):
+	// the generated tailnet policy opens UDP 3784 between the nodes only
+	// when it is on.
+	Enabled *bool `json:"enabled,omitempty" yaml:"enabled,omitempty" jsonschema:"description=Default true: the nodes run BFD (UDP 3784) with their BGP peers"`
 }
 
 // ExternalPeer is a BGP speaker outside the cluster, such as a home router.
@@ -189,4 +203,21 @@ type TailnetGenerated struct {
 	NodeTag string `json:"nodeTag,omitempty" yaml:"nodeTag,omitempty"`
 	// Disabled turns generation off; the tailnet section is then used as is.
 	Disabled bool `json:"disabled,omitempty" yaml:"disabled,omitempty"`
+}
+
+// TailnetSync says which netd daemon writes the tailnet policy to the
+// control server (a netd run with tailnet credentials) and what it may
+// overwrite.
+type TailnetSync struct {
+	// Writer is the node whose netd writes the tailnet policy when netd runs
+	// without Kubernetes. With --kubeconfig the holder of the
+	// kube-system/netd-tailnet Lease writes instead, and Writer is not used.
+	Writer string `json:"writer,omitempty" yaml:"writer,omitempty" jsonschema:"description=Node whose netd writes the tailnet policy when netd runs without Kubernetes (with --kubeconfig the holder of the kube-system/netd-tailnet Lease writes)"`
+	// Ownership is shared (default: a policy edited outside netd is
+	// reported as drift and left alone) or exclusive (netd owns the tailnet
+	// policy outright: drift is reported and overwritten).
+	Ownership string `json:"ownership,omitempty" yaml:"ownership,omitempty" jsonschema:"enum=shared,enum=exclusive,description=shared (default): an edit made outside netd is reported and never overwritten; exclusive: it is reported and overwritten"`
+	// Interval is how often the writer re-reads the live policy and the
+	// nodes' routes (default 1m, at least 1s).
+	Interval Duration `json:"interval,omitempty" yaml:"interval,omitempty" jsonschema:"type=string,description=How often the writer re-checks the live tailnet policy and route approvals (Go duration; default 1m)"`
 }

@@ -52,12 +52,16 @@ type model struct {
 	pools                   []desired.IPPool
 	// poolBroken marks pools whose selector or blockSize is already
 	// reported, so that the node blocks in them are not reported again.
-	poolBroken      []bool
-	routing         desired.Routing
-	overlayIface    string
-	overlayMTU      int
-	podMTU          int
-	vxlan           bool
+	poolBroken   []bool
+	routing      desired.Routing
+	overlayIface string
+	overlayMTU   int
+	podMTU       int
+	vxlan        bool
+	// vxlanPool is the index of the first pool with VXLAN encapsulation,
+	// enabled or draining (-1: none): the nodes need UDP 4789 between them.
+	vxlanPool       int
+	bfd             bool
 	bgpPort         int
 	maxPrefixes     int
 	timers          desired.Timers
@@ -66,6 +70,7 @@ type model struct {
 	external        []modelPeer
 	nodeTag         string
 	tailnet         acldoc.Policy // as it will be pushed
+	sync            desired.TailnetSync
 }
 
 type modelNode struct {
@@ -94,7 +99,7 @@ type validator struct {
 }
 
 func check(f *File) (*model, ErrorList) {
-	v := &validator{f: f, m: model{byName: map[string]int{}}}
+	v := &validator{f: f, m: model{byName: map[string]int{}, vxlanPool: -1}}
 	if f.Metadata.Name == "" {
 		v.errorf("metadata.name", "name the cluster network, e.g. name: ducksnest", "metadata.name is required")
 	}
@@ -106,6 +111,8 @@ func check(f *File) (*model, ErrorList) {
 	v.nodePodCIDRs()
 	v.bgp()
 	v.tailnet()
+	v.flows()
+	v.tailnetSync()
 	return &v.m, v.errs
 }
 

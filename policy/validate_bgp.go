@@ -80,6 +80,7 @@ func (v *validator) bgp() {
 	v.maxPrefixesFit()
 	v.timers()
 	v.gracefulRestart()
+	v.bfd()
 	for i := range b.ExternalPeers {
 		v.external(i)
 	}
@@ -161,6 +162,12 @@ func (v *validator) gracefulRestart() {
 		}
 	}
 	v.m.gr = gr
+}
+
+// bfd reads spec.bgp.bfd (on unless enabled: false).
+func (v *validator) bfd() {
+	e := v.f.Spec.BGP.BFD.Enabled
+	v.m.bfd = e == nil || *e
 }
 
 func (v *validator) external(i int) {

@@ -171,6 +171,9 @@ func (v *validator) pools() {
 			maxOverhead = max(maxOverhead, ov)
 			v.m.vxlan = v.m.vxlan || ov > 0
 		}
+		if known && ov > 0 && v.m.vxlanPool < 0 {
+			v.m.vxlanPool = i
+		}
 		if !p.Disabled {
 			enabled++
 		}

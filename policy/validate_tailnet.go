@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/ducksnest/netd/policy/acldoc"
+	"github.com/ducksnest/netd/policy/desired"
 )
 
 // tailnet checks the tailnet section as it will be pushed: with the
@@ -63,6 +65,7 @@ func tailnetPolicy(f *File, m *model) acldoc.Policy {
 func generateInput(f *File, m *model) acldoc.GenerateInput {
 	in := acldoc.GenerateInput{
 		NodeTag: m.nodeTag, PodCIDR: m.pods, ServiceCIDR: m.services, OverlayCIDR: m.overlay, BGPPort: m.bgpPort,
+		BFD: m.bfd, VXLAN: m.vxlanPool >= 0,
 		Nodes: make([]acldoc.GenNode, 0, len(f.Spec.Nodes)),
 	}
 	for i, n := range f.Spec.Nodes {
@@ -96,4 +99,41 @@ func GeneratedReason(p *acldoc.Policy, path string) string {
 		}
 	}
 	return ""
+}
+
+// Tailnet sync defaults and bounds.
+const (
+	DefaultTailnetSyncInterval = time.Minute
+	minTailnetSyncInterval     = time.Second
+)
+
+// tailnetSync checks spec.tailnetSync: the writer must be a node of the
+// policy, the ownership shared or exclusive.
+func (v *validator) tailnetSync() {
+	ts := v.f.Spec.TailnetSync
+	v.m.sync = desired.TailnetSync{Writer: ts.Writer, Interval: ts.Interval.D()}
+	if ts.Writer != "" {
+		if !slices.ContainsFunc(v.f.Spec.Nodes, func(n Node) bool { return n.Name == ts.Writer }) {
+			names := make([]string, 0, len(v.f.Spec.Nodes))
+			for _, n := range v.f.Spec.Nodes {
+				names = append(names, n.Name)
+			}
+			v.errorf("spec.tailnetSync.writer", "name one of the nodes: "+strings.Join(names, ", "),
+				"tailnetSync.writer %q is not a node of this policy", ts.Writer)
+		}
+	}
+	switch ts.Ownership {
+	case "", "shared":
+	case "exclusive":
+		v.m.sync.Exclusive = true
+	default:
+		v.errorf("spec.tailnetSync.ownership", "write shared (an edit made outside netd is reported, never overwritten) or exclusive (netd owns the tailnet policy: the edit is reported and overwritten)",
+			"tailnetSync.ownership %q is neither shared nor exclusive", ts.Ownership)
+	}
+	switch {
+	case !v.set("spec.tailnetSync.interval") && ts.Interval == 0:
+		v.m.sync.Interval = DefaultTailnetSyncInterval
+	case ts.Interval.D() < minTailnetSyncInterval:
+		v.errorf("spec.tailnetSync.interval", "write at least \"1s\" (the default is \"1m\")", "tailnetSync.interval %s is shorter than %s", ts.Interval, minTailnetSyncInterval)
+	}
 }

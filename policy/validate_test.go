@@ -27,7 +27,11 @@ var invalidCases = map[string]string{
 	"int-overflow":       "an integer too big for its field",
 	"two-documents":      "exactly one YAML document",
 	"api-version":        "apiVersion checked",
-	"kind":               "kind checked",
+	// The tailnet sync section.
+	"tailnet-sync-writer":    "the tailnet writer must be a node of the policy",
+	"tailnet-sync-ownership": "tailnet ownership is shared or exclusive",
+	"tailnet-sync-interval":  "the tailnet re-check interval is at least 1s",
+	"kind":                   "kind checked",
 	// YAML syntax: one file per kind of error the parser reports, each at
 	// the offending token (not the start of the enclosing block).
 	"syntax":                         "an unclosed [ is reported where it opens",
@@ -132,6 +136,8 @@ var invalidCases = map[string]string{
 	"ext-password":                  "password file path",
 	"tailnet-unknown-group":         "tailnet.Validate issues get positions",
 	"generate-node-tag":             "generate.nodeTag format",
+	"flows-generation-disabled":     "BFD and VXLAN on but a hand-written policy allows only BGP",
+	"flows-deny-test":               "a hand-written test denies a flow BFD needs",
 	"multiple-errors":               "all errors are reported at once, sorted",
 }
 

@@ -24,6 +24,7 @@ package bfd
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -42,6 +43,7 @@ const (
 	DefaultMultiplier  = 5
 	DefaultHoldDown    = time.Second
 	DefaultMaxHoldDown = 8 * time.Second
+	DefaultWarnAfter   = 30 * time.Second
 	dampWindow         = time.Minute
 )
 
@@ -58,6 +60,14 @@ type Config struct {
 	Multiplier uint8
 	// HoldDown is the first re-admission delay, MaxHoldDown its cap.
 	HoldDown, MaxHoldDown time.Duration
+	// WarnAfter is how long a session may stay without coming up before
+	// it gets a warning (status, metrics, one log line; default 30s).
+	WarnAfter time.Duration
+	// Hint returns what to check when the session with peer never comes
+	// up (default: whether UDP 3784 is allowed both ways); "" means BFD
+	// is optional for that peer (a router that may not run it): no
+	// warning.
+	Hint func(peer netip.Addr) string
 	// OnChange is called, from the Server's goroutines, when a peer is
 	// declared down (at once) or up (after the hold-down). It must not
 	// block for long.
@@ -68,10 +78,57 @@ type Config struct {
 // PeerState is a session's state for status output.
 type PeerState struct {
 	Peer     netip.Addr `json:"peer"`
-	State    string     `json:"state"`    // raw session state
-	Admitted bool       `json:"admitted"` // up and past the hold-down
-	Downs    int        `json:"downs"`    // transitions to down since start
+	State    string     `json:"state"`          // raw session state
+	Diag     string     `json:"diag,omitempty"` // why it last went down (RFC 5880 diagnostic)
+	Admitted bool       `json:"admitted"`       // up and past the hold-down
+	Downs    int        `json:"downs"`          // transitions from up to down since start
+	// Changes counts every state change since the session started;
+	// LastChange is the last one (zero: none yet).
+	Changes    int       `json:"changes"`
+	LastChange time.Time `json:"lastChange,omitzero"`
+	// EverUp says whether the session has been up since it started.
+	EverUp bool `json:"everUp"`
+	// LastReceived is when the peer's last packet arrived (zero: never).
+	LastReceived time.Time `json:"lastReceived,omitzero"`
+	// Local are this end's timers, Remote the peer's (from its last
+	// packet; zero if none arrived).
+	Local  Timers `json:"local"`
+	Remote Timers `json:"remote"`
+	// Warning says why a session that never came up did not (e.g. no
+	// packets from the peer: a tailnet policy or firewall that drops UDP
+	// 3784), once Config.WarnAfter passed; empty otherwise.
+	Warning string `json:"warning,omitempty"`
 }
+
+// Timers are one end's BFD timers: how often it sends (DesiredMinTx), how
+// often it accepts packets (RequiredMinRx), and its detect multiplier.
+type Timers struct {
+	DesiredMinTx  Duration `json:"desiredMinTx"`
+	RequiredMinRx Duration `json:"requiredMinRx"`
+	Multiplier    uint8    `json:"multiplier"`
+}
+
+// Duration is a time.Duration written in JSON as its string ("100ms").
+type Duration time.Duration
+
+// MarshalJSON writes d as a string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON reads a duration string.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("bfd duration: %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("bfd duration: %w", err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+func (d Duration) String() string { return time.Duration(d).String() }
 
 // Server runs the BFD sessions of one local address.
 type Server struct {
@@ -126,6 +183,14 @@ func New(cfg Config, reg prometheus.Registerer) (*Server, error) {
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.WarnAfter <= 0 {
+		cfg.WarnAfter = DefaultWarnAfter
+	}
+	if cfg.Hint == nil {
+		cfg.Hint = func(netip.Addr) string {
+			return fmt.Sprintf("is UDP %d allowed to and from it (tailnet policy, firewalls)?", cfg.Port)
+		}
 	}
 	s := &Server{cfg: cfg, log: cfg.Log, sessions: map[netip.Addr]*peerRT{}, byDiscr: map[uint32]*session{}}
 	s.listen = func(ctx context.Context) (conn, error) {
@@ -333,22 +398,42 @@ func (s *Server) admit(peer netip.Addr, rt *peerRT) {
 	}
 }
 
-// States returns every session's state, sorted by peer.
+// States returns every session's state, sorted by peer; a peer whose
+// session has not started yet (Run has not opened the sockets) is down.
 func (s *Server) States() []PeerState {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make([]PeerState, 0, len(s.sessions))
 	for p, rt := range s.sessions {
-		out = append(out, PeerState{Peer: p, State: rt.state.String(), Admitted: rt.admitted, Downs: rt.total})
+		in := rt.s.snapshot()
+		ps := PeerState{
+			Peer: p, State: rt.state.String(), Admitted: rt.admitted, Downs: rt.total,
+			Changes: in.changes, LastChange: in.lastChange, EverUp: in.everUp, LastReceived: in.lastRx,
+			Local:   Timers{DesiredMinTx: Duration(in.localTx), RequiredMinRx: Duration(s.cfg.RxInterval), Multiplier: s.cfg.Multiplier},
+			Warning: in.warning,
+		}
+		if in.diag != diagNone {
+			ps.Diag = diagString(in.diag)
+		}
+		if !in.lastRx.IsZero() {
+			ps.Remote = Timers{DesiredMinTx: Duration(in.remoteTx), RequiredMinRx: Duration(in.remoteRx), Multiplier: in.remoteMult}
+		}
+		out = append(out, ps)
+	}
+	for _, p := range s.want {
+		if _, ok := s.sessions[p]; !ok { // not started yet (Run opens the sockets)
+			out = append(out, PeerState{Peer: p, State: Down.String(),
+				Local: Timers{DesiredMinTx: Duration(slowTx), RequiredMinRx: Duration(s.cfg.RxInterval), Multiplier: s.cfg.Multiplier}})
+		}
 	}
 	slices.SortFunc(out, func(a, b PeerState) int { return a.Peer.Compare(b.Peer) })
 	return out
 }
 
 type metrics struct {
-	s             *Server
-	sent, dropped prometheus.Counter
-	up, downs     *prometheus.Desc
+	s                                *Server
+	sent, dropped                    prometheus.Counter
+	up, downs, changes, state, never *prometheus.Desc
 }
 
 func newMetrics(s *Server) *metrics {
@@ -360,8 +445,11 @@ func newMetrics(s *Server) *metrics {
 		dropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "netd_bfd_packets_dropped_total", Help: "BFD packets received and dropped (bad TTL, malformed, unknown session).",
 		}),
-		up:    prometheus.NewDesc("netd_bfd_session_up", "1 if the BFD session with the peer is up and admitted.", []string{"peer"}, nil),
-		downs: prometheus.NewDesc("netd_bfd_session_downs_total", "Transitions of the BFD session from up to down since netd started.", []string{"peer"}, nil),
+		up:      prometheus.NewDesc("netd_bfd_session_up", "1 if the BFD session with the peer is up and admitted.", []string{"peer"}, nil),
+		downs:   prometheus.NewDesc("netd_bfd_session_downs_total", "Transitions of the BFD session from up to down since netd started.", []string{"peer"}, nil),
+		changes: prometheus.NewDesc("netd_bfd_state_changes_total", "State changes of the BFD session (any state to any other) since it started.", []string{"peer"}, nil),
+		state:   prometheus.NewDesc("netd_bfd_session_state", "The BFD session's state as RFC 5880 numbers it: 0 admindown, 1 down, 2 init, 3 up.", []string{"peer"}, nil),
+		never:   prometheus.NewDesc("netd_bfd_session_never_up", "1 if the BFD session has not come up since it started, WarnAfter (30s) ago or more: UDP 3784 is likely dropped on the way.", []string{"peer"}, nil),
 	}
 }
 
@@ -370,6 +458,9 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.dropped.Describe(ch)
 	ch <- m.up
 	ch <- m.downs
+	ch <- m.changes
+	ch <- m.state
+	ch <- m.never
 }
 
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
@@ -382,5 +473,12 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(m.up, prometheus.GaugeValue, v, p.Peer.String())
 		ch <- prometheus.MustNewConstMetric(m.downs, prometheus.CounterValue, float64(p.Downs), p.Peer.String())
+		ch <- prometheus.MustNewConstMetric(m.changes, prometheus.CounterValue, float64(p.Changes), p.Peer.String())
+		ch <- prometheus.MustNewConstMetric(m.state, prometheus.GaugeValue, float64(stateNumber(p.State)), p.Peer.String())
+		never := 0.0
+		if p.Warning != "" {
+			never = 1
+		}
+		ch <- prometheus.MustNewConstMetric(m.never, prometheus.GaugeValue, never, p.Peer.String())
 	}
 }

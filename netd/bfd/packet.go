@@ -32,6 +32,28 @@ func (s State) String() string {
 	return fmt.Sprintf("state%d", uint8(s))
 }
 
+// diagString names a diagnostic code (RFC 5880 4.1).
+func diagString(d uint8) string {
+	names := []string{
+		"no diagnostic", "control detection time expired", "echo function failed", "neighbor signaled session down",
+		"forwarding plane reset", "path down", "concatenated path down", "administratively down", "reverse concatenated path down",
+	}
+	if int(d) < len(names) {
+		return names[d]
+	}
+	return fmt.Sprintf("diagnostic %d", d)
+}
+
+// stateNumber is the RFC 5880 number of a state name (State.String).
+func stateNumber(name string) State {
+	for _, st := range []State{AdminDown, Down, Init, Up} {
+		if st.String() == name {
+			return st
+		}
+	}
+	return Down
+}
+
 // Diagnostic codes (RFC 5880 4.1) netd sets.
 const (
 	diagNone               = 0

@@ -2,8 +2,10 @@ package bfd
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"sync"
 	"time"
 )
 
@@ -31,13 +33,85 @@ type session struct {
 	poll          bool
 	lastRx        time.Time
 	tx            *time.Timer
+
+	// mu guards info, the session's state as status shows it: written by
+	// the session's goroutine, read by Server.States.
+	mu   sync.Mutex
+	info info
+}
+
+// info is what status and metrics show of a session beyond its state.
+type info struct {
+	state, remoteState State
+	diag               uint8
+	started            time.Time
+	lastChange         time.Time
+	lastRx             time.Time
+	everUp             bool
+	changes            int
+	localTx            time.Duration
+	remoteTx, remoteRx time.Duration
+	remoteMult         uint8
+	// warning says why a session never came up, once WarnAfter passed.
+	warning string
 }
 
 func newSession(srv *Server, peer netip.Addr, discr uint32) *session {
+	now := time.Now()
 	return &session{
 		srv: srv, peer: peer, local: discr, rx: make(chan packet, 16),
 		state: Down, remoteState: Down, remoteMinRx: time.Microsecond, desiredTx: slowTx,
+		info: info{state: Down, remoteState: Down, started: now, localTx: slowTx},
 	}
+}
+
+// snapshot returns the session's info.
+func (s *session) snapshot() info {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.info
+}
+
+// publish copies the goroutine's view into info.
+func (s *session) publish(change bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	in := &s.info
+	in.state, in.remoteState, in.diag, in.lastRx = s.state, s.remoteState, s.diag, s.lastRx
+	in.localTx, in.remoteTx, in.remoteRx, in.remoteMult = s.desiredTx, s.remoteDesired, s.remoteMinRx, s.remoteMult
+	if change {
+		in.changes++
+		in.lastChange = time.Now()
+	}
+	if s.state == Up {
+		in.everUp, in.warning = true, ""
+	}
+}
+
+// neverUp is called WarnAfter after the session started: a session that
+// never came up gets a warning with the likely reason, logged once.
+func (s *session) neverUp() {
+	s.mu.Lock()
+	in := &s.info
+	if in.everUp {
+		s.mu.Unlock()
+		return
+	}
+	after := s.srv.cfg.WarnAfter
+	hint := s.srv.cfg.Hint(s.peer)
+	if hint == "" { // a peer BFD is optional for
+		s.mu.Unlock()
+		return
+	}
+	if in.lastRx.IsZero() {
+		in.warning = fmt.Sprintf("no BFD packets received from %s for %s: %s", s.peer, after, hint)
+	} else {
+		in.warning = fmt.Sprintf("BFD packets from %s arrive but the session has not come up in %s (here %s, the peer says %s): the peer may not receive this node's packets; %s",
+			s.peer, after, in.state, in.remoteState, hint)
+	}
+	w := in.warning
+	s.mu.Unlock()
+	s.srv.log.Warn("bfd session never came up", "peer", s.peer, "reason", w)
 }
 
 func (s *session) run(ctx context.Context) {
@@ -47,8 +121,12 @@ func (s *session) run(ctx context.Context) {
 	detect := time.NewTimer(time.Hour)
 	detect.Stop()
 	defer detect.Stop()
+	warn := time.NewTimer(s.srv.cfg.WarnAfter)
+	defer warn.Stop()
 	for {
 		select {
+		case <-warn.C:
+			s.neverUp()
 		case <-ctx.Done():
 			// Tell the peer we go away on purpose (AdminDown), so it does
 			// not count a detection failure; best effort.
@@ -61,8 +139,8 @@ func (s *session) run(ctx context.Context) {
 			s.receive(p, detect)
 		case <-detect.C:
 			if s.state == Init || s.state == Up {
-				s.setState(Down, diagDetectExpired)
 				s.remote = 0
+				s.setState(Down, diagDetectExpired)
 			}
 		case <-tx.C:
 			// RFC 5880 6.8.7: no periodic packets while the peer's
@@ -116,6 +194,9 @@ func (s *session) receive(p packet, detect *time.Timer) {
 	if p.poll || s.state != before {
 		s.send(p.poll)
 	}
+	if s.state == before {
+		s.publish(false)
+	}
 	// RFC 5880 6.8.4: detection time = the peer's multiplier times the
 	// larger of our RequiredMinRx and its DesiredMinTx.
 	if s.state == Init || s.state == Up {
@@ -142,6 +223,7 @@ func (s *session) setState(st State, diag uint8) {
 	if s.tx != nil {
 		s.tx.Reset(s.jitter(max(s.desiredTx, s.remoteMinRx)))
 	}
+	s.publish(true)
 	s.srv.transition(s.peer, st, diag, st != Up && s.remoteState == AdminDown)
 }
 

@@ -2,8 +2,10 @@ package bfd
 
 import (
 	"context"
+	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -362,4 +364,92 @@ func TestSetPeersRemoves(t *testing.T) {
 		a.stop()
 		b.stop()
 	})
+}
+
+// TestNeverUpWarning: a session without a single packet from its peer gets
+// a warning naming the peer, the time and the likely cause after
+// WarnAfter, logged once and exported as netd_bfd_session_never_up; once
+// the peer answers the session comes up, the warning goes, and the status
+// shows both ends' timers and the state changes.
+func TestNeverUpWarning(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWire()
+		var log syncBuffer
+		cfg := fast
+		cfg.Log = slog.New(slog.NewTextHandler(&log, nil))
+		a := startNode(t, w, addrA, cfg, addrB)
+		time.Sleep(29 * time.Second)
+		synctest.Wait()
+		if s := a.state(); s.Warning != "" || s.EverUp {
+			t.Fatalf("warning before WarnAfter: %+v", s)
+		}
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		s := a.state()
+		want := "no BFD packets received from 100.64.0.2 for 30s: is UDP 3784 allowed"
+		if !strings.Contains(s.Warning, want) || s.EverUp || s.State != "down" || !s.LastReceived.IsZero() {
+			t.Fatalf("state after 31s of silence: %+v, want warning %q", s, want)
+		}
+		if v := promtest.ToFloat64(gaugeVec(t, a.reg, "netd_bfd_session_never_up")); v != 1 {
+			t.Errorf("netd_bfd_session_never_up = %v, want 1", v)
+		}
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		if n := strings.Count(log.String(), "bfd session never came up"); n != 1 {
+			t.Errorf("warning logged %d times, want once:\n%s", n, log.String())
+		}
+
+		b := startNode(t, w, addrB, fast, addrA)
+		until(t, 3*time.Second, "up", func() bool { return a.state().Admitted })
+		s = a.state()
+		if s.Warning != "" || !s.EverUp || s.Changes < 2 || s.LastChange.IsZero() || s.LastReceived.IsZero() {
+			t.Errorf("state once up: %+v", s)
+		}
+		// Once up, both ends run the fast timers (after the poll sequence).
+		until(t, 2*time.Second, "fast timers", func() bool {
+			s := a.state()
+			return s.Local.DesiredMinTx == Duration(fast.TxInterval) && s.Remote.DesiredMinTx == Duration(fast.TxInterval)
+		})
+		if s := a.state(); s.Remote.Multiplier != 5 || s.Local.RequiredMinRx != Duration(100*time.Millisecond) {
+			t.Errorf("timers: local %+v remote %+v", s.Local, s.Remote)
+		}
+		if v := promtest.ToFloat64(gaugeVec(t, a.reg, "netd_bfd_session_never_up")); v != 0 {
+			t.Errorf("netd_bfd_session_never_up = %v once up, want 0", v)
+		}
+		if v := promtest.ToFloat64(gaugeVec(t, a.reg, "netd_bfd_session_state")); v != 3 {
+			t.Errorf("netd_bfd_session_state = %v once up, want 3", v)
+		}
+
+		// A detection failure: the diagnostic says why.
+		w.setCut(addrB, true)
+		until(t, 2*time.Second, "down", func() bool { return a.state().State == "down" })
+		if s := a.state(); s.Diag != "control detection time expired" || s.Warning != "" {
+			t.Errorf("after a detection failure: %+v", s)
+		}
+		if v := promtest.ToFloat64(gaugeVec(t, a.reg, "netd_bfd_state_changes_total")); v < 3 {
+			t.Errorf("netd_bfd_state_changes_total = %v, want >= 3 (down->init->up->down)", v)
+		}
+		w.setCut(addrB, false)
+		a.stop()
+		b.stop()
+	})
+}
+
+// gaugeVec gathers the one series of name from reg as a collector
+// promtest.ToFloat64 can read.
+func gaugeVec(t *testing.T, reg *prometheus.Registry, name string) prometheus.Collector {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			m := mf.GetMetric()[0]
+			v := m.GetGauge().GetValue() + m.GetCounter().GetValue()
+			return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "x", Help: "x"}, func() float64 { return v })
+		}
+	}
+	t.Fatalf("no single series %s", name)
+	return nil
 }

@@ -32,7 +32,10 @@ type Status struct {
 	Pending   []Pending `json:"pending,omitempty"`
 	Unowned   []Pending `json:"unowned,omitempty"`
 	Conflicts []Action  `json:"conflicts,omitempty"`
-	Error     string    `json:"error,omitempty"`
+	// Unapplied counts the planned writes that were not done (failed or
+	// conflicting): objects that still differ from the policy.
+	Unapplied int    `json:"unapplied,omitempty"`
+	Error     string `json:"error,omitempty"`
 }
 
 // Reconciler keeps the Calico objects equal to the policy. Run it on the
@@ -73,6 +76,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, st *desired.State) (Status, 
 	}
 	res, err := r.Apply(ctx, p)
 	s.Applied, s.Conflicts = res.Applied, res.Conflicts
+	for _, a := range p.Actions {
+		if a.Writes() {
+			s.Unapplied++
+		}
+	}
+	s.Unapplied -= len(res.Applied)
 	s.Pending = append(s.Pending, p.Notes...)
 	for _, a := range p.Actions {
 		switch a.Op {

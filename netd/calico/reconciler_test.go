@@ -28,6 +28,9 @@ func TestApplyFromEmpty(t *testing.T) {
 	if len(st.Applied) != 4 || st.Error != "" {
 		t.Fatalf("applied %d actions, want 4 creates: %+v", len(st.Applied), st)
 	}
+	if st.Unapplied != 0 {
+		t.Errorf("unapplied %d after every write succeeded, want 0", st.Unapplied)
+	}
 	pool := get(t, c, IPPools, "pods")
 	if !owned(pool) || specString(pool, "cidr") != "10.244.0.0/16" || spec(pool)["blockSize"] != int64(26) || specBool(pool, "natOutgoing") {
 		t.Errorf("pool: %v", pool.Object)

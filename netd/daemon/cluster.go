@@ -41,6 +41,7 @@ type cluster struct {
 	trig    *reconcile.Trigger // poked when the policy changes
 	bgpTrig *reconcile.Trigger // poked when the block affinities change
 	elector *kube.Elector      // nil: this node never writes Calico objects
+	drift   *calico.Metrics    // nil with elector
 	leading atomic.Bool
 
 	mu       sync.Mutex
@@ -68,7 +69,14 @@ func newCluster(cfg Config, reg prometheus.Registerer, rm *reconcile.Metrics,
 	c := &cluster{log: log, kc: kc, reg: reg, rm: rm, node: cfg.Node, sync: cfg.SyncCalico, resync: cfg.Resync, loopLog: cfg.Log, current: current,
 		trig: reconcile.NewTrigger(), bgpTrig: bgpTrig}
 	if cfg.SyncCalico {
-		if c.elector, err = kube.NewElector(kc, kube.Lease{Name: calicoLease, Identity: cfg.Node, Log: log}); err != nil {
+		lm, err := kube.NewLeaseMetrics(reg)
+		if err != nil {
+			return nil, err
+		}
+		if c.drift, err = calico.NewMetrics(reg); err != nil {
+			return nil, err
+		}
+		if c.elector, err = kube.NewElector(kc, kube.Lease{Name: calicoLease, Identity: cfg.Node, Log: log, Metrics: lm}); err != nil {
 			return nil, err
 		}
 	}
@@ -153,12 +161,14 @@ func (c *cluster) runLeader(ctx context.Context, rec *calico.Reconciler) error {
 	loop := &reconcile.Loop{Name: "calico", Trigger: c.trig, Resync: c.resync, MaxBackoff: 30 * time.Second,
 		Log: c.loopLog, Metrics: c.rm, Fn: func(ctx context.Context) error {
 			st, _ := c.current()
-			_, err := rec.Reconcile(ctx, st)
+			s, err := rec.Reconcile(ctx, st)
+			c.drift.Observe(s)
 			return err
 		}}
 	return c.elector.Run(ctx, func(ctx context.Context) {
 		c.leading.Store(true)
 		defer c.leading.Store(false)
+		defer c.drift.Clear()
 		c.trig.Poke()
 		_ = loop.Run(ctx)
 	})
@@ -175,6 +185,18 @@ func (c *cluster) blocks(self *desired.Node) ([]netip.Prefix, desired.Speaker, s
 		return ownBlocks(self), self.BGP, "policy (calico ipam not synced yet)"
 	}
 	return aff.Blocks(self.Name), calico.WithIPAMOwners(self.BGP, aff.Owners()), "calico-ipam"
+}
+
+// allBlocks returns every node's pod blocks from Calico IPAM once the
+// BlockAffinity watch has synced; before that the policy's.
+func (c *cluster) allBlocks(st *desired.State) map[string][]netip.Prefix {
+	c.mu.Lock()
+	aff := c.affinity
+	c.mu.Unlock()
+	if aff == nil || !aff.Synced() {
+		return policyBlocks{}.allBlocks(st)
+	}
+	return aff.Owners()
 }
 
 // ClusterStatus is the Kubernetes side of `netd status`.

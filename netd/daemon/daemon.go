@@ -1,7 +1,8 @@
 // Package daemon wires netd's per-node daemon by hand: it loads the policy,
 // runs the BGP reconciler (embedded speaker, own pod blocks), the route
 // loop (routes.Installer: learned best paths to kernel routes), the LAN
-// path prober, the optional parts (Calico, Tailscale, BFD; see parts.go)
+// path prober, the optional parts (Calico, Tailscale, BFD, the tailnet
+// policy writer; see parts.go)
 // and the status and metrics servers in one context tree, reloads the
 // policy on SIGHUP or file change (keeping the last good state when the new
 // file is broken), and stops within a bound on SIGTERM. It holds no
@@ -22,6 +23,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/ducksnest/netd/acl"
 	"github.com/ducksnest/netd/bgp"
 	"github.com/ducksnest/netd/netd/buildinfo"
 	"github.com/ducksnest/netd/netd/probe"
@@ -75,6 +77,10 @@ type Config struct {
 	GRPCAddr string
 	// BFD configures fast failure detection of the BGP peers.
 	BFD BFDConfig
+	// Tailnet is the control server whose tailnet policy this netd keeps
+	// in sync while it is the writer (the netd-tailnet Lease holder with
+	// Kubernetes, else the node the policy names); nil: no credentials.
+	Tailnet *acl.Target
 	// Reload is poked on SIGHUP.
 	Reload <-chan struct{}
 	Log    *slog.Logger
@@ -114,7 +120,17 @@ type Daemon struct {
 	reports []func(*Status)
 
 	policyErrors prometheus.Counter
+	policyOK     prometheus.Gauge
 	ready        atomic.Bool
+}
+
+// NewRegistry returns the registry `netd run` serves on /metrics before
+// the daemon adds its own metrics: the Go runtime's (go_*) and the
+// process's (process_*).
+func NewRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
 }
 
 // New builds the daemon from its config: everything is wired here, by hand.
@@ -141,8 +157,7 @@ func New(cfg Config) (*Daemon, error) {
 	}
 	reg := cfg.Registry
 	if reg == nil {
-		reg = prometheus.NewRegistry()
-		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		reg = NewRegistry()
 	}
 	if err := reg.Register(buildinfo.Collector(buildinfo.Get())); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
 		return nil, fmt.Errorf("registering netd_build_info: %w", err)
@@ -181,6 +196,10 @@ func New(cfg Config) (*Daemon, error) {
 			Name: "netd_policy_reload_errors_total",
 			Help: "Policy reloads rejected because the new file was invalid.",
 		}),
+		policyOK: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "netd_policy_last_reload_successful",
+			Help: "1 if the last policy load was taken, 0 if it was rejected (netd then runs the last good policy).",
+		}),
 		bgpTrig:   reconcile.NewTrigger(),
 		routeTrig: reconcile.NewTrigger(),
 		blocks:    policyBlocks{},
@@ -190,14 +209,21 @@ func New(cfg Config) (*Daemon, error) {
 	}
 	d.onReload = []*reconcile.Trigger{d.bgpTrig, d.routeTrig}
 	d.afterBGP = []*reconcile.Trigger{d.routeTrig}
-	if err := reg.Register(d.policyErrors); err != nil {
-		return nil, err
+	for _, c := range []prometheus.Collector{d.policyErrors, d.policyOK} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
 	}
+	d.policyOK.Set(1)
 	if restart, hops := d.restarting(rt, self); restart {
 		d.speaker.MarkRestarting(hops...)
 	}
 	if err := d.addOptionalParts(cfg, self, reg, rm); err != nil {
 		return nil, err
+	}
+	if cfg.Tailnet == nil && cfg.Kubeconfig == "" && st.Tailnet.Sync.Writer == self.Name {
+		cfg.Log.Warn("the policy names this node the tailnet policy writer (spec.tailnetSync.writer), but netd has no tailnet credentials: nobody keeps the tailnet policy in sync",
+			"node", self.Name)
 	}
 	d.bgpLoop = &reconcile.Loop{Name: "bgp", Fn: d.reconcileBGP, Trigger: d.bgpTrig, Resync: cfg.Resync,
 		Log: cfg.Log, Metrics: rm}
@@ -215,12 +241,13 @@ func New(cfg Config) (*Daemon, error) {
 // gives), and wires what each adds to the core.
 func (d *Daemon) addOptionalParts(cfg Config, self *desired.Node, reg *prometheus.Registry, rm *reconcile.Metrics) error {
 	if cfg.BFD.Enabled {
-		b, err := newBFD(cfg, self, d.speaker, reg)
+		b, err := newBFD(cfg, d.policy.current, d.speaker, reg)
 		if err != nil {
 			return err
 		}
 		d.parts = append(d.parts, b)
 		d.bfd = b
+		d.reports = append(d.reports, func(s *Status) { s.BFD = bfdStatus(cfg.BFD, b, d.policy.current) })
 	}
 	if cfg.Kubeconfig != "" {
 		c, err := newCluster(cfg, reg, rm, d.policy.current, d.bgpTrig)
@@ -245,6 +272,18 @@ func (d *Daemon) addOptionalParts(cfg Config, self *desired.Node, reg *prometheu
 		d.onReload = append(d.onReload, t.trig)
 		d.afterBGP = append(d.afterBGP, t.trig)
 		d.reports = append(d.reports, t.report)
+	}
+	if cfg.Tailnet != nil {
+		s, trigs, err := newTailnetPolicy(cfg, reg, rm, d.policy.current, d.blocks)
+		if err != nil {
+			return err
+		}
+		d.parts = append(d.parts, s)
+		d.onReload = append(d.onReload, trigs...)
+		d.reports = append(d.reports, func(st *Status) {
+			ts := s.Status()
+			st.TailnetPolicy = &ts
+		})
 	}
 	return nil
 }
@@ -390,9 +429,11 @@ func (d *Daemon) reloadPolicy() {
 	if err != nil {
 		d.policy.reject(err)
 		d.policyErrors.Inc()
+		d.policyOK.Set(0)
 		d.log.Error("policy reload rejected; keeping the last good policy", "policy", d.cfg.PolicyPath, "err", err)
 		return
 	}
+	d.policyOK.Set(1)
 	if d.policy.set(st, self) {
 		d.log.Info("policy reloaded", "digest", st.Digest)
 	}

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/netip"
@@ -21,6 +22,57 @@ type BFDConfig struct {
 	Interval   time.Duration // desired transmit and required receive interval (default 100ms)
 	Multiplier int           // detect multiplier (default 5)
 	HoldDown   time.Duration // first re-admission hold-down (default 1s)
+	// WarnAfter is how long a session may stay without coming up before
+	// status and the log warn about it (default 30s).
+	WarnAfter time.Duration
+}
+
+// BFDStatus is the BFD part of the status: the configured timers and every
+// session.
+type BFDStatus struct {
+	Interval   string    `json:"interval"`
+	Multiplier int       `json:"multiplier"`
+	Peers      []BFDPeer `json:"peers"`
+}
+
+// BFDPeer is one session, with the BGP peer's name.
+type BFDPeer struct {
+	Name string `json:"name,omitempty"`
+	bfd.PeerState
+}
+
+// bfdStatus reports the sessions of s, named after the node's BGP peers.
+func bfdStatus(cfg BFDConfig, s *bfd.Server, current func() (*desired.State, *desired.Node)) *BFDStatus {
+	_, self := current()
+	names := map[netip.Addr]string{}
+	for _, p := range self.BGP.Peers {
+		names[p.Address] = p.Name
+	}
+	out := &BFDStatus{
+		Interval:   cmp.Or(cfg.Interval, bfd.DefaultTxInterval).String(),
+		Multiplier: cmp.Or(cfg.Multiplier, bfd.DefaultMultiplier), Peers: []BFDPeer{},
+	}
+	for _, ps := range s.States() {
+		out.Peers = append(out.Peers, BFDPeer{Name: names[ps.Peer], PeerState: ps})
+	}
+	return out
+}
+
+// bfdHint says what to check when the session with peer never comes up:
+// for a node over the overlay, the tailnet policy and the firewalls; an
+// external peer (a router) may simply not run BFD, which is no problem.
+func bfdHint(current func() (*desired.State, *desired.Node), peer netip.Addr) string {
+	st, self := current()
+	for _, p := range self.BGP.Peers {
+		if p.Address == peer && p.Kind == desired.PeerExternal {
+			return ""
+		}
+	}
+	if st.Networks.Overlay.IsValid() && !st.Networks.Overlay.Contains(peer) {
+		return ""
+	}
+	return fmt.Sprintf("is UDP %d allowed on the tailnet? The tailnet policy must allow it between the nodes (`netd policy check` says whether it does; the generated policy does while spec.bgp.bfd.enabled), and so must the peer's firewall on %s (NixOS: services.netd.openFirewall); and the peer's netd must run BFD too (--bfd)",
+		bfd.DefaultPort, cmp.Or(st.Overlay.Interface, "the overlay device"))
 }
 
 func speakerOptions(cfg Config) []bgp.Option {
@@ -35,13 +87,19 @@ func speakerOptions(cfg Config) []bgp.Option {
 // part that is the daemon's peerWatcher when BFD is on. A peer found down
 // while its BGP session is up is cut off (its routes leave the kernel at
 // once); a peer back up past the hold-down is re-admitted.
-func newBFD(cfg Config, self *desired.Node, sp *bgp.Speaker, reg prometheus.Registerer) (*bfd.Server, error) {
+func newBFD(cfg Config, current func() (*desired.State, *desired.Node), sp *bgp.Speaker, reg prometheus.Registerer) (*bfd.Server, error) {
 	if cfg.BFD.Multiplier < 0 || cfg.BFD.Multiplier > 255 {
 		return nil, fmt.Errorf("bfd multiplier %d out of range 1-255", cfg.BFD.Multiplier)
 	}
+	st, self := current()
+	if !self.BGP.BFD {
+		cfg.Log.Warn("bfd is on (netd run --bfd) but the policy turns it off (spec.bgp.bfd.enabled: false), so the tailnet policy generated from it does not allow UDP 3784 between the nodes; set spec.bgp.bfd.enabled: true, or run with --bfd=false",
+			"policy", st.Source)
+	}
 	s, err := bfd.New(bfd.Config{
 		Local: self.BGP.ListenAddr, TxInterval: cfg.BFD.Interval, Multiplier: uint8(cfg.BFD.Multiplier),
-		HoldDown: cfg.BFD.HoldDown, Log: cfg.Log.With("component", "bfd"),
+		HoldDown: cfg.BFD.HoldDown, WarnAfter: cfg.BFD.WarnAfter, Log: cfg.Log.With("component", "bfd"),
+		Hint: func(peer netip.Addr) string { return bfdHint(current, peer) },
 		OnChange: func(peer netip.Addr, up bool) {
 			if up {
 				sp.PeerReachable(peer)

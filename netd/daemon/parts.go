@@ -4,10 +4,12 @@ import (
 	"context"
 	"net/netip"
 
+	"github.com/ducksnest/netd/netd/tailnetsync"
 	"github.com/ducksnest/netd/policy/desired"
 )
 
-// part is an optional piece of netd (Calico, Tailscale, BFD). It is built
+// part is an optional piece of netd (Calico, Tailscale, BFD, the tailnet
+// policy writer). It is built
 // only when configured and then added to Daemon.parts, which run beside the
 // core loops until ctx is done. Each part gets its inputs (funcs returning
 // the current value) and the triggers it pokes when it is built, and keeps
@@ -25,6 +27,9 @@ type (
 	// IPAM (cluster) or the policy (policyBlocks).
 	blockSource interface {
 		blocks(self *desired.Node) (own []netip.Prefix, sp desired.Speaker, source string)
+		// allBlocks gives every node's pod blocks, by node name (for the
+		// tailnet policy writer's route approval check).
+		allBlocks(st *desired.State) map[string][]netip.Prefix
 	}
 	// peerSource may replace the node peers of the speaker config: the
 	// tailnet peers with the node tag (tailscalePart) or the policy's list
@@ -53,6 +58,10 @@ type (
 
 func (policyBlocks) blocks(self *desired.Node) ([]netip.Prefix, desired.Speaker, string) {
 	return ownBlocks(self), self.BGP, "policy"
+}
+
+func (policyBlocks) allBlocks(st *desired.State) map[string][]netip.Prefix {
+	return tailnetsync.PolicyBlocks(st)
 }
 
 func (policyPeers) speaker(_ *desired.Node, sp desired.Speaker) desired.Speaker { return sp }

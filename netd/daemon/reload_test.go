@@ -19,8 +19,16 @@ import (
 // is not started.
 func newTestDaemon(t *testing.T, opts ...func(*Config)) (*Daemon, string) {
 	t.Helper()
+	return newTestDaemonPolicy(t, exampleText(), opts...)
+}
+
+func exampleText() string { return string(examples.Ducksnest) }
+
+// newTestDaemonPolicy is newTestDaemon with the policy text given.
+func newTestDaemonPolicy(t *testing.T, policy string, opts ...func(*Config)) (*Daemon, string) {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "policy.yaml")
-	if err := os.WriteFile(path, examples.Ducksnest, 0o600); err != nil {
+	if err := os.WriteFile(path, []byte(policy), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cfg := Config{
@@ -42,6 +50,9 @@ func newTestDaemon(t *testing.T, opts ...func(*Config)) (*Daemon, string) {
 // a valid change is taken.
 func TestReloadKeepsLastGoodPolicy(t *testing.T) {
 	d, path := newTestDaemon(t)
+	if got := testutil.ToFloat64(d.policyOK); got != 1 {
+		t.Errorf("netd_policy_last_reload_successful = %v at start, want 1", got)
+	}
 	good, _ := d.policy.current()
 	write := func(s string) {
 		t.Helper()
@@ -64,6 +75,9 @@ func TestReloadKeepsLastGoodPolicy(t *testing.T) {
 		}
 		if d.policy.lastError == "" {
 			t.Fatal("a rejected reload must be visible in the status")
+		}
+		if got := testutil.ToFloat64(d.policyOK); got != 0 {
+			t.Errorf("netd_policy_last_reload_successful = %v after a rejected reload, want 0", got)
 		}
 	}
 	if got := testutil.ToFloat64(d.policyErrors); got != 2 {
@@ -92,6 +106,9 @@ func TestReloadKeepsLastGoodPolicy(t *testing.T) {
 	}
 	if d.policy.lastError != "" {
 		t.Errorf("policy error not cleared after a good reload: %q", d.policy.lastError)
+	}
+	if got := testutil.ToFloat64(d.policyOK); got != 1 {
+		t.Errorf("netd_policy_last_reload_successful = %v after a good reload, want 1", got)
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/ducksnest/netd/netd/probe"
 	"github.com/ducksnest/netd/netd/reconcile"
 	"github.com/ducksnest/netd/netd/routes"
+	"github.com/ducksnest/netd/netd/tailnetsync"
 )
 
 // Status is what `netd status` shows: readable by a person, and as JSON.
@@ -34,10 +35,15 @@ type Status struct {
 	LANPaths   []probe.TargetStatus  `json:"lanPaths,omitempty"`
 	// PodSource says where the advertised blocks come from: the policy,
 	// or Calico IPAM.
-	PodSource   string             `json:"podSource"`
-	Cluster     *ClusterStatus     `json:"cluster,omitempty"`
-	Tailnet     *TailnetStatus     `json:"tailnet,omitempty"`
-	Reconcilers []reconcile.Status `json:"reconcilers"`
+	PodSource string         `json:"podSource"`
+	Cluster   *ClusterStatus `json:"cluster,omitempty"`
+	Tailnet   *TailnetStatus `json:"tailnet,omitempty"`
+	// BFD is every BFD session (nil: netd runs without BFD).
+	BFD *BFDStatus `json:"bfd,omitempty"`
+	// TailnetPolicy is the tailnet policy writer's section (with tailnet
+	// credentials only).
+	TailnetPolicy *tailnetsync.Status `json:"tailnetPolicy,omitempty"`
+	Reconcilers   []reconcile.Status  `json:"reconcilers"`
 }
 
 // PolicyStatus says which policy is applied and whether the last reload
@@ -162,7 +168,9 @@ func (s *servers) serve(ctx context.Context) error {
 		<-ctx.Done()
 		return nil
 	}
-	srv := &http.Server{Handler: s.handler(), ReadHeaderTimeout: 5 * time.Second}
+	// IdleTimeout: a client that keeps connections alive and forgets
+	// them (a script, a scraper gone) must not hold them open forever.
+	srv := &http.Server{Handler: s.handler(), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute}
 	errc := make(chan error, len(s.listeners))
 	for _, l := range s.listeners {
 		go func() { errc <- srv.Serve(l) }()

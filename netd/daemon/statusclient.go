@@ -19,6 +19,7 @@ type StatusClient struct {
 
 func (c StatusClient) get(ctx context.Context, path string) ([]byte, error) {
 	hc := &http.Client{Transport: &http.Transport{
+		DisableKeepAlives: true, // a client per call: nothing to keep the connection for
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, "unix", c.Socket)

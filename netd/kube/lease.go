@@ -35,6 +35,9 @@ type Lease struct {
 	// between attempts (1/6 of Duration if zero).
 	RenewDeadline, RetryPeriod time.Duration
 	Log                        *slog.Logger
+	// Metrics receives whether this instance holds the Lease and how often
+	// it lost it (nil: none).
+	Metrics *LeaseMetrics
 }
 
 // Elector competes for one Lease. Its semantics are client-go's
@@ -88,6 +91,7 @@ func NewElector(c *Client, l Lease) (*Elector, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	l.Metrics.init(l.Name)
 	return &Elector{c: c, l: l, log: log.With("lease", l.Namespace+"/"+l.Name)}, nil
 }
 
@@ -109,6 +113,7 @@ func RunWhileHolding(ctx context.Context, c *Client, l Lease, run func(ctx conte
 func (e *Elector) Run(ctx context.Context, run func(ctx context.Context)) error {
 	for e.acquire(ctx) {
 		e.log.Info("leading", "identity", e.l.Identity)
+		e.l.Metrics.setHeld(e.l.Name, true)
 		lctx, cancel := context.WithCancel(ctx)
 		done := make(chan struct{})
 		go func() {
@@ -119,9 +124,12 @@ func (e *Elector) Run(ctx context.Context, run func(ctx context.Context)) error 
 		cancel()
 		<-done
 		e.setLeading(false)
+		e.l.Metrics.setHeld(e.l.Name, false)
 		e.log.Info("not leading", "identity", e.l.Identity)
 		if ctx.Err() != nil {
 			e.release()
+		} else {
+			e.l.Metrics.lostOne(e.l.Name)
 		}
 	}
 	return nil

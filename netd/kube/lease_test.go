@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/rest"
@@ -173,10 +174,16 @@ func TestLeaseLost(t *testing.T) {
 	events := map[string]time.Time{}
 	mark := func(k string) { mu.Lock(); events[k] = time.Now(); mu.Unlock() }
 	seen := func(k string) bool { mu.Lock(); defer mu.Unlock(); return !events[k].IsZero() }
+	metrics := map[string]*kube.LeaseMetrics{}
+	for _, id := range []string{"node-a", "node-b"} {
+		if metrics[id], err = kube.NewLeaseMetrics(prometheus.NewRegistry()); err != nil {
+			t.Fatal(err)
+		}
+	}
 	run := func(ctx context.Context, c *kube.Client, id string) <-chan error {
 		done := make(chan error, 1)
 		go func() {
-			done <- kube.RunWhileHolding(ctx, c, kube.Lease{Name: "netd-calico", Identity: id, Duration: lease, Log: testLog()}, func(ctx context.Context) {
+			done <- kube.RunWhileHolding(ctx, c, kube.Lease{Name: "netd-calico", Identity: id, Duration: lease, Log: testLog(), Metrics: metrics[id]}, func(ctx context.Context) {
 				mark(id + " start")
 				<-ctx.Done()
 				mark(id + " stop")
@@ -203,10 +210,26 @@ func TestLeaseLost(t *testing.T) {
 	if d := startB.Sub(cutAt); d > lease+lease/6+time.Second {
 		t.Errorf("handover took %v, lease %v", d, lease)
 	}
+	// node-a lost the Lease; node-b holds it.
+	wantLease := func(id string, held, lost float64) {
+		t.Helper()
+		h, l := kube.LeaseMetricsValues(metrics[id], "netd-calico")
+		if h != held || l != lost {
+			t.Errorf("%s: netd_lease_held %v, netd_lease_lost_total %v; want %v, %v", id, h, l, held, lost)
+		}
+	}
+	testutil.Eventually(t, 2*lease, "node-b's netd_lease_held to be 1", func() bool {
+		h, _ := kube.LeaseMetricsValues(metrics["node-b"], "netd-calico")
+		return h == 1
+	})
+	wantLease("node-a", 0, 1)
+	wantLease("node-b", 1, 0)
 	cancel()
 	for _, d := range []<-chan error{doneA, doneB} {
 		if err := <-d; err != nil {
 			t.Error(err)
 		}
 	}
+	// A stop releases the Lease: not a loss.
+	wantLease("node-b", 0, 0)
 }

@@ -75,6 +75,11 @@ type Lab struct {
 	// NetdArgs are extra `netd run` arguments per node, after the ones the
 	// NixOS module renders for it.
 	NetdArgs map[string][]string `json:"netdArgs,omitempty"`
+	// NetdEnv is the environment every node's netd gets on top of the
+	// lab's own (without any tailnet credentials of the caller's): the
+	// variables the NixOS module sets, such as the tailnet credentials in
+	// the tailnet lab.
+	NetdEnv []string `json:"netdEnv,omitempty"`
 	// TailscaleSockets are the LocalAPI sockets of the nodes' tailscaled in
 	// the tailnet lab: netd runs as the module renders it for a node with
 	// tailscaled, pointed at this socket.

@@ -109,7 +109,24 @@ func (l *Lab) netdCommand(n *Node, extra []string) (*exec.Cmd, error) {
 	if err != nil {
 		return nil, err
 	}
-	return exec.Command("ip", append([]string{"netns", "exec", n.NS}, argv...)...), nil
+	cmd := exec.Command("ip", append([]string{"netns", "exec", n.NS}, argv...)...)
+	cmd.Env = append(withoutTailnetCredentials(os.Environ()), l.NetdEnv...)
+	return cmd, nil
+}
+
+// withoutTailnetCredentials drops the variables that would give a lab
+// netd the caller's tailnet credentials (acl.TargetFromEnv): a lab netd
+// writes to the lab's own headscale, or to nothing.
+func withoutTailnetCredentials(env []string) []string {
+	out := env[:0:0]
+	for _, kv := range env {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, "HEADSCALE_") || strings.HasPrefix(name, "TS_API_") || strings.HasPrefix(name, "TS_OAUTH_") || name == "TS_TAILNET" {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
 }
 
 // StopNetd sends SIGTERM to a node's netd and waits until it is gone

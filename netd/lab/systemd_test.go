@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -152,8 +151,9 @@ func needRootfs(t *testing.T) string {
 	return rootfs
 }
 
-// Down removes the containers of a crashed run by their cgroups, without
-// lab.json: no nspawn, no mount, no cgroup, no namespace is left.
+// Down removes the containers of a crashed run by their cgroups, when
+// lab.json lists the namespaces but not the containers: no nspawn, no
+// mount, no cgroup, no namespace is left.
 func TestSystemdLabDownAfterCrash(t *testing.T) {
 	rootfs := needRootfs(t)
 	st := testState()
@@ -186,7 +186,17 @@ func TestSystemdLabDownAfterCrash(t *testing.T) {
 		nspawns = append(nspawns, n.Container.Nspawn)
 		cgs = append(cgs, n.Container.Cgroups...)
 	}
-	if err := os.Remove(filepath.Join(dir, stateFileName)); err != nil {
+	// The crash: the state file lists the namespaces (Build records each
+	// before making it) but none of the containers (as when netd lab up
+	// dies while booting them). Down finds them by their cgroups.
+	crashed, err := Load(dir, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range crashed.Nodes {
+		n.Container = nil
+	}
+	if err := crashed.save(); err != nil {
 		t.Fatal(err)
 	}
 	if err := Down(ctx, name, dir, log); err != nil {

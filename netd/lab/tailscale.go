@@ -58,6 +58,11 @@ type TailnetConfig struct {
 	// UserRoutes are advertised by hand on the first node (to show that netd
 	// keeps routes outside the pod CIDR).
 	UserRoutes []netip.Prefix
+	// Credentials gives every node's netd the lab headscale's API key, in
+	// the variables the NixOS module sets from services.netd.tailnet
+	// (HEADSCALE_URL, HEADSCALE_API_KEY_FILE): the writer the policy names
+	// (spec.tailnetSync.writer) then keeps the tailnet policy in sync.
+	Credentials bool
 }
 
 // Tailnet is the lab's running tailnet; tailnet.json records it.
@@ -115,6 +120,11 @@ func UpTailscale(ctx context.Context, cfg Config, tc TailnetConfig) (*Lab, *Tail
 	l.TailscaleSockets = map[string]string{}
 	for _, n := range l.Nodes {
 		l.TailscaleSockets[n.Name] = tn.Socket[n.Name]
+	}
+	if tc.Credentials {
+		if err := tn.credentials(); err != nil {
+			return l, tn, err
+		}
 	}
 	if err := l.save(); err != nil {
 		return l, tn, err
@@ -179,6 +189,20 @@ func (tn *Tailnet) up(ctx context.Context, cfg Config) error {
 			return fmt.Errorf("joining %s to the tailnet: %w", n.Name, err)
 		}
 	}
+	return nil
+}
+
+// credentials writes the API key where netd reads it (as the module's
+// LoadCredential= does) and sets the module's variables for every netd.
+func (tn *Tailnet) credentials() error {
+	if tn.lab.Systemd != nil {
+		return errors.New("tailnet credentials for netd are not wired into the systemd lab's containers")
+	}
+	key := filepath.Join(tn.Dir, "tailnet-api-key")
+	if err := os.WriteFile(key, []byte(tn.APIKey+"\n"), 0o600); err != nil {
+		return fmt.Errorf("writing the API key file: %w", err)
+	}
+	tn.lab.NetdEnv = append(tn.lab.NetdEnv, "HEADSCALE_URL="+tn.URL, "HEADSCALE_API_KEY_FILE="+key)
 	return nil
 }
 

@@ -18,11 +18,15 @@ type EchoServers struct {
 	addrs map[netip.Addr]netip.AddrPort
 	lns   []net.Listener
 	wg    sync.WaitGroup
+
+	mu     sync.Mutex
+	conns  map[net.Conn]bool // open connections, closed by Close
+	closed bool
 }
 
 // StartEcho opens an echo listener in every pod.
 func StartEcho(pods []Pod) (*EchoServers, error) {
-	s := &EchoServers{addrs: map[netip.Addr]netip.AddrPort{}}
+	s := &EchoServers{addrs: map[netip.Addr]netip.AddrPort{}, conns: map[net.Conn]bool{}}
 	for _, p := range pods {
 		var ln net.Listener
 		err := InNS(p.NS, func() error {
@@ -49,10 +53,23 @@ func (s *EchoServers) serve(ln net.Listener) {
 		if err != nil {
 			return
 		}
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			c.Close()
+			continue
+		}
+		s.conns[c] = true
+		s.mu.Unlock()
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			defer c.Close()
+			defer func() {
+				s.mu.Lock()
+				delete(s.conns, c)
+				s.mu.Unlock()
+				c.Close()
+			}()
 			_ = c.SetDeadline(time.Now().Add(2 * time.Minute))
 			_, _ = io.Copy(c, c)
 		}()
@@ -65,11 +82,19 @@ func (s *EchoServers) Addr(a netip.Addr) (netip.AddrPort, bool) {
 	return ap, ok
 }
 
-// Close stops every listener and waits for the connections to end.
+// Close stops every listener, closes the connections still open (a
+// client whose packets a policy or a fault now drops never ends its own)
+// and waits for their handlers.
 func (s *EchoServers) Close() {
 	for _, ln := range s.lns {
 		_ = ln.Close()
 	}
+	s.mu.Lock()
+	s.closed = true
+	for c := range s.conns {
+		_ = c.Close()
+	}
+	s.mu.Unlock()
 	s.wg.Wait()
 }
 

@@ -221,7 +221,11 @@ func (l *Lab) Status(ctx context.Context, node string) (*NetdStatus, error) {
 	if err != nil {
 		return nil, err
 	}
+	// One request per connection: the transport is dropped after the call,
+	// and a kept-alive connection would stay open on both ends (the lab
+	// polls status every 100ms).
 	c := &http.Client{Transport: &http.Transport{
+		DisableKeepAlives: true,
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, "unix", n.Socket)
@@ -376,7 +380,11 @@ func (l *Lab) WaitConverged(ctx context.Context, nodes []string) error {
 				continue
 			}
 			st, err := l.Status(ctx, name)
-			if err != nil || !st.Ready {
+			if err != nil {
+				pending = append(pending, name+"(status: "+err.Error()+")")
+				continue
+			}
+			if !st.Ready {
 				pending = append(pending, name+"(not ready)")
 				continue
 			}

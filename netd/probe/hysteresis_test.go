@@ -308,3 +308,84 @@ func TestSetTargets(t *testing.T) {
 		}
 	})
 }
+
+// sink is a PacketConn that accepts every probe and never answers.
+type sink struct{}
+
+func (sink) ReadFrom([]byte) (int, net.Addr, error)    { return 0, nil, net.ErrClosed }
+func (sink) WriteTo(b []byte, _ net.Addr) (int, error) { return len(b), nil }
+func (sink) Close() error                              { return nil }
+
+// TestStallIsNotAMiss: when netd itself stalls (a loaded CPU), the round
+// after the stall comes late while the replies to the probes sent before
+// it still wait for the receiver; they are not counted as misses then,
+// only once a whole round has passed. A peer that is really silent is
+// still found after DownAfter rounds.
+func TestStallIsNotAMiss(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p, err := New(slog.New(slog.DiscardHandler), prometheus.NewRegistry(), Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.SetTargets(src, []Target{{Name: "ultra", Addr: peer}})
+		misses := func() int {
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			return p.targets[peer].misses
+		}
+		p.sendAll(sink{}) // seq 1
+		time.Sleep(2 * time.Second)
+		p.sendAll(sink{}) // seq 2, late: seq 1 is 2s old but its reply may be unread
+		if m := misses(); m != 0 {
+			t.Fatalf("%d misses counted in the first round after a stall", m)
+		}
+		p.reply(peer, 1) // the receiver catches up
+		p.reply(peer, 2)
+		time.Sleep(200 * time.Millisecond)
+		p.sendAll(sink{})
+		if m := misses(); m != 0 || !p.Up(peer) {
+			t.Fatalf("after the stall: %d misses, up %v", m, p.Up(peer))
+		}
+		// Silent from here: seq 3 onwards is never answered.
+		for range 5 {
+			time.Sleep(200 * time.Millisecond)
+			p.sendAll(sink{})
+		}
+		if p.Up(peer) {
+			t.Fatalf("still up after %d misses", misses())
+		}
+	})
+}
+
+// TestTargetChangeKeepsSocket: SetTargets before Run (the daemon's order)
+// and a target added while running keep the one socket, so no reply in
+// flight is lost and no miss is counted; a new source opens a new one.
+func TestTargetChangeKeepsSocket(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := &lan{answer: always, rtt: 150 * time.Millisecond}
+		p, _, stop := startProber(t, l)
+		defer stop()
+		start := time.Now()
+		at(start, time.Second)
+		other := netip.MustParseAddr("192.168.0.13")
+		p.SetTargets(src, []Target{{Name: "ultra", Addr: peer}, {Name: "old", Addr: other}})
+		at(start, 2*time.Second)
+		p.mu.Lock()
+		m := p.targets[peer].misses + p.targets[other].misses
+		p.mu.Unlock()
+		l.mu.Lock()
+		listens := l.listens
+		l.mu.Unlock()
+		if s := p.Status(); m != 0 || listens != 1 || !s[0].Up || !s[1].Up || s[0].Flaps+s[1].Flaps != 0 {
+			t.Fatalf("misses %d, sockets %d, status %+v", m, listens, s)
+		}
+		p.SetTargets(netip.MustParseAddr("192.168.0.21"), []Target{{Name: "ultra", Addr: peer}})
+		at(start, 3*time.Second)
+		l.mu.Lock()
+		listens = l.listens
+		l.mu.Unlock()
+		if listens != 2 {
+			t.Fatalf("%d sockets after a new source, want 2", listens)
+		}
+	})
+}

@@ -74,10 +74,16 @@ type TargetStatus struct {
 	Flaps   int        `json:"flaps"`
 }
 
+// sent is when a probe went out: the time, and the prober's round.
+type sent struct {
+	at    time.Time
+	round uint64
+}
+
 type target struct {
 	TargetStatus
 	seq     uint16
-	sentAt  map[uint16]time.Time
+	sentAt  map[uint16]sent
 	misses  int
 	replies int
 }
@@ -95,6 +101,9 @@ type Prober struct {
 	src     netip.Addr
 	targets map[netip.Addr]*target
 	reset   chan struct{}
+	// round counts sendAll calls: a probe is judged only after a whole
+	// round in which the receiver could read its reply (see sendAll).
+	round uint64
 }
 
 // New returns a prober with no targets; call SetTargets, then Run.
@@ -145,7 +154,7 @@ func (p *Prober) SetTargets(src netip.Addr, ts []Target) {
 		changed = true
 		p.targets[t.Addr] = &target{
 			TargetStatus: TargetStatus{Name: t.Name, Addr: t.Addr, Up: true, Since: time.Now()},
-			sentAt:       map[uint16]time.Time{},
+			sentAt:       map[uint16]sent{},
 		}
 		p.up.WithLabelValues(t.Name).Set(1)
 	}
@@ -241,6 +250,7 @@ func (p *Prober) runFrom(ctx context.Context, src netip.Addr) error {
 		_ = conn.Close()
 	}()
 	go p.receive(conn)
+	p.forgetSent() // probes sent on an earlier socket get no answer here
 	tick := time.NewTicker(p.opts.Interval)
 	defer tick.Stop()
 	p.sendAll(conn)
@@ -249,10 +259,28 @@ func (p *Prober) runFrom(ctx context.Context, src netip.Addr) error {
 		case <-ctx.Done():
 			return nil
 		case <-p.reset:
-			return nil
+			// A new source needs a new socket; new or removed targets do
+			// not (sendAll reads the set each round), and closing the
+			// socket would lose the replies in flight: each would count
+			// as a miss.
+			p.mu.Lock()
+			same, n := p.src == src, len(p.targets)
+			p.mu.Unlock()
+			if !same || n == 0 {
+				return nil
+			}
 		case <-tick.C:
 			p.sendAll(conn)
 		}
+	}
+}
+
+// forgetSent drops the probes in flight of every target.
+func (p *Prober) forgetSent() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, t := range p.targets {
+		clear(t.sentAt)
 	}
 }
 
@@ -271,10 +299,17 @@ func (p *Prober) sendAll(conn PacketConn) {
 	now := time.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.round++
 	for _, t := range p.targets {
-		// A probe unanswered for two intervals is a miss (LAN RTTs are far below).
-		for seq, at := range t.sentAt {
-			if now.Sub(at) >= 2*p.opts.Interval {
+		// A probe unanswered for two intervals is a miss (LAN RTTs are far
+		// below), once two rounds have passed since it was sent. The
+		// rounds matter when netd itself stalls (a loaded CPU, a long
+		// pause): the first round after the stall comes late, while the
+		// replies to the probes sent before it may still wait in the
+		// socket for the receiver; judged by time alone they would all be
+		// misses at once, and a path that never broke would go down.
+		for seq, s := range t.sentAt {
+			if now.Sub(s.at) >= 2*p.opts.Interval && p.round-s.round >= 2 {
 				delete(t.sentAt, seq)
 				p.miss(t)
 			}
@@ -289,7 +324,7 @@ func (p *Prober) sendAll(conn PacketConn) {
 			p.miss(t)
 			continue
 		}
-		t.sentAt[t.seq] = now
+		t.sentAt[t.seq] = sent{at: now, round: p.round}
 	}
 }
 
@@ -326,12 +361,12 @@ func (p *Prober) reply(addr netip.Addr, seq uint16) {
 	if !ok {
 		return
 	}
-	at, ok := t.sentAt[seq]
+	s, ok := t.sentAt[seq]
 	if !ok {
 		return
 	}
 	delete(t.sentAt, seq)
-	t.LastRTT = time.Since(at).Round(time.Microsecond).String()
+	t.LastRTT = time.Since(s.at).Round(time.Microsecond).String()
 	t.misses = 0
 	t.replies++
 	if !t.Up && t.replies >= p.opts.UpAfter {

@@ -15,6 +15,7 @@ type metrics struct {
 	failures  prometheus.Counter
 	installed prometheus.Gauge
 	kept      prometheus.Gauge
+	drift     prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -44,9 +45,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "netd_routes_unwanted_kept",
 			Help: "Unwanted routes of netd left in place because pruning was off (adopted leftovers).",
 		}),
+		drift: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "netd_routes_drift",
+			Help: "How far the kernel still differs from the desired routes after the last reconciliation: " +
+				"wanted routes not installed, failed deletes, unwanted routes kept, and 1 if netd's rule is not in place.",
+		}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.runs, m.duration, m.writes, m.failures, m.installed, m.kept} {
+		for _, c := range []prometheus.Collector{m.runs, m.duration, m.writes, m.failures, m.installed, m.kept, m.drift} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("registering route metrics: %w", err)
 			}

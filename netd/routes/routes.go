@@ -216,9 +216,12 @@ func (r *Reconciler) reconcile(ctx context.Context, want []Route, prune bool) (R
 
 	added, err := r.ensureRule(ctx)
 	res.RuleAdded = added
+	drift := res.Failed + res.Kept
 	if err != nil {
 		errs = append(errs, err)
+		drift++
 	}
+	r.m.drift.Set(float64(drift))
 	return res, joinCapped(errs)
 }
 

@@ -217,6 +217,9 @@ route 10.244.6.0/24 via 100.64.0.2 dev ts0 onlink table 244 proto 244 mtu 1280 a
 	if got := testutil.ToFloat64(r.m.kept); got != 1 {
 		t.Errorf("netd_routes_unwanted_kept = %v, want 1", got)
 	}
+	if got := testutil.ToFloat64(r.m.drift); got != 1 {
+		t.Errorf("netd_routes_drift = %v, want 1 (the kept leftover)", got)
+	}
 	// End-of-RIB: now prune.
 	res, err = r.Reconcile(ctx, want, true)
 	if err != nil {
@@ -233,6 +236,9 @@ route 10.244.6.0/24 via 100.64.0.2 dev ts0 onlink table 244 proto 244 mtu 1280 a
 	}
 	if got := testutil.ToFloat64(r.m.installed); got != 2 {
 		t.Errorf("netd_routes_installed = %v, want 2", got)
+	}
+	if got := testutil.ToFloat64(r.m.drift); got != 0 {
+		t.Errorf("netd_routes_drift = %v after pruning, want 0", got)
 	}
 }
 
@@ -293,6 +299,21 @@ func TestErrors(t *testing.T) {
 	}
 	if res.Added != 1 || res.Failed != 6 || !res.RuleAdded {
 		t.Errorf("res = %+v; want 1 added, 6 failed, rule added", res)
+	}
+	if got := testutil.ToFloat64(r.m.drift); got != 6 {
+		t.Errorf("netd_routes_drift = %v, want 6 (the failed routes)", got)
+	}
+	// The rule cannot be added: one more.
+	f.Fail = func(nl.Op) error { return nil }
+	f.FailRule = boom
+	if err := f.DelRule(ctx, r.ourRule()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Reconcile(ctx, want[:1], true); !errors.Is(err, boom) {
+		t.Errorf("err = %v; want the rule's failure", err)
+	}
+	if got := testutil.ToFloat64(r.m.drift); got != 1 {
+		t.Errorf("netd_routes_drift = %v with the rule missing, want 1", got)
 	}
 	// Deleting what is gone is not an error.
 	if err := r.RemoveAll(ctx); err != nil {

@@ -114,8 +114,76 @@ let
     // {
       description = "positive Go duration (100ms, 1.5s, 1m30s)";
     };
+
+  # services.netd.monitoring is a module of its own: it configures the host
+  # that runs Prometheus and Grafana, whether or not that host runs netd.
+  # The rules and the dashboard are the repository's deploy/monitoring
+  # files, tested there (promtool unit tests; a Go test that they read only
+  # metrics netd exports).
+  monitoringModule =
+    { config, ... }:
+    let
+      mcfg = config.services.netd.monitoring;
+      # The dashboard alone, in a directory of its own (Grafana's file
+      # provider loads every .json file of its path).
+      dashboards = builtins.path {
+        name = "netd-dashboards";
+        path = ../../deploy/monitoring;
+        filter = p: _: baseNameOf p == "netd-dashboard.json";
+      };
+    in
+    {
+      options.services.netd.monitoring = {
+        enable = mkEnableOption ''
+          netd's Prometheus alert rules (services.prometheus.ruleFiles) and
+          its Grafana dashboard (services.grafana.provision) on this host,
+          the one that runs Prometheus or Grafana'';
+
+        scrapeTargets = mkOption {
+          type = types.listOf (types.strMatching "[^/[:space:]]+:[0-9]+");
+          default = [ ];
+          example = [
+            "firebat:9180"
+            "ultra:9180"
+          ];
+          description = ''
+            The nodes' netd metrics endpoints (host:port, services.netd.metricsAddress
+            of each node), scraped as the job `netd`, the job the alert rules
+            select. Empty: no scrape config is added, and the Prometheus
+            configuration must name its netd job `netd` itself.
+          '';
+        };
+      };
+
+      config = mkIf mcfg.enable {
+        assertions = [
+          {
+            assertion = config.services.prometheus.enable || config.services.grafana.enable;
+            message = "services.netd.monitoring adds netd's alert rules to Prometheus and its dashboard to Grafana: enable services.prometheus or services.grafana on this host.";
+          }
+        ];
+        # A store path (nixpkgs checks it with `promtool check rules` when it
+        # builds the Prometheus configuration).
+        services.prometheus.ruleFiles = [ "${../../deploy/monitoring/netd-alerts.yaml}" ];
+        services.prometheus.scrapeConfigs = optional (mcfg.scrapeTargets != [ ]) {
+          job_name = "netd";
+          static_configs = [ { targets = mcfg.scrapeTargets; } ];
+        };
+        services.grafana.provision = {
+          enable = true;
+          dashboards.settings.providers = [
+            {
+              name = "netd";
+              options.path = dashboards;
+            }
+          ];
+        };
+      };
+    };
 in
 {
+  imports = [ monitoringModule ];
+
   options.services.netd = {
     enable = mkEnableOption "netd, the ducksnest node network daemon (BGP pod routes over the overlay, route MTUs)";
 
@@ -236,7 +304,11 @@ in
           that a silent peer's routes leave the kernel within a second
           instead of the BGP hold time. `openFirewall` opens UDP 3784 on the
           overlay interface; the tailnet policy must allow it between the
-          nodes (netd's generated policy does).
+          nodes: netd's generated policy does while the policy's
+          `spec.bgp.bfd.enabled` is true (the default), so keep the two
+          equal (`netd policy check` fails when BFD is on and the tailnet
+          policy does not allow it). netd's BFD is single hop (RFC 5881):
+          UDP 4784 (multihop) is never used.
         '';
       };
       interval = mkOption {

@@ -11,8 +11,12 @@ in
     nodeName = config.networking.hostName;
     overlayInterface = lab.overlayInterface;
     bgpPort = lab.bgpPort;
-    # BGP 179 on tailscale0 only; the home router session is outbound.
+    # BGP 179 (and BFD's UDP 3784) on tailscale0 only; the home router
+    # session is outbound.
     openFirewall = true;
+    # As the policy says (spec.bgp.bfd.enabled): the tailnet policy netd
+    # generates allows UDP 3784 between the nodes only then.
+    bfd.enable = lab.bfd;
     # Leader-only reconcilers (Calico objects, Lease) need the API; see
     # nixos/pki for the client certificate inside this kubeconfig.
     kubeconfig = "/var/lib/secrets/kubernetes/netd.kubeconfig";

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 )
 
 // DefaultNodeTag is the tag of cluster nodes when GenerateInput.NodeTag is
@@ -24,6 +25,13 @@ type GenerateInput struct {
 	// future checks.
 	OverlayCIDR netip.Prefix
 	BGPPort     int // default 179
+	// BFD is whether the nodes run BFD with their BGP peers: single-hop
+	// BFD (RFC 5881), UDP 3784. netd never runs multihop BFD (RFC 5883,
+	// UDP 4784), so that port is never opened.
+	BFD bool
+	// VXLAN is whether some Calico pool encapsulates with VXLAN (UDP 4789
+	// between nodes); plain routed pools need no such grant.
+	VXLAN bool
 }
 
 // GenNode is one cluster node as the generator sees it.
@@ -38,13 +46,15 @@ const (
 	portKubelet   = 10250
 	portAPIServer = 6443
 	portVXLAN     = 4789
+	// PortBFD is single-hop BFD's destination port (RFC 5881).
+	PortBFD = 3784
 )
 
 // Generate returns base plus the entries a Tailscale-policied Kubernetes
 // cluster needs to work: tag owners for the node tags, host aliases for the
 // pod and Service ranges, the auto-approval of the pod range as a subnet
-// route, grants for BGP, the kubelet, the API server, etcd, VXLAN, ICMP and
-// pod traffic, and tests that keep those flows allowed (plus deny tests
+// route, grants for BGP, BFD (if on), the kubelet, the API server, etcd,
+// VXLAN (if a pool uses it), ICMP and pod traffic, and tests that keep those flows allowed (plus deny tests
 // that hold). It never changes or reorders base's entries, adds nothing
 // that is already present (so Generate(Generate(p)) == Generate(p)), and
 // records every addition in Policy.Generated. It does not mutate base.
@@ -240,8 +250,14 @@ func (g *generator) grants() {
 		g.addGrant(Grant{Src: g.cps, Dst: g.cps, IP: []string{"tcp:2379-2380"}},
 			"etcd client and peer traffic among control-plane nodes")
 	}
-	g.addGrant(Grant{Src: g.nodes, Dst: g.nodes, IP: []string{"udp:" + strconv.Itoa(portVXLAN)}},
-		"VXLAN between nodes, for Calico pools with VXLAN encapsulation (plain routed pods need none)")
+	if g.in.BFD {
+		g.addGrant(Grant{Src: g.nodes, Dst: g.nodes, IP: []string{"udp:" + strconv.Itoa(PortBFD)}},
+			"BFD between the netd speakers (single hop, RFC 5881; netd never runs multihop BFD on 4784): a silent peer's routes leave the kernel within a second")
+	}
+	if g.in.VXLAN {
+		g.addGrant(Grant{Src: g.nodes, Dst: g.nodes, IP: []string{"udp:" + strconv.Itoa(portVXLAN)}},
+			"VXLAN between nodes: a Calico pool encapsulates with VXLAN")
+	}
 	g.addGrant(Grant{Src: g.nodes, Dst: g.nodes, IP: []string{"icmp:*"}},
 		"ICMP between nodes: path-MTU discovery over the 1280-byte tunnel, and ping for health checks")
 	if g.pods != "" {
@@ -275,11 +291,23 @@ func (g *generator) tests() {
 			acc = append(acc, hostPort(g.podB, 8080))
 		}
 		g.addTest(Test{Src: n, Accept: acc}, "nodes keep reaching BGP, the kubelets, the API server and pods")
-		var vx []string
-		for _, d := range g.nodes {
-			vx = append(vx, hostPort(d, portVXLAN))
+		var udp []string
+		var what []string
+		if g.in.BFD {
+			what = append(what, "BFD")
+			for _, d := range g.nodes {
+				udp = append(udp, hostPort(d, PortBFD))
+			}
 		}
-		g.addTest(Test{Src: n, Proto: "udp", Accept: vx}, "nodes keep reaching each other's VXLAN port")
+		if g.in.VXLAN {
+			what = append(what, "VXLAN")
+			for _, d := range g.nodes {
+				udp = append(udp, hostPort(d, portVXLAN))
+			}
+		}
+		if len(udp) > 0 {
+			g.addTest(Test{Src: n, Proto: "udp", Accept: udp}, "nodes keep reaching each other's "+strings.Join(what, " and ")+" port")
+		}
 	}
 	for _, c := range g.cps {
 		var acc []string

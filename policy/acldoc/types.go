@@ -2,8 +2,8 @@
 // Tailscale's own vocabulary. Validate reports every malformed entry and
 // dangling reference with a path and a hint; Generate adds what a
 // Tailscale-connected Kubernetes cluster needs (tag owners, pod route
-// auto-approval, grants for BGP, kubelet, API server, etcd, VXLAN, ICMP and
-// pod traffic, and tests that keep them working); Render writes stable
+// auto-approval, grants for BGP, BFD, kubelet, API server, etcd, VXLAN (when
+// used), ICMP and pod traffic, and tests that keep them working); Render writes stable
 // HuJSON that marks generated entries and Parse reads it back; RunTests
 // evaluates the policy's tests and sshTests offline with the subset of
 // Tailscale's semantics described by Semantics. ForHeadscale rewrites the

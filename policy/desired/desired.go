@@ -94,6 +94,9 @@ type Speaker struct {
 	ClusterID       netip.Addr      `json:"clusterID,omitzero"`
 	Timers          Timers          `json:"timers"`
 	GracefulRestart GracefulRestart `json:"gracefulRestart"`
+	// BFD says whether the nodes run BFD with their peers (single hop, UDP
+	// 3784), which the generated tailnet policy then allows.
+	BFD bool `json:"bfd"`
 	// PodCIDR bounds everything a cluster peer may announce.
 	PodCIDR netip.Prefix `json:"podCIDR"`
 	// Reserved are the ranges no route learned from an external peer may
@@ -285,6 +288,21 @@ type Tailnet struct {
 	NodeTag string `json:"nodeTag"`
 	// ApprovedRoutes maps each auto-approved route to its approvers.
 	ApprovedRoutes map[netip.Prefix][]string `json:"approvedRoutes,omitempty"`
+	// Sync says which netd writes the policy and what it may overwrite.
+	Sync TailnetSync `json:"sync"`
+}
+
+// TailnetSync is how the netd daemon keeps the tailnet policy in sync.
+type TailnetSync struct {
+	// Writer is the node whose netd writes without Kubernetes ("" = none;
+	// with Kubernetes the Lease holder writes).
+	Writer string `json:"writer,omitempty"`
+	// Exclusive: netd owns the tailnet policy outright and overwrites an
+	// edit made outside netd (after reporting it); otherwise such an edit
+	// is reported and left alone.
+	Exclusive bool `json:"exclusive,omitempty"`
+	// Interval is the period of the writer's re-check of the live policy.
+	Interval time.Duration `json:"interval"`
 }
 
 // TailnetDocument is one form of the tailnet policy document and what the

@@ -26,6 +26,8 @@ type Fake struct {
 	// Fail, if set, is called for every route op before it is applied; a
 	// non-nil error fails that op.
 	Fail func(Op) error
+	// FailRule, if set, fails every AddRule.
+	FailRule error
 }
 
 type fakeKey struct {
@@ -139,6 +141,9 @@ func (f *Fake) AddRule(ctx context.Context, r Rule) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.writes++
+	if f.FailRule != nil {
+		return fmt.Errorf("adding rule %v: %w", r, f.FailRule)
+	}
 	if r.Selectors {
 		return fmt.Errorf("adding rule %v: cannot write a rule with selectors", r)
 	}

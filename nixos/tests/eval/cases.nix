@@ -54,6 +54,9 @@ let
         firewallInterfaces = cfg.networking.firewall.interfaces;
         etc = lib.mapAttrs (_: e: { inherit (e) source target; }) cfg.environment.etc;
         systemPackages = cfg.environment.systemPackages;
+        # What services.netd.monitoring adds to Prometheus and Grafana.
+        prometheus = { inherit (cfg.services.prometheus) ruleFiles scrapeConfigs; };
+        grafanaProvision = cfg.services.grafana.provision;
       };
 in
 {

@@ -81,6 +81,22 @@
       };
     };
 
+    # The host that runs Prometheus and Grafana: netd's alert rules, the
+    # scrape job `netd` the rules select, the dashboard. It need not run
+    # netd itself.
+    monitoring = {
+      networking.hostName = "control-plane";
+      services.prometheus.enable = true;
+      services.grafana.enable = true;
+      services.netd = {
+        policyFile = "/srv/netd/policy.yaml";
+        monitoring = {
+          enable = true;
+          scrapeTargets = [ "firebat:9180" "ultra:9180" "old:9180" "control-plane:9180" ];
+        };
+      };
+    };
+
     # Not enabled: the module must define nothing.
     disabled = {
       networking.hostName = "ultra";
@@ -111,6 +127,8 @@
       keyAndOAuth = { settings.services.netd = base // { tailnet = { apiKeyFile = "/k"; oauthClientId = "id"; oauthClientSecretFile = "/s"; }; }; error = "set apiKeyFile or the OAuth client"; };
       credentialNixPath = { settings.services.netd = base // { tailnet.apiKeyFile = ./settings.nix; }; error = "services.netd.tailnet.apiKeyFile must not be in the Nix store"; };
       kubeconfigInStore = { settings.services.netd = base // { kubeconfig = "/nix/store/00000000000000000000000000000000-kubeconfig"; }; error = "services.netd.kubeconfig must not be in the Nix store"; };
+      monitoringWithoutPrometheus = { settings.services.netd = { policyFile = "/p.yaml"; monitoring.enable = true; }; error = "enable services.prometheus or services.grafana on this host"; };
+      monitoringTargetURL = { settings = { services.prometheus.enable = true; services.netd = { policyFile = "/p.yaml"; monitoring = { enable = true; scrapeTargets = [ "http://firebat:9180" ]; }; }; }; error = "services.netd.monitoring.scrapeTargets.\"[definition 1-entry 1]\"' is not of type"; };
       bfdInExtraArgs = { settings.services.netd = base // { extraArgs = [ "--bfd=false" ]; }; error = "must not set --bfd=false: use services.netd.bfd.enable"; };
     };
 }

@@ -22,9 +22,11 @@ let
     ./base.nix
     ./boot.nix
     ./etcd.nix
+    ./grafana.nix
     ./kubernetes.nix
     ./networking.nix
     ./openssh.nix
+    ./prometheus.nix
     ./systemd.nix
     ./tailscale.nix
     ./vm-test.nix
