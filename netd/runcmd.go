@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ducksnest/netd/acl"
+	"github.com/ducksnest/netd/netd/bfd"
 	"github.com/ducksnest/netd/netd/daemon"
 )
 
@@ -54,7 +55,7 @@ environment variables.`,
 	grpcAddr := fs.String("grpc-addr", envOr("NETD_GRPC_ADDR", ""), "serve GoBGP's gRPC API (for the gobgp CLI) on this loopback address:port, e.g. 127.0.0.1:50051 (empty: off)")
 	bfdOn := fs.Bool("bfd", envOr("NETD_BFD", "true") == "true", "run BFD (RFC 5880, UDP 3784) with every BGP peer: a silent peer's routes leave the kernel within a second (env NETD_BFD)")
 	bfdInterval := fs.Duration("bfd-interval", 100*time.Millisecond, "BFD transmit and receive interval once a session is up")
-	bfdMult := fs.Int("bfd-multiplier", 5, "BFD detect multiplier: a peer is down after this many intervals without a packet")
+	bfdMult := fs.Int("bfd-multiplier", bfd.DefaultMultiplier, "BFD detect multiplier: a peer is down after this many intervals without a packet (8 x 100ms: a silent peer is out within a second, a stall of either netd under 0.7s is no failure)")
 	kubeconfig := fs.String("kubeconfig", envOr("NETD_KUBECONFIG", ""), "kubeconfig: pod blocks and peer ownership from Calico IPAM BlockAffinities (empty: the policy's static blocks)")
 	syncCalico := fs.Bool("sync-calico", envOr("NETD_SYNC_CALICO", "true") == "true", "with --kubeconfig: compete for the kube-system/netd-calico Lease and, while holding it, keep the Calico objects equal to the policy")
 	tsSocket := fs.String("tailscale-socket", envOr("NETD_TAILSCALE_SOCKET", ""), "tailscaled's LocalAPI socket, e.g. /var/run/tailscale/tailscaled.sock: advertise the pod blocks as subnet routes and check learned routes against what Tailscale forwards (empty: off)")

@@ -13,13 +13,20 @@
 //
 // A session starts slow (one packet a second, as RFC 5880 6.8.3 asks while
 // it is not up) and, once up, switches to Config.TxInterval with a Poll
-// Sequence. With the defaults (100 ms, multiplier 5) a silent peer is
-// declared down after 0.5 s.
+// Sequence. With the defaults (100 ms, multiplier 8) a silent peer is
+// declared down 0.8 s after its last packet, so its routes leave the
+// kernel within a second of it going silent, while a stall of either netd
+// shorter than 0.7 s (SIGSTOP, a CPU hog, a long GC: the kernel keeps
+// forwarding meanwhile) is not a failure: the peer's last packet came at
+// most one interval before the stall, and its first packet after it comes
+// at once (the overdue transmit timer fires on resume).
 //
-// Dampening: a Down is reported at once; an Up is reported only after the
-// session has stayed up for a hold-down time that doubles with every Down
-// in the last minute (Config.HoldDown up to Config.MaxHoldDown), so a
-// flapping link does not make routes flap with it.
+// Dampening: a Down is reported at once; the first Up after a Down is
+// reported at once too (a single failure, a stall or a restart, costs no
+// more than its own length), and every further Down in the last minute
+// makes the next Up wait for a hold-down that doubles (Config.HoldDown up
+// to Config.MaxHoldDown), so a flapping link does not make routes flap
+// with it.
 package bfd
 
 import (
@@ -40,7 +47,7 @@ import (
 const (
 	DefaultPort        = 3784
 	DefaultTxInterval  = 100 * time.Millisecond
-	DefaultMultiplier  = 5
+	DefaultMultiplier  = 8
 	DefaultHoldDown    = time.Second
 	DefaultMaxHoldDown = 8 * time.Second
 	DefaultWarnAfter   = 30 * time.Second
@@ -56,9 +63,11 @@ type Config struct {
 	// TxInterval is the DesiredMinTxInterval once up, RxInterval the
 	// RequiredMinRxInterval (default TxInterval).
 	TxInterval, RxInterval time.Duration
-	// Multiplier is the detect multiplier (default 5).
+	// Multiplier is the detect multiplier (default 8).
 	Multiplier uint8
-	// HoldDown is the first re-admission delay, MaxHoldDown its cap.
+	// HoldDown is the re-admission delay after a second Down within a
+	// minute (the first Up after a single Down is reported at once); it
+	// doubles with every further Down, up to MaxHoldDown.
 	HoldDown, MaxHoldDown time.Duration
 	// WarnAfter is how long a session may stay without coming up before
 	// it gets a warning (status, metrics, one log line; default 30s).
@@ -346,10 +355,7 @@ func (s *Server) transition(peer netip.Addr, st State, diag uint8, adminDown boo
 	case st == Up:
 		now := time.Now()
 		rt.downs = slices.DeleteFunc(rt.downs, func(t time.Time) bool { return now.Sub(t) > dampWindow })
-		hold := time.Duration(0)
-		if len(rt.downs) > 0 {
-			hold = min(s.cfg.HoldDown<<(len(rt.downs)-1), s.cfg.MaxHoldDown)
-		}
+		hold := holdDown(len(rt.downs), s.cfg.HoldDown, s.cfg.MaxHoldDown)
 		if hold == 0 {
 			rt.admitted, report, up = true, true, true
 			break
@@ -381,6 +387,16 @@ func (s *Server) transition(peer netip.Addr, st State, diag uint8, adminDown boo
 	if report && s.cfg.OnChange != nil {
 		s.cfg.OnChange(peer, up)
 	}
+}
+
+// holdDown is how long an Up waits to be reported after downs failures
+// in the last minute: nothing after none or one, then first, doubled per
+// further failure, up to most.
+func holdDown(downs int, first, most time.Duration) time.Duration {
+	if downs < 2 {
+		return 0
+	}
+	return min(first<<min(downs-2, 30), most)
 }
 
 func (s *Server) admit(peer netip.Addr, rt *peerRT) {

@@ -20,7 +20,7 @@ import (
 type BFDConfig struct {
 	Enabled    bool
 	Interval   time.Duration // desired transmit and required receive interval (default 100ms)
-	Multiplier int           // detect multiplier (default 5)
+	Multiplier int           // detect multiplier (default 8)
 	HoldDown   time.Duration // first re-admission hold-down (default 1s)
 	// WarnAfter is how long a session may stay without coming up before
 	// status and the log warn about it (default 30s).

@@ -22,8 +22,8 @@ func TestBFDStatusAndHint(t *testing.T) {
 	for _, r := range d.reports {
 		r(&st)
 	}
-	if st.BFD == nil || st.BFD.Interval != "100ms" || st.BFD.Multiplier != 5 {
-		t.Fatalf("bfd status %+v, want interval 100ms x5", st.BFD)
+	if st.BFD == nil || st.BFD.Interval != "100ms" || st.BFD.Multiplier != 8 {
+		t.Fatalf("bfd status %+v, want interval 100ms x8", st.BFD)
 	}
 	names := map[string]string{}
 	for _, p := range st.BFD.Peers {

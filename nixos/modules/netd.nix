@@ -318,7 +318,7 @@ in
       };
       multiplier = mkOption {
         type = types.ints.between 1 255;
-        default = 5;
+        default = 8;
         description = "BFD detect multiplier: a peer is down after this many intervals without a packet (`--bfd-multiplier`).";
       };
     };
