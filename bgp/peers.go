@@ -112,6 +112,7 @@ func (s *Speaker) reconcilePeers(ctx context.Context, cfg desired.Speaker) error
 func (s *Speaker) deletePeer(ctx context.Context, a netip.Addr) error {
 	s.mutations.Add(1)
 	delete(s.peers, a)
+	s.forgetState(&a)
 	if err := s.srv.DeletePeer(ctx, &api.DeletePeerRequest{Address: a.String()}); err != nil {
 		return fmt.Errorf("deleting peer %v: %w", a, err)
 	}

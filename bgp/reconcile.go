@@ -103,7 +103,7 @@ func (ps peerSpec) apiPeer() *api.Peer {
 		Conf: &api.PeerConf{NeighborAddress: ps.addr.String(), PeerAsn: ps.asn, AuthPassword: ps.password},
 		Timers: &api.Timers{Config: &api.TimersConfig{
 			HoldTime: ps.hold, KeepaliveInterval: ps.keepalive, ConnectRetry: ps.retry,
-			IdleHoldTimeAfterReset: max(ps.retry, 1),
+			IdleHoldTimeAfterReset: idleHoldAfterDrop, // rejoin.go
 		}},
 		Transport: &api.Transport{LocalAddress: ps.localAddr.String(), RemotePort: ps.remotePort, PassiveMode: ps.passive},
 		AfiSafis: []*api.AfiSafi{{

@@ -83,12 +83,17 @@ func needsReassert(p *api.Peer, upSinceRestart bool) bool {
 
 // PeerUnreachable is what a fast failure detector (BFD) calls when a
 // peer stops answering. If the BGP session with the peer is still
-// established, the peer died silently (a cut link, a frozen node: no TCP
-// FIN): its paths leave Learned at once, and the session is reset, which
-// makes GoBGP drop them too instead of keeping them as stale for the
-// graceful restart time. If the session is already down, the peer is
-// restarting (its TCP connection closed first): graceful restart keeps its
-// routes and nothing changes. It reports whether the peer was cut off.
+// established, the peer may have died silently (a cut link, a frozen
+// node: no TCP FIN): its paths leave Learned at once, so its routes leave
+// the kernel. The session itself is left alone: resetting it would cost
+// GoBGP's idle hold and a new connection (seconds) when the peer was only
+// stalled, and if the peer is really gone the hold timer ends the session
+// anyway. The paths come back the moment the detector reports the peer
+// again (PeerReachable), or when a new session with it comes up (a peer
+// whose detector does not come back is then trusted on the hold timer
+// alone). If the session is already down, the peer is restarting (its TCP
+// connection closed first): graceful restart keeps its routes and nothing
+// changes. It reports whether the peer was cut off.
 func (s *Speaker) PeerUnreachable(a netip.Addr) bool {
 	st := &s.st
 	st.mu.Lock()
@@ -105,24 +110,16 @@ func (s *Speaker) PeerUnreachable(a netip.Addr) bool {
 	if !cut {
 		return false
 	}
-	s.log.Warn("bgp peer unreachable while its session is up: dropping its routes", "peer", name, "address", a)
+	s.log.Warn("bgp peer unreachable while its session is up: its routes are withdrawn until it answers again (the session is kept)", "peer", name, "address", a)
 	s.metrics.cutOff.WithLabelValues(name).Inc()
 	poke(s.refresh)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), timeoutReset)
-		defer cancel()
-		if !s.lock(ctx) {
-			return
-		}
-		defer s.unlock()
-		if s.srv == nil {
-			return
-		}
-		if err := s.srv.ResetPeer(ctx, &api.ResetPeerRequest{Address: a.String(), Communication: "netd: peer unreachable (bfd)"}); err != nil {
-			s.log.Warn("resetting unreachable bgp peer", "address", a, "err", err)
-		}
-	}()
 	return true
+}
+
+// sessionUp lifts the cut-off of a peer whose new session came up: it is
+// reachable (watch.go calls it when a session becomes established).
+func (st *state) sessionUp(a netip.Addr) {
+	delete(st.cutOff, a)
 }
 
 // PeerReachable re-admits a peer cut off by PeerUnreachable (the detector

@@ -2,6 +2,7 @@ package bgp
 
 import (
 	"context"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -11,15 +12,16 @@ import (
 )
 
 // PeerUnreachable on an established session drops the peer's paths at
-// once (and the session, so GoBGP does not keep them as stale); the
-// paths come back after PeerReachable and a new session. On a session
-// already down (a restart) it changes nothing.
+// once and keeps the session; the paths come back after PeerReachable,
+// or when a new session comes up. On a session already down (a restart)
+// it changes nothing.
 func TestPeerUnreachable(t *testing.T) {
 	n := nodes(t, 2)
 	a, b := newSpeaker(t, nil), newSpeaker(t, nil)
 	reconcile(t, a, fullMesh(n[0], n...), n[0].blocks...)
 	reconcile(t, b, fullMesh(n[1], n...), n[1].blocks...)
 	testutil.Eventually(t, wait, "a learns b's block", func() bool { return hasVia(a, n[1].blocks[0], n[1].addr, "b") })
+	upSince := sessionSince(a, n[1].addr)
 	start := time.Now()
 	if !a.PeerUnreachable(n[1].addr) {
 		t.Fatal("PeerUnreachable on an established session did not cut the peer off")
@@ -29,17 +31,25 @@ func TestPeerUnreachable(t *testing.T) {
 	if a.PeerUnreachable(n[1].addr) {
 		t.Error("second PeerUnreachable cut off again")
 	}
-	// Still cut off when the session comes back, until reachable.
-	testutil.Eventually(t, 30*time.Second, "session back", func() bool { return a.st.established(n[1].addr) })
-	if len(a.Learned()) != 0 {
-		t.Errorf("learned %v while cut off", a.Learned())
-	}
 	a.PeerReachable(n[1].addr)
 	testutil.Eventually(t, wait, "a learns b's block again", func() bool { return hasVia(a, n[1].blocks[0], n[1].addr, "b") })
+	if got := sessionSince(a, n[1].addr); !got.Equal(upSince) || !a.st.established(n[1].addr) {
+		t.Errorf("session changed state at %v (up since %v): a cut-off must keep it", got, upSince)
+	}
 
-	// A peer whose session is already down is restarting: nothing changes.
+	// Cut off again; a new session (b resets it) lifts the cut-off.
+	if !a.PeerUnreachable(n[1].addr) {
+		t.Fatal("PeerUnreachable after PeerReachable did not cut the peer off")
+	}
+	testutil.Eventually(t, wait, "a drops b's block again", func() bool { return len(a.Learned()) == 0 })
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	if err := b.srv.ResetPeer(ctx, &api.ResetPeerRequest{Address: n[0].addr.String()}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 30*time.Second, "a learns b's block on the new session", func() bool { return hasVia(a, n[1].blocks[0], n[1].addr, "b") })
+
+	// A peer whose session is already down is restarting: nothing changes.
 	if err := b.Stop(ctx, true); err != nil {
 		t.Fatal(err)
 	}
@@ -50,6 +60,16 @@ func TestPeerUnreachable(t *testing.T) {
 	if !hasVia(a, n[1].blocks[0], n[1].addr, "b") {
 		t.Error("graceful restart: b's block dropped")
 	}
+}
+
+// sessionSince is when the session with peer last changed state.
+func sessionSince(s *Speaker, peer netip.Addr) time.Time {
+	s.st.mu.Lock()
+	defer s.st.mu.Unlock()
+	if rt := s.st.peers[peer]; rt != nil {
+		return rt.since
+	}
+	return time.Time{}
 }
 
 // A restarting speaker with two peers: the first peer's End-of-RIB makes

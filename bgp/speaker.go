@@ -18,9 +18,14 @@
 //     tears the session down): the lowest prefixes win, the rest are added
 //     to a reject set.
 //   - GoBGP keeps a dropped session idle for 5 s and closes connections it
-//     accepts meanwhile; a node therefore dials only peers with a lower
-//     address (the other side is passive), and a session comes back at the
-//     earliest about 5-7 s after a reset.
+//     accepts meanwhile; netd cuts that hold to 1 s, the least GoBGP's
+//     API allows, when it sees a session drop (rejoin.go). A node dials
+//     only peers with a lower address (the other side is passive: two
+//     dialers can collide, and a graceful restart helper whose attempt
+//     fails drops the stale routes it keeps). GoBGP's dialer waits a
+//     random 1-2 s before its first attempt (fsm.go connectLoop, not
+//     configurable), so a session comes back 1-2 s after a restart when
+//     the restarting node dials, 2-3 s when its peer does.
 //   - GoBGP's DeletePeer drops the stale paths it holds for a restarting
 //     peer, and a changed session setting means delete and add; so a peer
 //     is never re-added while GoBGP holds stale paths for it (peers.go).
@@ -35,8 +40,9 @@
 //     done; netd re-adds those peers with the R-bit (restart.go), so a
 //     later peer does not drop the routes it keeps for us.
 //   - A fast failure detector (BFD) reports a silent peer with
-//     PeerUnreachable: its paths leave Learned at once and its session is
-//     reset, unless the session was already down (a graceful restart).
+//     PeerUnreachable: its paths leave Learned at once (unless the session
+//     was already down: a graceful restart) until it is reachable again or
+//     a new session comes up; the session is not reset (restart.go).
 //   - GoBGP's Serve goroutine cannot be stopped: each GoBGP instance leaks
 //     one idle goroutine after Stop (a restart happens only when the ASN,
 //     router id or listen address changes).
@@ -48,9 +54,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
 
+	api "github.com/osrg/gobgp/v3/api"
 	"github.com/osrg/gobgp/v3/pkg/server"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -109,18 +117,24 @@ type Speaker struct {
 	done          chan struct{}
 
 	st state // guarded by its own mutex
+
+	// lastState is each peer's last session state seen in GoBGP's watch
+	// events (rejoin.go), guarded by idleMu.
+	idleMu    sync.Mutex
+	lastState map[netip.Addr]api.PeerState_SessionState
 }
 
 // New returns a Speaker; GoBGP starts on the first Reconcile. Metrics are
 // registered on reg (nil: none).
 func New(log *slog.Logger, reg prometheus.Registerer, opts ...Option) *Speaker {
 	s := &Speaker{
-		log:      log,
-		changes:  make(chan struct{}, 1),
-		refresh:  make(chan struct{}, 1),
-		sem:      make(chan struct{}, 1),
-		peers:    map[netip.Addr]peerSpec{},
-		deferred: map[netip.Addr]bool{},
+		log:       log,
+		changes:   make(chan struct{}, 1),
+		refresh:   make(chan struct{}, 1),
+		sem:       make(chan struct{}, 1),
+		peers:     map[netip.Addr]peerSpec{},
+		deferred:  map[netip.Addr]bool{},
+		lastState: map[netip.Addr]api.PeerState_SessionState{},
 	}
 	for _, o := range opts {
 		o(&s.opts)
@@ -245,6 +259,7 @@ func (s *Speaker) stopServer(ctx context.Context) error {
 		err = fmt.Errorf("stopping gobgp: %w", ctx.Err())
 	}
 	s.st.reset()
+	s.forgetState(nil)
 	poke(s.changes)
 	return err
 }

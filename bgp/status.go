@@ -127,6 +127,7 @@ type metrics struct {
 	rejected                                            *prometheus.CounterVec
 	cutOff                                              *prometheus.CounterVec
 	restartReasserted                                   prometheus.Counter
+	idleHoldCut                                         prometheus.Counter
 	up, received, accepted, advertised, learned, synced *prometheus.Desc
 }
 
@@ -145,6 +146,10 @@ func newMetrics(s *Speaker) *metrics {
 			Name: "netd_bgp_restart_bit_reasserted_total",
 			Help: "Peers re-added with the graceful restart R-bit after GoBGP cleared it before they came up.",
 		}),
+		idleHoldCut: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "netd_bgp_idle_hold_cut_total",
+			Help: "Dropped sessions whose GoBGP idle hold (5 s) netd cut to 1 s, so a restarted peer is accepted sooner.",
+		}),
 		up:         prometheus.NewDesc("netd_bgp_peer_up", "1 if the BGP session with the peer is established.", []string{"peer"}, nil),
 		received:   prometheus.NewDesc("netd_bgp_prefixes_received", "Paths in the peer's Adj-RIB-In, before the import filter.", []string{"peer"}, nil),
 		accepted:   prometheus.NewDesc("netd_bgp_prefixes_accepted", "Paths from the peer accepted by its import filter.", []string{"peer"}, nil),
@@ -158,6 +163,7 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.rejected.Describe(ch)
 	m.cutOff.Describe(ch)
 	m.restartReasserted.Describe(ch)
+	m.idleHoldCut.Describe(ch)
 	for _, d := range []*prometheus.Desc{m.up, m.received, m.accepted, m.advertised, m.learned, m.synced} {
 		ch <- d
 	}
@@ -167,6 +173,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	m.rejected.Collect(ch)
 	m.cutOff.Collect(ch)
 	m.restartReasserted.Collect(ch)
+	m.idleHoldCut.Collect(ch)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	st, err := m.s.Status(ctx)

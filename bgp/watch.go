@@ -210,6 +210,9 @@ func (s *Speaker) onEvent(r *api.WatchEventResponse) {
 		if err != nil {
 			return
 		}
+		if s.stateSeen(a, pe.GetPeer().GetState().GetSessionState()) {
+			s.peerDropped(a) // rejoin.go: cut GoBGP's idle hold
+		}
 		up := pe.GetPeer().GetState().GetSessionState() == api.PeerState_ESTABLISHED
 		st := &s.st
 		st.mu.Lock()
@@ -226,6 +229,7 @@ func (s *Speaker) onEvent(r *api.WatchEventResponse) {
 				rt.lastErr = "session went down"
 			} else {
 				rt.lastErr, rt.everUp = "", true
+				st.sessionUp(a) // restart.go: a new session lifts a cut-off
 			}
 		}
 		st.mu.Unlock()
