@@ -45,12 +45,13 @@ type peerSpec struct {
 	// restarting: advertise the graceful restart R-bit.
 	restarting bool
 	// passive: wait for the peer to connect. After a session drops GoBGP
-	// keeps it idle for 5 s, closing connections it accepts meanwhile, and
-	// a speaker whose connection attempt fails that way goes idle for 5 s
-	// too: two active sides can ping-pong for a long time, and a graceful
-	// restart helper whose attempt fails drops the stale routes it keeps.
-	// So of two nodes only the one with the higher address dials, and a
-	// restarting speaker waits for external peers to dial.
+	// keeps it idle (5 s, which netd cuts to 1 s: rejoin.go), closing
+	// connections it accepts meanwhile, and a speaker whose connection
+	// attempt fails that way goes idle too: two active sides can
+	// ping-pong, and a graceful restart helper whose attempt fails drops
+	// the stale routes it keeps. So of two nodes only the one with the
+	// higher address dials, and a restarting speaker waits for external
+	// peers to dial.
 	passive bool
 }
 

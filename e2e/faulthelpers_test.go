@@ -21,8 +21,9 @@ import (
 )
 
 var (
-	// 20+20 repetitions take about 6 minutes here (GoBGP holds a dropped
-	// session idle for ~5 s, so one restart takes ~8 s); CI runs fewer.
+	// 20+20 repetitions take a few minutes here (one restart takes about
+	// 3 s: GoBGP's idle hold, which netd cuts to 1 s, and its 1-2 s wait
+	// before a first dial); CI runs fewer.
 	restartReps = flag.Int("restart.reps", 3, "repetitions of each kind of netd restart in TestRestartZeroLoss (20 for the note)")
 	bfdRuns     = flag.Int("bfd.runs", 3, "silent failures measured in TestBFDSilentFailure (10 for the note)")
 	flapCount   = flag.Int("flap.count", 10, "overlay link flaps in TestFlapOverlay")

@@ -111,11 +111,23 @@ func TestRejoinMeasure(t *testing.T) {
 	if err := l.StartNetdArgs(ctx, node, "--flush-on-exit"); err != nil {
 		t.Fatal(err)
 	}
+	// Gone: no routes left on the node, its blocks gone from its peers,
+	// which wait for it in Active; then 5 s more, so that their first
+	// attempts to reach it have failed, as for a node that was never up.
 	gone := func() (bool, error) {
 		if rs, err := l.Routes(node); err != nil || len(rs) > 0 {
 			return false, err
 		}
-		return blocksGone(l, node, others(l, node))
+		if ok, err := blocksGone(l, node, others(l, node)); !ok || err != nil {
+			return ok, err
+		}
+		for _, o := range others(l, node) {
+			if ps, err := l.PeerStates(ctx, o); err != nil || ps[node] != "active" {
+				return false, err
+			}
+		}
+		time.Sleep(5 * time.Second) // the scenario: peers have waited a while
+		return true, nil
 	}
 	join := run("first join", func() error { return l.StopNetd(ctx, node, 10*time.Second) }, gone, "--flush-on-exit")
 	report("first join (nothing left, peers waiting)", join)
