@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"regexp"
 	"slices"
 	"strconv"
 	"syscall"
@@ -146,15 +147,51 @@ func stallFlows(t *testing.T, l *lab.Lab, node string) []flow {
 	return out
 }
 
-// counters sums, over every node, the failure detector's and the
-// speaker's counters a false failure moves.
+// counters sums, over every node and every peer, the failure detector's
+// and the speaker's counters a false failure moves.
 func counters(t *testing.T, l *lab.Lab) (bfdDowns, cutoffs float64) {
 	t.Helper()
 	for _, n := range names(l) {
-		bfdDowns += metric(t, l, n, "netd_bfd_session_downs_total", "")
-		cutoffs += metric(t, l, n, "netd_bgp_peer_cutoffs_total", "")
+		bfdDowns += metricSum(t, l, n, "netd_bfd_session_downs_total")
+		cutoffs += metricSum(t, l, n, "netd_bgp_peer_cutoffs_total")
 	}
 	return bfdDowns, cutoffs
+}
+
+// metricSum is the sum of every sample of name (any labels) from a node's
+// netd.
+func metricSum(t *testing.T, l *lab.Lab, node, name string) float64 {
+	t.Helper()
+	n, _ := l.Node(node)
+	body, err := httpGet(n.NS, lab.DefaultMetricsAddr, "/metrics")
+	if err != nil {
+		t.Fatalf("metrics of %s: %v", node, err)
+	}
+	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + `(?:\{[^}]*\})? (\S+)$`)
+	sum := 0.0
+	for _, m := range re.FindAllStringSubmatch(body, -1) {
+		v, _ := strconv.ParseFloat(m[1], 64)
+		sum += v
+	}
+	return sum
+}
+
+// routeWatch checks every 10 ms, until stop is closed, that every node
+// has every other node's blocks in its kernel, and returns how many
+// checks found one missing and of how many.
+func routeWatch(l *lab.Lab, stop <-chan struct{}) (missing, checks int) {
+	for {
+		select {
+		case <-stop:
+			return missing, checks
+		case <-time.After(10 * time.Millisecond):
+		}
+		ok, err := blocksEverywhere(l, names(l), names(l))
+		checks++
+		if !ok || err != nil {
+			missing++
+		}
+	}
 }
 
 // TestStallMeasure stalls one node's netd while pods ping through it
@@ -179,14 +216,24 @@ func TestStallMeasure(t *testing.T) {
 			}
 			streams = append(streams, s)
 		}
+		stop := make(chan struct{})
+		type watched struct{ missing, checks int }
+		res := make(chan watched)
+		go func() {
+			m, c := routeWatch(l, stop)
+			res <- watched{m, c}
+		}()
 		stall()
+		close(stop)
+		w := <-res
 		sent, lost := 0, 0
 		for _, s := range streams {
 			n, ls := s.Stop()
 			sent, lost = sent+n, lost+len(ls)
 		}
 		d1, c1 := counters(t, l)
-		t.Logf("%s: %d of %d echo requests lost; BFD downs %v, route cut-offs %v (all nodes)", what, lost, sent, d1-d0, c1-c0)
+		t.Logf("%s: %d of %d echo requests lost; a block missing from a kernel in %d of %d checks (every 10ms); BFD downs %v, route cut-offs %v (all nodes)",
+			what, lost, sent, w.missing, w.checks, d1-d0, c1-c0)
 	}
 	sigstop := func(reps int, hold time.Duration) func() {
 		return func() {
