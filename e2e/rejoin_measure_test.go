@@ -232,6 +232,11 @@ func TestStallMeasure(t *testing.T) {
 			sent, lost = sent+n, lost+len(ls)
 		}
 		d1, c1 := counters(t, l)
+		logged := 0
+		for _, n := range names(l) {
+			logged += logCount(t, l, n, "bfd session state changed", `"to":"down"`)
+		}
+		t.Logf("%s: BFD downs logged since the lab came up, all nodes: %d", what, logged)
 		t.Logf("%s: %d of %d echo requests lost; a block missing from a kernel in %d of %d checks (every 10ms); BFD downs %v, route cut-offs %v (all nodes)",
 			what, lost, sent, w.missing, w.checks, d1-d0, c1-c0)
 	}
