@@ -284,7 +284,9 @@ func TestFlapOverlay(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !rep.OK() {
-		t.Error("pod matrix fails after the flaps")
+		var b strings.Builder
+		rep.Print(&b)
+		t.Errorf("pod matrix fails after the flaps:\n%s", b.String())
 	}
 }
 

@@ -339,8 +339,9 @@ func (s *Server) send(peer netip.Addr, b []byte) {
 
 // transition is called by a session on every state change; it applies
 // the dampening and reports to OnChange. A peer that says it goes
-// administratively down (a netd stopping) is not a failure (RFC 5882 3.2):
-// it is not reported and not counted for dampening.
+// administratively down (a netd stopping) or that started its session
+// again (a restarted netd: Down without a diagnostic) is not a failure
+// (RFC 5882 3.2): it is not reported and not counted for dampening.
 func (s *Server) transition(peer netip.Addr, st State, diag uint8, adminDown bool) {
 	s.mu.Lock()
 	rt := s.sessions[peer]

@@ -26,6 +26,7 @@ type session struct {
 	diag          uint8
 	remote        uint32
 	remoteState   State
+	remoteDiag    uint8
 	remoteMinRx   time.Duration
 	remoteDesired time.Duration
 	remoteMult    uint8
@@ -170,6 +171,7 @@ func (s *session) receive(p packet, detect *time.Timer) {
 	s.lastRx = time.Now()
 	s.remote = p.myDiscr
 	s.remoteState = p.state
+	s.remoteDiag = p.diag
 	s.remoteMinRx = p.requiredMinRx
 	s.remoteDesired = p.desiredMinTx
 	s.remoteMult = p.detectMult
@@ -224,7 +226,16 @@ func (s *session) setState(st State, diag uint8) {
 		s.tx.Reset(s.jitter(max(s.desiredTx, s.remoteMinRx)))
 	}
 	s.publish(true)
-	s.srv.transition(s.peer, st, diag, st != Up && s.remoteState == AdminDown)
+	s.srv.transition(s.peer, st, diag, st != Up && s.peerRestarted())
+}
+
+// peerRestarted reports whether the peer itself took the session down
+// without finding a failure: it says AdminDown (it stops on purpose), or
+// Down without a diagnostic (its session started again: a restarted
+// netd, before the old session timed out here). Either way it is alive
+// and its packets arrive, so this is no failure (RFC 5882 3.2).
+func (s *session) peerRestarted() bool {
+	return s.remoteState == AdminDown || s.remoteState == Down && s.remoteDiag == diagNone && s.diag == diagNeighborDown
 }
 
 func (s *session) send(final bool) {
