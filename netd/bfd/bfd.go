@@ -21,6 +21,10 @@
 // most one interval before the stall, and its first packet after it comes
 // at once (the overdue transmit timer fires on resume).
 //
+// A peer that stops cleanly (AdminDown) or restarts its session (a netd
+// killed and back before the old session timed out: Down without a
+// diagnostic) is alive: that is no failure, and it is not reported.
+//
 // Dampening: a Down is reported at once; the first Up after a Down is
 // reported at once too (a single failure, a stall or a restart, costs no
 // more than its own length), and every further Down in the last minute
