@@ -126,7 +126,7 @@ func testBFDOverTailnet(ctx context.Context, t *testing.T, l *lab.Lab, st *desir
 	}
 	cp, _ := l.Node("control-plane")
 	out, err := exec.CommandContext(ctx, netdBin, "status", "--socket", cp.Socket).CombinedOutput()
-	if !strings.Contains(string(out), "BFD  interval 100ms  multiplier 5") || strings.Contains(string(out), "WARNING bfd") ||
+	if !strings.Contains(string(out), "BFD  interval 100ms  multiplier 8") || strings.Contains(string(out), "WARNING bfd") ||
 		strings.Count(string(out), "  up  ") < len(l.Nodes)-1 {
 		t.Errorf("netd status on control-plane (%v):\n%s", err, out)
 	} else {
