@@ -13,7 +13,8 @@ import (
 // 5 s (pkg/server/fsm.go: idle() re-arms its timer with holdtimeIdle once
 // the first idle hold has passed) and closes every connection it accepts
 // meanwhile, so a restarted neighbour could not come back for 5 s, plus
-// the 1-2 s a dialer waits before its first attempt. Only ResetPeer sets
+// the 1-2 s a dialer waits before its first attempt. (A speaker that
+// dials a restarting peer keeps the 5 s: see skipIdleHold.) Only ResetPeer sets
 // another idle hold (IdleHoldTimeAfterReset, whole seconds, at least 1: 0
 // becomes GoBGP's default of 30), and only a timer armed after it uses
 // it; an admin state change re-arms the running timer. So when a session
@@ -88,12 +89,24 @@ func (s *Speaker) skipIdleHold(ctx context.Context, a netip.Addr) (bool, error) 
 	if s.srv == nil {
 		return false, nil
 	}
-	if _, ok := s.peers[a]; !ok {
+	spec, ok := s.peers[a]
+	if !ok {
 		return false, nil
 	}
 	ss, admin, err := s.peerAdmin(ctx, a)
 	if err != nil || ss != api.PeerState_IDLE || admin != api.PeerState_UP {
 		return false, err
+	}
+	// A speaker that dials and keeps a restarting peer's paths as stale
+	// keeps GoBGP's idle hold: its first attempt, 1-2 s after the hold,
+	// could reach the peer while it is still starting (its listener open,
+	// the neighbour not yet configured, or being re-added with the
+	// restart bit), and GoBGP drops every stale path of a restarting peer
+	// whose new session fails before Established. Waiting for the
+	// restarted peer to dial (this side passive), or holding nothing,
+	// costs nothing.
+	if !spec.passive && s.holdsStale(ctx, a) {
+		return false, nil
 	}
 	addr := a.String()
 	if err := s.srv.ResetPeer(ctx, &api.ResetPeerRequest{Address: addr, Communication: "netd: idle hold after a dropped session"}); err != nil {
@@ -130,6 +143,16 @@ func (s *Speaker) peerAdmin(ctx context.Context, a netip.Addr) (api.PeerState_Se
 		return ss, admin, fmt.Errorf("reading peer %v: %w", a, err)
 	}
 	return ss, admin, nil
+}
+
+// holdsStale reports whether GoBGP keeps peer a's paths as stale (the
+// peer is restarting).
+func (s *Speaker) holdsStale(ctx context.Context, a netip.Addr) bool {
+	held := false
+	_ = s.srv.ListPeer(ctx, &api.ListPeerRequest{Address: a.String()}, func(p *api.Peer) {
+		held = p.GetGracefulRestart().GetPeerRestarting()
+	})
+	return held
 }
 
 // waitAdmin polls until GoBGP reports peer a in admin state want.
