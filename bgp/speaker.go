@@ -19,13 +19,14 @@
 //     to a reject set.
 //   - GoBGP keeps a dropped session idle for 5 s and closes connections it
 //     accepts meanwhile; netd cuts that hold to 1 s, the least GoBGP's
-//     API allows, when it sees a session drop (rejoin.go). A node dials
+//     API allows, when it sees a session drop, unless it dials a peer
+//     whose stale paths it keeps (rejoin.go). A node dials
 //     only peers with a lower address (the other side is passive: two
 //     dialers can collide, and a graceful restart helper whose attempt
 //     fails drops the stale routes it keeps). GoBGP's dialer waits a
 //     random 1-2 s before its first attempt (fsm.go connectLoop, not
 //     configurable), so a session comes back 1-2 s after a restart when
-//     the restarting node dials, 2-3 s when its peer does.
+//     the restarting node dials, 6-7 s when its peer does.
 //   - GoBGP's DeletePeer drops the stale paths it holds for a restarting
 //     peer, and a changed session setting means delete and add; so a peer
 //     is never re-added while GoBGP holds stale paths for it (peers.go).
