@@ -21,9 +21,9 @@ import (
 )
 
 var (
-	// 20+20 repetitions take a few minutes here (one restart takes about
-	// 3 s: GoBGP's idle hold, which netd cuts to 1 s, and its 1-2 s wait
-	// before a first dial); CI runs fewer.
+	// 20+20 repetitions take about 5 minutes here (one restart takes about
+	// 7 s: GoBGP's 5 s idle hold on the peers that dial the restarted node,
+	// and its 1-2 s wait before a first dial); CI runs fewer.
 	restartReps = flag.Int("restart.reps", 3, "repetitions of each kind of netd restart in TestRestartZeroLoss (20 for the note)")
 	bfdRuns     = flag.Int("bfd.runs", 3, "silent failures measured in TestBFDSilentFailure (10 for the note)")
 	flapCount   = flag.Int("flap.count", 10, "overlay link flaps in TestFlapOverlay")
