@@ -1,7 +1,6 @@
 package bgp
 
 import (
-	"maps"
 	"net/netip"
 	"slices"
 
@@ -95,13 +94,6 @@ func (s *Speaker) classifyDelta(cfg desired.Speaker, own []netip.Prefix, p desir
 		}
 	}
 	rt.received, rt.accepted = len(rt.adjIn), rt.allowed
-	// A Go map keeps its buckets when emptied: copy it once most of a
-	// large table is gone.
-	if rt.adjInPeak = max(rt.adjInPeak, len(rt.adjIn)); rt.adjInPeak >= releaseMin && len(rt.adjIn) < rt.adjInPeak/4 {
-		small := make(map[netip.Prefix]string, len(rt.adjIn)) // not maps.Clone: it keeps the size
-		maps.Copy(small, rt.adjIn)
-		rt.adjIn, rt.adjInPeak = small, len(rt.adjIn)
-	}
 }
 
 // applyLearned puts a read of the global RIB into st.learned (sorted by

@@ -61,33 +61,3 @@ func TestApplyLearned(t *testing.T) {
 		})
 	}
 }
-
-// TestReleaser: a burst of 10k releases once, quiet after it; small
-// changes never do.
-func TestReleaser(t *testing.T) {
-	var r releaser
-	for _, n := range []int{10, 500, 1000} {
-		r.changed(n)
-	}
-	r.mu.Lock()
-	armed := r.timer != nil
-	r.mu.Unlock()
-	if armed {
-		t.Fatal("a release is due after 1000 destinations")
-	}
-	r.changed(10000)
-	r.mu.Lock()
-	armed = r.timer != nil
-	r.mu.Unlock()
-	if !armed {
-		t.Fatal("no release due after 10000 destinations")
-	}
-	r.fire() // as the timer would
-	r.changed(10010)
-	r.mu.Lock()
-	armed, base := r.timer != nil, r.base
-	r.mu.Unlock()
-	if armed || base != 10000 {
-		t.Fatalf("after the release: armed %v, base %d; want false, 10000", armed, base)
-	}
-}

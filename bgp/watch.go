@@ -36,9 +36,8 @@ type peerRT struct {
 	// adjIn is the peer's Adj-RIB-In as last read: each prefix's reason
 	// for rejection ("" if allowed by the filter; ReasonMaxPrefixes is
 	// kept in over). allowed counts the "" ones.
-	adjIn     map[netip.Prefix]string
-	allowed   int
-	adjInPeak int // the most entries adjIn had since it was made
+	adjIn   map[netip.Prefix]string
+	allowed int
 }
 
 type rejectKey struct {
@@ -73,8 +72,6 @@ type state struct {
 	// a full re-read instead).
 	dirty map[netip.Prefix]struct{}
 	delta chan struct{}
-	// release returns memory to the kernel after a burst of changes.
-	release releaser
 }
 
 func (st *state) init() {
@@ -395,7 +392,6 @@ func (s *Speaker) refreshNow(ctx context.Context, srv *server.BgpServer, only []
 	st.mu.Lock()
 	if st.applyLearned(learned, only) {
 		poke(s.changes)
-		st.release.changed(len(st.learned))
 	}
 	for _, a := range eor {
 		if rt := st.peers[a]; rt != nil && rt.eorPending {
@@ -441,7 +437,7 @@ func (s *Speaker) classifyPeer(cfg desired.Speaker, own []netip.Prefix, p desire
 	}
 	rt.received, rt.accepted = len(paths), len(accepted)
 	rt.rejected = map[string]int{}
-	rt.adjIn, rt.allowed, rt.adjInPeak = make(map[netip.Prefix]string, len(paths)), len(allowed), len(paths)
+	rt.adjIn, rt.allowed = make(map[netip.Prefix]string, len(paths)), len(allowed)
 	for _, r := range paths {
 		rt.adjIn[r.prefix] = ""
 	}
