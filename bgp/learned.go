@@ -72,9 +72,15 @@ func (a pathInfo) equalCost(b pathInfo) bool {
 // Paths for which skip is true are left out: those over a peer's
 // MaxPrefixes, and stale paths (kept for a restarting peer) past
 // StalePathTime, which GoBGP keeps until End-of-RIB even if it never comes.
-func readLearned(ctx context.Context, srv *server.BgpServer, names map[netip.Addr]string, skip func(from netip.Addr, p netip.Prefix, stale bool) bool) ([]Learned, error) {
+//
+// only names the destinations to read (nil: all of them).
+func readLearned(ctx context.Context, srv *server.BgpServer, names map[netip.Addr]string, skip func(from netip.Addr, p netip.Prefix, stale bool) bool, only []netip.Prefix) ([]Learned, error) {
 	var out []Learned
-	err := srv.ListPath(ctx, &api.ListPathRequest{TableType: api.TableType_GLOBAL, Family: familyIPv4}, func(d *api.Destination) {
+	if only != nil && len(only) == 0 {
+		return nil, nil
+	}
+	req := &api.ListPathRequest{TableType: api.TableType_GLOBAL, Family: familyIPv4, Prefixes: lookups(only)}
+	err := srv.ListPath(ctx, req, func(d *api.Destination) {
 		pfx, err := netip.ParsePrefix(d.Prefix)
 		if err != nil {
 			return

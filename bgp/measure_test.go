@@ -92,7 +92,7 @@ func median(ds []time.Duration) time.Duration {
 //	go test -run '^$' -bench Memory -benchtime 1x ./bgp
 func BenchmarkMemory(b *testing.B) {
 	const count = 10000
-	var heapPer, rssPer, refPer, took []float64
+	var heapPer, rssPer, refPer, allocPer, took []float64
 	for range b.N {
 		n := nodes(b, 2)
 		var ps []netip.Prefix
@@ -105,6 +105,7 @@ func BenchmarkMemory(b *testing.B) {
 		x := bgptest.NewPeer(b, n[1].addr, testASN)
 		x.Announce(ps...) // before the session: x's own RIB is the reference
 		heap0, rss0 := memNow()
+		alloc0 := totalAlloc()
 
 		s := newSpeaker(b, nil)
 		cfg := speakerCfg(n[0], desired.Peer{
@@ -118,6 +119,7 @@ func BenchmarkMemory(b *testing.B) {
 		testutil.Eventually(b, 60*time.Second, "10k prefixes learned", func() bool { return len(s.Learned()) == count })
 		took = append(took, time.Since(start).Seconds())
 		testutil.Eventually(b, 60*time.Second, "synced", s.Synced)
+		allocPer = append(allocPer, float64(totalAlloc()-alloc0)/count)
 		heap1, rss1 := memNow()
 		heapPer = append(heapPer, float64(heap1-heap0)/count)
 		rssPer = append(rssPer, float64(rss1-rss0)/count)
@@ -128,6 +130,15 @@ func BenchmarkMemory(b *testing.B) {
 	b.ReportMetric(med(heapPer), "heap-B/prefix")
 	b.ReportMetric(med(rssPer), "rss-B/prefix")
 	b.ReportMetric(med(heapPer)/med(refPer), "heap-netd/gobgp-origin")
+	b.ReportMetric(med(allocPer), "alloc-B/prefix")
+}
+
+// totalAlloc is the bytes allocated on the heap so far (freed or not): the
+// work and garbage learning costs.
+func totalAlloc() uint64 {
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.TotalAlloc
 }
 
 func memNow() (heap, rss int64) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"reflect"
 	"slices"
 	"sync"
 	"time"
@@ -34,6 +33,11 @@ type peerRT struct {
 	received              int
 	accepted              int
 	rejected              map[string]int // by reason
+	// adjIn is the peer's Adj-RIB-In as last read: each prefix's reason
+	// for rejection ("" if allowed by the filter; ReasonMaxPrefixes is
+	// kept in over). allowed counts the "" ones.
+	adjIn   map[netip.Prefix]string
+	allowed int
 }
 
 type rejectKey struct {
@@ -63,6 +67,11 @@ type state struct {
 	// synced is what checkSync last saw.
 	syncTimer *time.Timer
 	synced    bool
+	// dirty are the prefixes GoBGP's table events named since the last
+	// read; delta is poked with them (a poke of Speaker.refresh asks for
+	// a full re-read instead).
+	dirty map[netip.Prefix]struct{}
+	delta chan struct{}
 }
 
 func (st *state) init() {
@@ -71,6 +80,10 @@ func (st *state) init() {
 	st.over = map[netip.Addr][]netip.Prefix{}
 	st.cutOff = map[netip.Addr]bool{}
 	st.expect = map[netip.Addr]bool{}
+	st.dirty = map[netip.Prefix]struct{}{}
+	if st.delta == nil {
+		st.delta = make(chan struct{}, 1)
+	}
 }
 
 func (st *state) reset() {
@@ -189,11 +202,18 @@ func (s *Speaker) watch(ctx context.Context, srv *server.BgpServer, done chan st
 			case <-ctx.Done():
 				return
 			case <-s.refresh:
-				s.refreshNow(ctx, srv)
-				if s.restartActive.Load() {
-					if _, err := s.reassertRestart(ctx); err != nil && ctx.Err() == nil {
-						s.log.Warn("re-asserting the graceful restart bit", "err", err)
-					}
+				s.takeDirty() // read in full below
+				s.refreshNow(ctx, srv, nil)
+			case <-s.st.delta:
+				only := s.takeDirty()
+				if len(only) == 0 {
+					continue
+				}
+				s.refreshNow(ctx, srv, only)
+			}
+			if s.restartActive.Load() {
+				if _, err := s.reassertRestart(ctx); err != nil && ctx.Err() == nil {
+					s.log.Warn("re-asserting the graceful restart bit", "err", err)
 				}
 			}
 		}
@@ -244,26 +264,72 @@ func (s *Speaker) onEvent(r *api.WatchEventResponse) {
 		poke(s.changes)
 		return
 	}
+	eor := false
+	s.st.mu.Lock()
 	for _, p := range r.GetTable().GetPaths() {
 		if p.Nlri != nil {
+			if pfx, ok := pathPrefix(p); ok {
+				s.st.dirty[pfx] = struct{}{}
+			} else {
+				eor = true // not an IPv4 prefix: read everything
+			}
 			continue
 		}
-		// End-of-RIB.
+		// End-of-RIB: read everything the peer sent before it.
+		eor = true
 		if a, err := netip.ParseAddr(p.NeighborIp); err == nil {
-			s.st.mu.Lock()
 			if rt := s.st.peers[a]; rt != nil && rt.established {
 				rt.eorPending = true
 			}
-			s.st.mu.Unlock()
 		}
 	}
-	poke(s.refresh)
+	s.st.mu.Unlock()
+	if eor {
+		poke(s.refresh)
+	} else {
+		poke(s.st.delta)
+	}
+}
+
+// pathPrefix is the IPv4 prefix of a path's NLRI.
+func pathPrefix(p *api.Path) (netip.Prefix, bool) {
+	var n api.IPAddressPrefix
+	if p.Family.GetAfi() != api.Family_AFI_IP || p.Nlri.UnmarshalTo(&n) != nil {
+		return netip.Prefix{}, false
+	}
+	a, err := netip.ParseAddr(n.Prefix)
+	if err != nil || !a.Is4() {
+		return netip.Prefix{}, false
+	}
+	pfx, err := a.Prefix(int(n.PrefixLen))
+	return pfx, err == nil
+}
+
+// takeDirty returns and clears the prefixes named by table events.
+func (s *Speaker) takeDirty() []netip.Prefix {
+	st := &s.st
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if len(st.dirty) == 0 {
+		return nil
+	}
+	out := make([]netip.Prefix, 0, len(st.dirty))
+	for p := range st.dirty {
+		out = append(out, p)
+	}
+	st.dirty = map[netip.Prefix]struct{}{} // a new map: a burst's buckets are not kept
+	slices.SortFunc(out, comparePrefix)
+	return out
 }
 
 // refreshNow re-reads the global RIB (Learned) and every peer's pre-policy
 // Adj-RIB-In (counting and logging rejected paths, and enforcing
-// MaxPrefixes through the import policy).
-func (s *Speaker) refreshNow(ctx context.Context, srv *server.BgpServer) {
+// MaxPrefixes through the import policy): all of them if only is nil,
+// else only the destinations named (sorted), which table events said
+// changed. A peer whose MaxPrefixes is in play is re-read in full (which
+// paths are over the limit depends on all of them), and so is the global
+// RIB when that changes the over-limit set.
+func (s *Speaker) refreshNow(ctx context.Context, srv *server.BgpServer, only []netip.Prefix) {
 	st := &s.st
 	st.mu.Lock()
 	cfg, own := st.cfg, st.own
@@ -293,9 +359,17 @@ func (s *Speaker) refreshNow(ctx context.Context, srv *server.BgpServer) {
 	// limit even before the import policy has caught up.
 	overChanged := false
 	for _, p := range cfg.Peers {
-		paths, err := readAdjIn(ctx, srv, p.Address)
+		if only != nil && !s.limitInPlay(p, len(only)) {
+			paths, err := readAdjIn(ctx, srv, p.Address, only)
+			if err != nil {
+				continue // peer being added or removed
+			}
+			s.classifyDelta(cfg, own, p, only, paths)
+			continue
+		}
+		paths, err := readAdjIn(ctx, srv, p.Address, nil)
 		if err != nil {
-			continue // peer being added or removed
+			continue
 		}
 		overChanged = s.classifyPeer(cfg, own, p, paths) || overChanged
 	}
@@ -309,7 +383,10 @@ func (s *Speaker) refreshNow(ctx context.Context, srv *server.BgpServer) {
 		return over[pathKey{from, p}] || stale && expired[from] || cut[from]
 	}
 
-	learned, err := readLearned(ctx, srv, names, skip)
+	if overChanged {
+		only = nil
+	}
+	learned, err := readLearned(ctx, srv, names, skip, only)
 	if err != nil {
 		if ctx.Err() == nil {
 			s.log.Warn("reading learned bgp paths", "err", err)
@@ -317,8 +394,7 @@ func (s *Speaker) refreshNow(ctx context.Context, srv *server.BgpServer) {
 		return
 	}
 	st.mu.Lock()
-	if !reflect.DeepEqual(learned, st.learned) {
-		st.learned = learned
+	if st.applyLearned(learned, only) {
 		poke(s.changes)
 	}
 	for _, a := range eor {
@@ -365,6 +441,15 @@ func (s *Speaker) classifyPeer(cfg desired.Speaker, own []netip.Prefix, p desire
 	}
 	rt.received, rt.accepted = len(paths), len(accepted)
 	rt.rejected = map[string]int{}
+	rt.adjIn, rt.allowed = make(map[netip.Prefix]string, len(paths)), len(allowed)
+	for _, r := range paths {
+		rt.adjIn[r.prefix] = ""
+	}
+	for pfx, r := range reasons {
+		if r != ReasonMaxPrefixes {
+			rt.adjIn[pfx] = r
+		}
+	}
 	current := map[rejectKey]bool{}
 	for pfx, r := range reasons {
 		k := rejectKey{p.Address, pfx, r}
@@ -419,9 +504,15 @@ type received struct {
 	nextHop netip.Addr
 }
 
-func readAdjIn(ctx context.Context, srv *server.BgpServer, a netip.Addr) ([]received, error) {
+// readAdjIn lists a peer's Adj-RIB-In: all of it if only is nil, else the
+// destinations named.
+func readAdjIn(ctx context.Context, srv *server.BgpServer, a netip.Addr, only []netip.Prefix) ([]received, error) {
 	var out []received
-	err := srv.ListPath(ctx, &api.ListPathRequest{TableType: api.TableType_ADJ_IN, Name: a.String(), Family: familyIPv4}, func(d *api.Destination) {
+	req := &api.ListPathRequest{TableType: api.TableType_ADJ_IN, Name: a.String(), Family: familyIPv4, Prefixes: lookups(only)}
+	if only != nil && len(only) == 0 {
+		return nil, nil
+	}
+	err := srv.ListPath(ctx, req, func(d *api.Destination) {
 		for _, p := range d.Paths {
 			if !p.IsWithdraw {
 				if pfx, err := netip.ParsePrefix(d.Prefix); err == nil {

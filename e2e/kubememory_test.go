@@ -87,11 +87,17 @@ func readMem(l *lab.Lab, node string) (memSample, error) {
 	return m, err
 }
 
-// idleMem waits until every node's VmRSS has not changed by more than
-// 64 KiB over 5 samples a second apart (or 60 s have passed) and logs each
-// node's memory.
+// idleMem waits past netd's start-up trim (30 s after readiness; the lab
+// has just converged), then until every node's VmRSS has not changed by
+// more than 64 KiB over 5 samples a second apart (or 60 s have passed)
+// and logs each node's memory.
 func idleMem(t *testing.T, l *lab.Lab, what string) {
 	t.Helper()
+	select {
+	case <-t.Context().Done():
+		return
+	case <-time.After(32 * time.Second):
+	}
 	for _, n := range l.Nodes {
 		var last []float64
 		deadline := time.Now().Add(60 * time.Second)

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -463,6 +464,9 @@ func (d *Daemon) readiness(ctx context.Context) error {
 			// and the VM test compare the two).
 			d.log.Info("netd ready")
 			_ = d.notify.Notify("READY=1")
+			if os.Getenv("NETD_TRIM") != "0" {
+				go trimResident(ctx, d.log)
+			}
 		}
 		if wd > 0 && time.Since(lastPet) >= wd && d.alive() {
 			_ = d.notify.Notify("WATCHDOG=1")
