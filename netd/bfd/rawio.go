@@ -1,6 +1,7 @@
 package bfd
 
 import (
+	"errors"
 	"net/netip"
 	"syscall"
 	"unsafe"
@@ -55,4 +56,6 @@ func rawRecvmsg(fd uintptr, b, oob []byte) (n, oobn int, from netip.Addr, err er
 }
 
 // isAgain reports whether err says the socket would block.
-func isAgain(err error) bool { return err == syscall.EAGAIN || err == syscall.EWOULDBLOCK }
+func isAgain(err error) bool {
+	return errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK)
+}

@@ -22,7 +22,7 @@ func TestParseStatus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m != (Mem{VmRSS: 48844 << 10, RssAnon: 10856 << 10, RssFile: 37988 << 10}) {
+	if m != (Mem{RSS: 48844 << 10, Anon: 10856 << 10, File: 37988 << 10}) {
 		t.Errorf("parseStatus = %+v", m)
 	}
 	if _, err := parseStatus([]byte("VmRSS:\t 1 kB\n")); err == nil {

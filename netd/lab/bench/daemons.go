@@ -62,10 +62,7 @@ func (d *daemon) birdc(ctx context.Context, args ...string) (string, error) {
 // Established.
 func (d *daemon) birdEstablished(ctx context.Context, protos []string) (bool, error) {
 	out, err := d.birdc(ctx, "show", "protocols")
-	if err != nil {
-		return false, nil // not up yet
-	}
-	return allEstablished(out, protos), nil
+	return err == nil && allEstablished(out, protos), nil // an error: not up yet
 }
 
 // allEstablished reports whether `birdc show protocols` lists every one of

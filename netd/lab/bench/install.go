@@ -114,8 +114,12 @@ func (r *run) installPhase(ctx context.Context) error {
 				if err != nil {
 					return err
 				}
-				if c, err := count(); err != nil || c != n {
-					return fmt.Errorf("after install %d: table has %d routes (%v), want %d", i, c, err, n)
+				c, err := count()
+				if err != nil {
+					return err
+				}
+				if c != n {
+					return fmt.Errorf("after install %d: table has %d routes, want %d", i, c, n)
 				}
 				round[i] = d
 				took[i] = append(took[i], float64(d))
@@ -163,11 +167,8 @@ func (r *run) birdInstall(ctx context.Context, ns string, n int) (time.Duration,
 	}
 	err = poll(ctx, 5*time.Minute, 10*time.Millisecond, func() (bool, error) {
 		out, err := d.birdc(ctx, "show", "protocols", "all", "k")
-		if err != nil {
-			return false, nil
-		}
 		m := exportedRE.FindStringSubmatch(out)
-		return m != nil && m[1] == strconv.Itoa(n), nil
+		return err == nil && m != nil && m[1] == strconv.Itoa(n), nil
 	})
 	if err != nil {
 		return 0, fmt.Errorf("BIRD exporting %d routes to the kernel: %w", n, err)

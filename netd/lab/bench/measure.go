@@ -27,7 +27,7 @@ func measureIdle(ctx context.Context, pids []int, window time.Duration) (Idle, e
 		if err != nil {
 			return Idle{}, err
 		}
-		rss, anon, file = append(rss, float64(m.VmRSS)), append(anon, float64(m.RssAnon)), append(file, float64(m.RssFile))
+		rss, anon, file = append(rss, float64(m.RSS)), append(anon, float64(m.Anon)), append(file, float64(m.File))
 	}
 	before, err := cpuOf(pids)
 	if err != nil {
@@ -42,7 +42,7 @@ func measureIdle(ctx context.Context, pids []int, window time.Duration) (Idle, e
 		return Idle{}, err
 	}
 	return Idle{
-		Mem:    Mem{VmRSS: int64(median(rss)), RssAnon: int64(median(anon)), RssFile: int64(median(file))},
+		Mem:    Mem{RSS: int64(median(rss)), Anon: int64(median(anon)), File: int64(median(file))},
 		CPU:    time.Duration(after-before) * time.Second / clockTicks,
 		Window: time.Since(start),
 	}, nil
@@ -84,11 +84,11 @@ func (r *run) growth(ctx context.Context, pid func() int, count func() (int, err
 	if err != nil {
 		return g, err
 	}
-	g.Base, g.Peak = base.VmRSS, base.VmRSS
+	g.Base, g.Peak = base.RSS, base.RSS
 	sample := func() error {
 		m, err := readMem(pid())
-		if err == nil && m.VmRSS > g.Peak {
-			g.Peak = m.VmRSS
+		if err == nil && m.RSS > g.Peak {
+			g.Peak = m.RSS
 		}
 		return err
 	}
@@ -128,7 +128,7 @@ func (r *run) growth(ctx context.Context, pid func() int, count func() (int, err
 	if err != nil {
 		return g, err
 	}
-	g.Steady = steady.VmRSS
+	g.Steady = steady.RSS
 	stopped = true
 	start = time.Now()
 	if err := r.lab.StopProc(ctx, sender.key, 5*time.Second); err != nil {
@@ -149,7 +149,7 @@ func (r *run) growth(ctx context.Context, pid func() int, count func() (int, err
 	if err != nil {
 		return g, err
 	}
-	g.After = after.VmRSS
+	g.After = after.RSS
 	return g, nil
 }
 

@@ -154,8 +154,9 @@ func (r *run) gobgpdPhase(ctx context.Context) error {
 	total := len(r.blocksOf(""))
 	err := poll(ctx, time.Minute, 100*time.Millisecond, func() (bool, error) {
 		for _, d := range ds {
-			if c, err := d.gobgpDestinations(ctx); err != nil || c < total {
-				return false, nil
+			c, err := d.gobgpDestinations(ctx)
+			if up := err == nil && c >= total; !up {
+				return false, nil // an error: not up yet
 			}
 		}
 		return true, nil
@@ -240,14 +241,8 @@ func (r *run) netdPhase(ctx context.Context) error {
 		if !r.lab.NetdRunning(benchNode) {
 			return false, nil
 		}
-		states, err := r.lab.PeerStates(ctx, benchNode)
-		if err != nil {
-			return false, nil // not answering yet
-		}
-		for _, p := range nodePeerNames(self) {
-			if states[p] != "established" {
-				return false, nil
-			}
+		if !r.netdEstablished(ctx, nodePeerNames(self)) {
+			return false, nil
 		}
 		return r.kernelBack(r.st.Routing.Protocol)
 	}
@@ -272,4 +267,19 @@ func ipCmd(ctx context.Context, args ...string) (string, error) {
 		return out, fmt.Errorf("ip %v: %w: %s", args, err, out)
 	}
 	return out, nil
+}
+
+// netdEstablished reports whether the bench node's netd answers and has
+// every one of peers Established.
+func (r *run) netdEstablished(ctx context.Context, peers []string) bool {
+	states, err := r.lab.PeerStates(ctx, benchNode)
+	if err != nil {
+		return false // not answering yet
+	}
+	for _, p := range peers {
+		if states[p] != "established" {
+			return false
+		}
+	}
+	return true
 }

@@ -14,7 +14,8 @@ const clockTicks = 100
 
 // Mem is a process's memory as /proc/PID/status gives it, in bytes.
 type Mem struct {
-	VmRSS, RssAnon, RssFile int64
+	// RSS is VmRSS; Anon and File are RssAnon and RssFile.
+	RSS, Anon, File int64
 }
 
 // readMem reads the memory of pid.
@@ -38,11 +39,11 @@ func parseStatus(b []byte) (Mem, error) {
 		var dst *int64
 		switch name {
 		case "VmRSS":
-			dst = &m.VmRSS
+			dst = &m.RSS
 		case "RssAnon":
-			dst = &m.RssAnon
+			dst = &m.Anon
 		case "RssFile":
-			dst = &m.RssFile
+			dst = &m.File
 		default:
 			continue
 		}

@@ -34,9 +34,9 @@ func (res *Result) Print(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "figure\tnetd\tgobgpd\tBIRD\tnetd/gobgpd\tnetd/BIRD")
 	n, g, b := res.Idle[Netd], res.Idle[GoBGPd], res.Idle[BIRD]
-	row(tw, "idle VmRSS per node (median of the nodes)", orNaN(float64(n.Mem.VmRSS)), orNaN(float64(g.Mem.VmRSS)), orNaN(float64(b.Mem.VmRSS)), mib)
-	if n.Mem.VmRSS > 0 {
-		fmt.Fprintf(tw, "  netd RssAnon / RssFile / Go heap in use\t%s / %s / %s\t\t\t\t\n", mib(float64(n.Mem.RssAnon)), mib(float64(n.Mem.RssFile)), mib(n.Heap))
+	row(tw, "idle VmRSS per node (median of the nodes)", orNaN(float64(n.Mem.RSS)), orNaN(float64(g.Mem.RSS)), orNaN(float64(b.Mem.RSS)), mib)
+	if n.Mem.RSS > 0 {
+		fmt.Fprintf(tw, "  netd RssAnon / RssFile / Go heap in use\t%s / %s / %s\t\t\t\t\n", mib(float64(n.Mem.Anon)), mib(float64(n.Mem.File)), mib(n.Heap))
 	}
 	row(tw, fmt.Sprintf("idle CPU of the 4 nodes, CPU-s per minute (over %s)", n.Window.Round(time.Second)), orNaN(n.PerMinute()), orNaN(g.PerMinute()), orNaN(b.PerMinute()),
 		func(v float64) string { return fmt.Sprintf("%.2f", v) })
