@@ -114,7 +114,7 @@ func (r *run) startGoBGPd(ctx context.Context, ns, name, conf string, nexthop ne
 
 // gobgp runs the gobgp CLI against d.
 func (d *daemon) gobgp(ctx context.Context, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	argv := append([]string{"netns", "exec", d.ns, "gobgp", "-u", "127.0.0.1", "-p", "50051"}, args...)
 	out, err := exec.CommandContext(ctx, "ip", argv...).CombinedOutput()

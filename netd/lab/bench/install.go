@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -63,16 +64,22 @@ func (r *run) installPhase(ctx context.Context) error {
 		return err
 	}
 	table := strconv.Itoa(cfg.Table)
-	flush := func() error {
-		out, err := ipCmd(ctx, "-n", rt.NS, "route", "flush", "table", table)
-		if err != nil && strings.Contains(out, "does not exist") {
-			return nil // empty: the kernel drops an empty table
-		}
-		return err
-	}
 	count := func() (int, error) {
 		ps, err := kernelRoutes(rt.NS, cfg.Table, 0)
 		return len(ps), err
+	}
+	// Every route goes through eth0: taking the link down makes the
+	// kernel drop them all at once (ip route flush gives up on 100k).
+	flush := func() error {
+		for _, state := range []string{"down", "up"} {
+			if _, err := ipCmd(ctx, "-n", rt.NS, "link", "set", installDev, state); err != nil {
+				return err
+			}
+		}
+		if c, err := count(); err != nil || c != 0 {
+			return errors.Join(err, fmt.Errorf("table %s has %d routes after the flush", table, c))
+		}
+		return nil
 	}
 	for _, n := range r.cfg.Install {
 		prefixes := installPrefixes(n)

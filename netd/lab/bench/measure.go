@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"syscall"
@@ -103,16 +104,29 @@ func (r *run) growth(ctx context.Context, pid func() int, count func() (int, err
 			_ = r.lab.StopProc(context.WithoutCancel(ctx), sender.key, 5*time.Second)
 		}
 	}()
+	// A count that fails (a CLI timing out on a loaded machine) is
+	// retried until the deadline; the last failure is reported with it.
+	var lastErr error
+	counted := func(done func(int) bool) func() (bool, error) {
+		return func() (bool, error) {
+			c, err := count()
+			if err != nil {
+				lastErr = err
+				return false, ctx.Err()
+			}
+			return done(c), nil
+		}
+	}
 	start := time.Now()
+	learned := counted(func(c int) bool { return c >= r.cfg.Prefixes })
 	err = poll(ctx, 3*time.Minute, 50*time.Millisecond, func() (bool, error) {
 		if err := sample(); err != nil {
 			return false, err
 		}
-		c, err := count()
-		return c >= r.cfg.Prefixes, err
+		return learned()
 	})
 	if err != nil {
-		return g, fmt.Errorf("learning %d prefixes: %w", r.cfg.Prefixes, err)
+		return g, fmt.Errorf("learning %d prefixes: %w", r.cfg.Prefixes, errors.Join(err, lastErr))
 	}
 	g.Learn = time.Since(start)
 	end := time.Now().Add(r.cfg.Settle)
@@ -134,12 +148,9 @@ func (r *run) growth(ctx context.Context, pid func() int, count func() (int, err
 	if err := r.lab.StopProc(ctx, sender.key, 5*time.Second); err != nil {
 		return g, err
 	}
-	err = poll(ctx, 2*time.Minute, 50*time.Millisecond, func() (bool, error) {
-		c, err := count()
-		return c == 0, err
-	})
+	err = poll(ctx, 2*time.Minute, 50*time.Millisecond, counted(func(c int) bool { return c == 0 }))
 	if err != nil {
-		return g, fmt.Errorf("withdrawing %d prefixes: %w", r.cfg.Prefixes, err)
+		return g, fmt.Errorf("withdrawing %d prefixes: %w", r.cfg.Prefixes, errors.Join(err, lastErr))
 	}
 	g.Withdraw = time.Since(start)
 	if err := pause(ctx, r.cfg.Settle); err != nil {
