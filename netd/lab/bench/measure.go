@@ -145,6 +145,10 @@ func (r *run) growth(ctx context.Context, pid func() int, count func() (int, err
 	g.Steady = steady.RSS
 	stopped = true
 	start = time.Now()
+	// A clean Cease (the routes withdrawn at once), then the process.
+	if _, err := sender.birdc(ctx, "disable", "receiver"); err != nil {
+		r.log.Warn("disabling the sender's session", "err", err)
+	}
 	if err := r.lab.StopProc(ctx, sender.key, 5*time.Second); err != nil {
 		return g, err
 	}

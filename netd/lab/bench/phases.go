@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"syscall"
@@ -102,11 +103,11 @@ func (r *run) birdPhase(ctx context.Context) error {
 		return err
 	}
 	r.res.Idle[BIRD] = idle
-	g, err := r.growth(ctx, func() int { return birds[benchNode].pid }, r.kernelCount(0))
-	if err != nil {
-		return err
+	// A failed figure does not stop the others.
+	g, gerr := r.growth(ctx, func() int { return birds[benchNode].pid }, r.kernelCount(0))
+	if gerr == nil {
+		r.res.Growth[BIRD] = g
 	}
-	r.res.Growth[BIRD] = g
 	times, err := r.rejoin(ctx, restarter{
 		stop: func(ctx context.Context, sig syscall.Signal) error {
 			d := birds[benchNode]
@@ -125,7 +126,7 @@ func (r *run) birdPhase(ctx context.Context) error {
 		back: back,
 	})
 	r.res.Rejoin[BIRD] = times
-	return err
+	return errors.Join(gerr, err)
 }
 
 func pidsOf(ds map[string]*daemon) []int {
@@ -231,11 +232,10 @@ func (r *run) netdPhase(ctx context.Context) error {
 		}
 		return n.Netd.PID
 	}
-	g, err := r.growth(ctx, netdPID, r.kernelCount(r.st.Routing.Protocol))
-	if err != nil {
-		return err
+	g, gerr := r.growth(ctx, netdPID, r.kernelCount(r.st.Routing.Protocol))
+	if gerr == nil {
+		r.res.Growth[Netd] = g
 	}
-	r.res.Growth[Netd] = g
 	self := r.node(benchNode)
 	back := func(ctx context.Context) (bool, error) {
 		if !r.lab.NetdRunning(benchNode) {
@@ -257,7 +257,7 @@ func (r *run) netdPhase(ctx context.Context) error {
 		back:  back,
 	})
 	r.res.Rejoin[Netd] = times
-	return err
+	return errors.Join(gerr, err)
 }
 
 // ipCmd runs ip(8).
