@@ -26,7 +26,8 @@ type BFDTimers struct {
 func birdNodeConf(n *desired.Node, overlay desired.Link, overlayNet netip.Prefix, table int, bfd BFDTimers, noBFD map[netip.Addr]bool) string {
 	sp := n.BGP
 	var b strings.Builder
-	fmt.Fprintf(&b, "router id %s;\nprotocol device {}\n", sp.RouterID)
+	// Logged to stderr: the process's log file in the bench's state dir.
+	fmt.Fprintf(&b, "log stderr all;\nrouter id %s;\nprotocol device {}\n", sp.RouterID)
 	fmt.Fprintf(&b, "protocol kernel {\n  kernel table %d;\n  merge paths on;\n  ipv4 { import none; export where source = RTS_BGP; };\n}\n", table)
 	fmt.Fprintf(&b, "protocol static overlay {\n  ipv4;\n  route %s via %q;\n}\n", overlayNet, overlay.Interface)
 	b.WriteString("protocol static pods {\n  ipv4;\n")
