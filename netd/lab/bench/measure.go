@@ -214,8 +214,8 @@ func (r *run) rejoin(ctx context.Context, rs restarter) (map[string][]time.Durat
 			if err := rs.start(ctx); err != nil {
 				return out, err
 			}
-			// Three minutes: BIRD waits 60 s (its error wait time) before
-			// it reconnects a session that BFD took down.
+			// Three minutes: BIRD may wait 60 s (its error wait time)
+			// before it reconnects a session that BFD took down.
 			if err := poll(ctx, 3*time.Minute, 10*time.Millisecond, func() (bool, error) { return rs.back(ctx) }); err != nil {
 				return out, fmt.Errorf("back after %s: %w", kind, err)
 			}
