@@ -39,7 +39,7 @@ at it; down removes every namespace and process it made.`,
 		Args: cobra.ArbitraryArgs,
 		RunE: groupRun,
 	}
-	cmd.AddCommand(newLabUpCmd(), newLabStatusCmd(), newLabCheckCmd(), newLabDownCmd())
+	cmd.AddCommand(newLabUpCmd(), newLabStatusCmd(), newLabCheckCmd(), newLabDownCmd(), newLabBenchCmd())
 	return cmd
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -67,6 +68,7 @@ environment variables.`,
 		if err != nil {
 			return &usageError{cmd: cmd, err: err}
 		}
+		singleP()
 		mode := daemon.StopMode(*stopMode)
 		if mode != daemon.StopWithdraw && mode != daemon.StopGraceful {
 			return usageErrorf(cmd, "--stop-mode must be withdraw or graceful, not %q", *stopMode)
@@ -135,4 +137,16 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return nil, fmt.Errorf("--log-format must be text or json, not %q", format)
+}
+
+// singleP runs the daemon's Go code on one CPU at a time unless
+// GOMAXPROCS says otherwise. An idle netd is a few hundred small events a
+// second (BFD packets, probes, keepalives): with more than one P each
+// wakes a second thread that spins looking for work, which cost about a
+// third of its idle CPU in netd lab bench; the work itself (BGP, route
+// writes) is one reconcile at a time and does not need a second CPU.
+func singleP() {
+	if os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(1)
+	}
 }

@@ -152,6 +152,11 @@ type Server struct {
 	// listen opens the packet I/O (UDP sockets; tests swap it).
 	listen func(ctx context.Context) (conn, error)
 
+	// txMu guards txAt: per transmit interval, the instant the next
+	// periodic packets go out (alignTx).
+	txMu sync.Mutex
+	txAt map[time.Duration]time.Time
+
 	mu       sync.Mutex
 	ctx      context.Context // set by Run
 	want     []netip.Addr
@@ -327,6 +332,29 @@ func (s *Server) readLoop(c conn) {
 		default: // session busy: drop, as a lost packet
 		}
 	}
+}
+
+// alignTx returns the delay to a session's next periodic packet, a
+// random time in [lo, hi] (the jitter window of interval). If the instant
+// the server's sessions of the same interval send at next falls within
+// the window, it is that one: each session still sends at a jittered
+// interval within its window, but they all send in one wake-up of the
+// process instead of one each (what an idle netd spends its CPU on).
+func (s *Server) alignTx(interval, lo, hi time.Duration) time.Duration {
+	now := time.Now()
+	s.txMu.Lock()
+	defer s.txMu.Unlock()
+	if at, ok := s.txAt[interval]; ok {
+		if d := at.Sub(now); d >= lo && d <= hi {
+			return d
+		}
+	}
+	d := lo + rand.N(hi-lo+1)
+	if s.txAt == nil {
+		s.txAt = map[time.Duration]time.Time{}
+	}
+	s.txAt[interval] = now.Add(d)
+	return d
 }
 
 func (s *Server) send(peer netip.Addr, b []byte) {

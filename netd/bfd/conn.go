@@ -27,9 +27,10 @@ type conn interface {
 // and one sending from a source port in 49152-65535, both with TTL 255
 // and the received TTL reported.
 type udpConn struct {
-	rx, tx *net.UDPConn
-	port   uint16 // the peers' BFD port
-	oob    []byte
+	rx, tx       *net.UDPConn
+	rawRx, rawTx syscall.RawConn
+	port         uint16 // the peers' BFD port
+	oob          []byte
 }
 
 // listenUDP opens the sockets of local: listening on listenPort (0: one
@@ -61,11 +62,33 @@ func listenUDP(ctx context.Context, local netip.Addr, listenPort, peerPort int) 
 		pc.Close()
 		return nil, fmt.Errorf("opening bfd source port: %w", err)
 	}
-	return &udpConn{rx: pc.(*net.UDPConn), tx: tc.(*net.UDPConn), port: uint16(peerPort), oob: make([]byte, 128)}, nil
+	c := &udpConn{rx: pc.(*net.UDPConn), tx: tc.(*net.UDPConn), port: uint16(peerPort), oob: make([]byte, 128)}
+	if c.rawRx, err = c.rx.SyscallConn(); err == nil {
+		c.rawTx, err = c.tx.SyscallConn()
+	}
+	if err != nil {
+		pc.Close()
+		tc.Close()
+		return nil, fmt.Errorf("bfd sockets: %w", err)
+	}
+	return c, nil
 }
 
 func (c *udpConn) read(buf []byte) (int, netip.Addr, int, error) {
-	n, oobn, _, from, err := c.rx.ReadMsgUDPAddrPort(buf, c.oob)
+	var (
+		n, oobn int
+		from    netip.Addr
+		rerr    error
+	)
+	// Read calls the func again once the poller says the socket is
+	// readable, as long as it returns false (EAGAIN).
+	err := c.rawRx.Read(func(fd uintptr) bool {
+		n, oobn, from, rerr = rawRecvmsg(fd, buf, c.oob)
+		return !isAgain(rerr)
+	})
+	if err == nil {
+		err = rerr
+	}
 	if err != nil {
 		return 0, netip.Addr{}, 0, err
 	}
@@ -73,11 +96,19 @@ func (c *udpConn) read(buf []byte) (int, netip.Addr, int, error) {
 	if !ok {
 		ttl = -1
 	}
-	return n, from.Addr().Unmap(), ttl, nil
+	return n, from, ttl, nil
 }
 
 func (c *udpConn) write(b []byte, peer netip.Addr) error {
-	_, err := c.tx.WriteToUDPAddrPort(b, netip.AddrPortFrom(peer, c.port))
+	dst := netip.AddrPortFrom(peer, c.port)
+	var werr error
+	err := c.rawTx.Write(func(fd uintptr) bool {
+		werr = rawSendto(fd, b, dst)
+		return !isAgain(werr)
+	})
+	if err == nil {
+		err = werr
+	}
 	return err
 }
 

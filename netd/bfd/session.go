@@ -3,7 +3,6 @@ package bfd
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"net/netip"
 	"sync"
 	"time"
@@ -149,19 +148,23 @@ func (s *session) run(ctx context.Context) {
 			if s.remoteMinRx > 0 {
 				s.send(false)
 			}
-			tx.Reset(s.jitter(max(s.desiredTx, s.remoteMinRx)))
+			tx.Reset(s.nextTx())
 		}
 	}
 }
 
-// jitter applies RFC 5880 6.8.7: 75-100% of the interval (75-90% with a
-// detect multiplier of 1).
-func (s *session) jitter(d time.Duration) time.Duration {
+// nextTx is the delay to the next periodic packet: the interval reduced
+// by 10-25% (RFC 5880 6.8.7 asks for up to 25%, and at least 10% with a
+// detect multiplier of 1: then 10-15%), and aligned with the other sessions of the server that send at
+// the same interval (Server.alignTx), so that a node's sessions wake netd
+// once per interval together rather than once each.
+func (s *session) nextTx() time.Duration {
+	d := max(s.desiredTx, s.remoteMinRx)
 	hi := 25
 	if s.srv.cfg.Multiplier == 1 {
 		hi = 15
 	}
-	return d - d*time.Duration(10+rand.IntN(hi-9))/100
+	return s.srv.alignTx(d, d-d*time.Duration(hi)/100, d-d/10)
 }
 
 func (s *session) receive(p packet, detect *time.Timer) {
@@ -223,7 +226,7 @@ func (s *session) setState(st State, diag uint8) {
 	// The next periodic packet follows the new interval (the slow one
 	// may be up to a second away).
 	if s.tx != nil {
-		s.tx.Reset(s.jitter(max(s.desiredTx, s.remoteMinRx)))
+		s.tx.Reset(s.nextTx())
 	}
 	s.publish(true)
 	s.srv.transition(s.peer, st, diag, st != Up && s.peerRestarted())

@@ -444,11 +444,14 @@ func (d *Daemon) reloadPolicy() {
 }
 
 // readiness tells systemd we are up once both reconcilers have succeeded
-// once, and pets the watchdog while they keep running.
+// once, and pets the watchdog while they keep running. It polls the loops
+// every readyPoll until ready (start-up only), then wakes only for the
+// watchdog (every half pet interval), or not at all without one: an idle
+// netd has no timer of its own here.
 func (d *Daemon) readiness(ctx context.Context) error {
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
 	wd := WatchdogInterval()
+	tick := time.NewTicker(readyPoll)
+	defer tick.Stop()
 	var lastPet time.Time
 	for {
 		select {
@@ -467,6 +470,10 @@ func (d *Daemon) readiness(ctx context.Context) error {
 			if os.Getenv("NETD_TRIM") != "0" {
 				go trimResident(ctx, d.log)
 			}
+			if wd <= 0 {
+				return nil
+			}
+			tick.Reset(max(wd/2, readyPoll))
 		}
 		if wd > 0 && time.Since(lastPet) >= wd && d.alive() {
 			_ = d.notify.Notify("WATCHDOG=1")
@@ -474,6 +481,9 @@ func (d *Daemon) readiness(ctx context.Context) error {
 		}
 	}
 }
+
+// readyPoll is how often readiness looks at the loops until netd is ready.
+const readyPoll = 100 * time.Millisecond
 
 // alive reports whether both loops ran recently: a wedged loop stops the
 // watchdog pets and systemd restarts netd.

@@ -1,6 +1,9 @@
 package probe
 
 import (
+	"fmt"
+	"net/netip"
+
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
 )
@@ -29,4 +32,24 @@ func EchoReply(b []byte) (id, seq uint16, ok bool) {
 		return 0, 0, false
 	}
 	return uint16(e.ID), uint16(e.Seq), true
+}
+
+// listenEchoReplies opens the prober's ICMP socket on src. A raw ICMP
+// socket gets a copy of every ICMP message the node receives, the peers'
+// probes of this node among them; the kernel's ICMP filter (ICMP_FILTER)
+// keeps all but echo replies out, so that only the answers to this
+// node's probes wake netd.
+func listenEchoReplies(src netip.Addr) (PacketConn, error) {
+	c, err := icmp.ListenPacket("ip4:icmp", src.String())
+	if err != nil {
+		return nil, err
+	}
+	var f ipv4.ICMPFilter
+	f.SetAll(true)
+	f.Accept(ipv4.ICMPTypeEchoReply)
+	if err := c.IPv4PacketConn().SetICMPFilter(&f); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("filtering icmp on %s: %w", src, err)
+	}
+	return c, nil
 }

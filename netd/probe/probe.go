@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/net/icmp"
 )
 
 // Options tune the prober. Zero values take the defaults.
@@ -52,9 +51,7 @@ func (o *Options) defaults() {
 		o.UpAfter = 3
 	}
 	if o.Listen == nil {
-		o.Listen = func(src netip.Addr) (PacketConn, error) {
-			return icmp.ListenPacket("ip4:icmp", src.String())
-		}
+		o.Listen = listenEchoReplies
 	}
 }
 
