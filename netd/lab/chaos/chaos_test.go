@@ -188,9 +188,9 @@ func TestReportBudgets(t *testing.T) {
 		t.Errorf("sigstop-short row: %+v", rep.Rows[1])
 	}
 
-	lose(idx("cp", "b"), 100, 1)    // one lost in a kill9: over 0
-	lose(idx("a", "b"), 10100, 60)  // 1.2s in a silent failure: over 1s
-	lose(idx("b", "a"), 20000, 2)   // at rest
+	lose(idx("cp", "b"), 100, 1)   // one lost in a kill9: over 0
+	lose(idx("a", "b"), 10100, 60) // 1.2s in a silent failure: over 1s
+	lose(idx("b", "a"), 20000, 2)  // at rest
 	rep = r.report(p, time.Minute)
 	want := []string{"seed 7: fault #1 kill9 on a: 1 pod pairs over the budget (0 lost)", "seed 7: fault #4 sigstop-short on b for 0s: 1 pod pairs over the budget (<= 1s per pair), the worst lost 1.2s", "seed 7: 2 requests lost at rest"}
 	if len(rep.Violations) != len(want) {

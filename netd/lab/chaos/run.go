@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/ducksnest/netd/internal/testutil"
@@ -109,6 +111,9 @@ func Run(ctx context.Context, l *lab.Lab, cfg Config) (*Report, error) {
 	// Set up: every netd in the stop mode its first SIGTERM fault needs,
 	// the external peer, the foreign routes; then wait for the invariants.
 	for _, n := range nodes {
+		if runningMode(l, n) == nextMode(r.faults, -1, n) {
+			continue
+		}
 		if err := r.restartNetd(ctx, n, -1, false); err != nil {
 			return nil, err
 		}
@@ -229,4 +234,27 @@ func containsClass(cs []Class, c Class) bool {
 		}
 	}
 	return false
+}
+
+// runningMode is the --stop-mode on the command line of node's netd
+// (withdraw, netd's default, if none or unknown).
+func runningMode(l *lab.Lab, node string) string {
+	n, err := l.Node(node)
+	if err != nil || n.Netd == nil {
+		return ""
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", n.Netd.PID))
+	if err != nil {
+		return ""
+	}
+	mode := "withdraw"
+	args := strings.Split(string(b), "\x00")
+	for i, a := range args {
+		if a == "--stop-mode" && i+1 < len(args) {
+			mode = args[i+1]
+		} else if v, ok := strings.CutPrefix(a, "--stop-mode="); ok {
+			mode = v
+		}
+	}
+	return mode
 }
