@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"strconv"
 	"time"
 
 	"github.com/ducksnest/netd/policy"
@@ -61,8 +62,10 @@ func loadPolicyFiles(path string) (*policyFiles, error) {
 	if m := maxPrefixesRe.FindSubmatchIndex(b); m != nil {
 		// maxPrefixes: N -> N+1, a change every netd applies without
 		// touching a route.
-		var v int
-		fmt.Sscan(string(b[m[4]:m[5]]), &v)
+		v, err := strconv.Atoi(string(b[m[4]:m[5]]))
+		if err != nil {
+			return nil, fmt.Errorf("the policy's maxPrefixes: %w", err)
+		}
 		c := append(append(append([]byte{}, b[:m[4]]...), fmt.Sprint(v+1)...), b[m[5]:]...)
 		cst, err := compile(path, c)
 		if err != nil {

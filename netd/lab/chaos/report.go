@@ -106,7 +106,7 @@ type Report struct {
 }
 
 // OK reports whether no invariant or budget was violated.
-func (r *Report) OK() bool { return len(r.Violations) == 0 }
+func (rep *Report) OK() bool { return len(rep.Violations) == 0 }
 
 func (r *run) report(p *Prober, elapsed time.Duration) *Report {
 	rep := &Report{Seed: r.cfg.Seed, Duration: elapsed, Interval: r.cfg.Interval, Pairs: len(p.Pairs), Sent: p.Sent(), Results: r.results, Usage: r.usage}

@@ -128,10 +128,12 @@ func Run(ctx context.Context, l *lab.Lab, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	defer removeForeign(context.WithoutCancel(ctx), l)
+	var last error
 	if _, err := testutil.Wait(cfg.SettleTimeout, "the lab to settle before the soak", func() (bool, error) {
-		return r.checkAll(ctx) == nil, ctx.Err()
+		last = r.checkAll(ctx)
+		return last == nil, ctx.Err()
 	}); err != nil {
-		return nil, fmt.Errorf("%w: %v", err, r.checkAll(ctx))
+		return nil, fmt.Errorf("%w: %w", err, last)
 	}
 	r.sample(ctx)
 
