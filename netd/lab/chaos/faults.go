@@ -76,6 +76,8 @@ func (r *run) inject(ctx context.Context, i int, f Fault) error {
 		return err
 	case PeerFlap:
 		return r.flapPeer(ctx, f.Kill)
+	case TailscaledRest:
+		return r.tailnet.RestartTailscaled(ctx, f.Node)
 	}
 	return fmt.Errorf("unknown fault class %q", f.Class)
 }

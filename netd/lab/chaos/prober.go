@@ -57,6 +57,8 @@ type source struct {
 	pairs   map[netip.Addr]int // destination -> pair index
 	mu      sync.Mutex
 	pending map[int]map[uint64]time.Time // pair -> round -> sent at
+	// answered is, per pair, when the newest answered request was sent.
+	answered map[int]time.Time
 }
 
 // StartProber starts probing between every ordered pair of pods.
@@ -65,7 +67,7 @@ func StartProber(ctx context.Context, pods []lab.Pod, interval, timeout time.Dur
 	p := &Prober{Interval: interval, Timeout: timeout, cancel: cancel}
 	var srcs []*source
 	for _, s := range pods {
-		src := &source{pod: s, id: uint16(rand.IntN(1 << 16)), pairs: map[netip.Addr]int{}, pending: map[int]map[uint64]time.Time{}}
+		src := &source{pod: s, id: uint16(rand.IntN(1 << 16)), pairs: map[netip.Addr]int{}, pending: map[int]map[uint64]time.Time{}, answered: map[int]time.Time{}}
 		for _, d := range pods {
 			if d.Addr == s.Addr {
 				continue
@@ -219,7 +221,12 @@ func (p *Prober) receive(s *source) {
 		}
 		round := binary.BigEndian.Uint64(e.Data)
 		s.mu.Lock()
-		delete(s.pending[pi], round)
+		if at, ok := s.pending[pi][round]; ok {
+			delete(s.pending[pi], round)
+			if at.After(s.answered[pi]) {
+				s.answered[pi] = at
+			}
+		}
 		s.mu.Unlock()
 	}
 }
@@ -230,6 +237,22 @@ func (p *Prober) Losses() []Loss {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return append([]Loss(nil), p.losses...)
+}
+
+// Unanswered returns the pairs with no answered request sent at or after
+// t: those whose path is not back yet.
+func (p *Prober) Unanswered(t time.Time) []Pair {
+	var out []Pair
+	for _, s := range p.srcs {
+		s.mu.Lock()
+		for _, pi := range s.pairs {
+			if s.answered[pi].Before(t) {
+				out = append(out, p.Pairs[pi])
+			}
+		}
+		s.mu.Unlock()
+	}
+	return out
 }
 
 // Sent returns how many requests were sent.

@@ -21,7 +21,7 @@ const DetectionBudget = time.Second
 // fault's budget.
 const (
 	kindBudgeted = ""
-	kindCut      = "cut"      // the fault removes the pair's only path (overlay cut of one end)
+	kindCut      = "cut"      // the fault removes the pair's only path (overlay cut or tailscaled restart of one end)
 	kindDrained  = "drained"  // the fault takes one end's node out on purpose (SIGTERM withdraw)
 	kindDegraded = "degraded" // the pair crosses the lossy link: random loss is the link's
 )
@@ -29,7 +29,7 @@ const (
 // budgetOf says what a class may lose on the pairs it budgets.
 func budgetOf(c Class) string {
 	switch c {
-	case StopShort, StopLong, LANFlap, OverlayFlap:
+	case StopShort, StopLong, LANFlap, OverlayFlap, TailscaledRest:
 		return fmt.Sprintf("<= %v per pair", DetectionBudget)
 	case Netem:
 		return fmt.Sprintf("0; lossy pairs: no gap > %v", DetectionBudget)
@@ -53,7 +53,7 @@ func pairKind(l *lab.Lab, f Fault, p Pair) string {
 		return x == nil || o == nil || x.LAN == "" || x.LAN != o.LAN
 	}
 	switch f.Class {
-	case OverlayFlap:
+	case OverlayFlap, TailscaledRest:
 		if crossesOverlay() {
 			return kindCut
 		}
@@ -244,8 +244,9 @@ func (rep *Report) Print(w io.Writer) {
 	fmt.Fprintf(tw, "at rest\t-\t%d\t-\t-\t-\t-\t-\t0 lost\t%s\n", rep.LostAtRest, rest)
 	tw.Flush()
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "LOST: requests lost by the pairs the class budgets; EXCLUDED: lost by pairs whose only path the fault cuts (overlay-flap),")
-	fmt.Fprintln(w, "drains (sigterm-withdraw) or makes lossy (lossy-link); RECOVERY: fault lifted -> every invariant holds again.")
+	fmt.Fprintln(w, "LOST: requests lost by the pairs the class budgets. EXCLUDED: lost by pairs whose only path the fault cuts")
+	fmt.Fprintln(w, "(overlay-flap, tailscaled-restart), drains (sigterm-withdraw) or makes lossy (lossy-link).")
+	fmt.Fprintln(w, "RECOVERY: fault lifted -> every invariant holds again.")
 	nodes := slices.Sorted(maps.Keys(rep.Usage))
 	for _, node := range nodes {
 		if us := rep.Usage[node]; len(us) > 0 {

@@ -45,7 +45,9 @@ type run struct {
 	peer    *extPeer
 	usage   map[string][]Usage
 	results []Result
-	netem   bool // the kernel has netem (else lossy-link is an nftables drop, no delay)
+	netem   bool         // the kernel has netem (else lossy-link is an nftables drop, no delay)
+	tailnet *lab.Tailnet // the lab's tailnet (nil: emulated overlay)
+	prober  *Prober
 }
 
 // Result is one executed fault.
@@ -100,6 +102,10 @@ func Run(ctx context.Context, l *lab.Lab, cfg Config) (*Report, error) {
 		classes = without(classes, PeerFlap)
 		r.log.Warn("the policy has no external peer on the lab's LAN: no peer-flap faults")
 	}
+	if r.tailnet, err = lab.LoadTailnet(l); err != nil {
+		r.tailnet = nil
+		classes = without(classes, TailscaledRest)
+	}
 	if r.netem = hasNetem(ctx, l.Nodes[0].NS); !r.netem && containsClass(classes, Netem) {
 		r.log.Warn("no netem in this kernel: lossy-link drops packets with nftables and adds no delay")
 	}
@@ -141,6 +147,7 @@ func Run(ctx context.Context, l *lab.Lab, cfg Config) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	r.prober = prober
 	start := time.Now()
 	r.log.Info("chaos soak started", "seed", cfg.Seed, "duration", cfg.Duration, "classes", classes, "pairs", len(prober.Pairs), "interval", cfg.Interval)
 	var violation *Result
@@ -183,6 +190,9 @@ func (r *run) runFault(ctx context.Context, i int, f Fault) Result {
 	var last error
 	_, err := testutil.Wait(r.cfg.SettleTimeout, "invariants after "+f.String(), func() (bool, error) {
 		last = r.checkAll(ctx)
+		if last == nil {
+			last = r.pathsBack(res.Restored)
+		}
 		return last == nil, ctx.Err()
 	})
 	res.Settled = time.Now()
@@ -259,4 +269,17 @@ func runningMode(l *lab.Lab, node string) string {
 		}
 	}
 	return mode
+}
+
+// pathsBack reports the pod pairs none of whose requests sent since t has
+// been answered yet: the data path is not back even if the control plane
+// is.
+func (r *run) pathsBack(t time.Time) error {
+	if r.prober == nil {
+		return nil
+	}
+	if un := r.prober.Unanswered(t); len(un) > 0 {
+		return fmt.Errorf("%d pod pairs have had no echo reply since the fault was lifted (first %s)", len(un), un[0])
+	}
+	return nil
 }

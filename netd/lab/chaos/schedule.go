@@ -13,21 +13,22 @@ type Class string
 
 // The fault classes, in the order the report lists them.
 const (
-	Kill9           Class = "kill9"            // SIGKILL netd, start it again
-	SigtermGraceful Class = "sigterm-graceful" // SIGTERM in graceful stop mode, start again
-	SigtermWithdraw Class = "sigterm-withdraw" // SIGTERM in withdraw stop mode, start again
-	StopShort       Class = "sigstop-short"    // SIGSTOP shorter than the hold time, SIGCONT
-	StopLong        Class = "sigstop-long"     // SIGSTOP longer than the hold time, SIGCONT
-	LANFlap         Class = "lan-flap"         // a node's LAN port down, then up
-	OverlayFlap     Class = "overlay-flap"     // a node's overlay port down, then up
-	Netem           Class = "lossy-link"       // loss (and, with netem, delay) on a node's overlay link
-	ReloadValid     Class = "reload-valid"     // a valid policy change
-	ReloadBroken    Class = "reload-broken"    // a broken policy file, then the good one back
-	PeerFlap        Class = "peer-flap"        // the external BGP peer killed and restarted, announcing what it must not
+	Kill9           Class = "kill9"              // SIGKILL netd, start it again
+	SigtermGraceful Class = "sigterm-graceful"   // SIGTERM in graceful stop mode, start again
+	SigtermWithdraw Class = "sigterm-withdraw"   // SIGTERM in withdraw stop mode, start again
+	StopShort       Class = "sigstop-short"      // SIGSTOP shorter than the hold time, SIGCONT
+	StopLong        Class = "sigstop-long"       // SIGSTOP longer than the hold time, SIGCONT
+	LANFlap         Class = "lan-flap"           // a node's LAN port down, then up
+	OverlayFlap     Class = "overlay-flap"       // a node's overlay port down, then up
+	Netem           Class = "lossy-link"         // loss (and, with netem, delay) on a node's overlay link
+	ReloadValid     Class = "reload-valid"       // a valid policy change
+	ReloadBroken    Class = "reload-broken"      // a broken policy file, then the good one back
+	PeerFlap        Class = "peer-flap"          // the external BGP peer killed and restarted, announcing what it must not
+	TailscaledRest  Class = "tailscaled-restart" // a node's tailscaled restarted (tailnet overlay only)
 )
 
 // AllClasses lists every class.
-var AllClasses = []Class{Kill9, SigtermGraceful, SigtermWithdraw, StopShort, StopLong, LANFlap, OverlayFlap, Netem, ReloadValid, ReloadBroken, PeerFlap}
+var AllClasses = []Class{Kill9, SigtermGraceful, SigtermWithdraw, StopShort, StopLong, LANFlap, OverlayFlap, Netem, ReloadValid, ReloadBroken, PeerFlap, TailscaledRest}
 
 // ParseClasses parses a comma-separated list of classes ("all" or empty:
 // every class).
