@@ -45,7 +45,8 @@ budget, naming the seed and the fault.
 With no lab of that name it brings one up (and down at the end unless
 --keep); with a lab already up (netd lab up --name ...) it runs on it.`,
 		Example: `  netd lab chaos --name hchaos --duration 30m --seed 42
-  netd lab chaos --duration 2m --seed 7 --classes kill9,sigterm-graceful,reload-broken`,
+  netd lab chaos --duration 2m --seed 7 --classes kill9,sigterm-graceful,reload-broken
+  netd lab chaos --kube --duration 10m`,
 		Args: noArgs,
 	}
 	var output string
@@ -61,6 +62,7 @@ With no lab of that name it brings one up (and down at the end unless
 	policyPath := fs.String("policy", defaultLabPolicy, "policy file of the lab it brings up")
 	overlay := fs.String("overlay", "emulated", "overlay of the lab it brings up: emulated or tailscale")
 	keep := fs.Bool("keep", false, "leave the lab it brought up running")
+	kubeAPI := fs.Bool("kube", false, "run every netd with --kubeconfig against a real kube-apiserver and etcd ($KUBE_APISERVER, $ETCD or scripts/kube-tools.sh), pod blocks from Calico BlockAffinities; adds the apiserver-restart and affinity-churn faults")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		ctx, stdout, stderr := cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr()
 		if *overlay != "emulated" && *overlay != "tailscale" {
@@ -104,7 +106,7 @@ With no lab of that name it brings one up (and down at the end unless
 		}
 		fmt.Fprintf(stderr, "chaos soak on lab %s, seed %d (reproduce: netd lab chaos --seed %d --duration %v --classes %s)\n", l.Name, *seed, *seed, *duration, *classes)
 		rep, err := chaos.Run(ctx, l, chaos.Config{Seed: *seed, Duration: *duration, Classes: cs, GapMin: *gapMin, GapMax: *gapMax,
-			Interval: *interval, SettleTimeout: *settle, Dir: l.StateDir, Logger: log})
+			Interval: *interval, SettleTimeout: *settle, Kube: *kubeAPI, Dir: l.StateDir, Logger: log})
 		if rep != nil {
 			if output != "text" {
 				if werr := writeStructured(stdout, output, rep); werr != nil {

@@ -113,10 +113,10 @@ func testLab() *lab.Lab {
 func TestExpectedRoutes(t *testing.T) {
 	l := testLab()
 	var got []string
-	for _, w := range expectedRoutes(l, l.Nodes[1]) {
+	for _, w := range expectedRoutes(l, l.Nodes[1], map[string]netip.Prefix{"b": netip.MustParsePrefix("10.244.5.0/26")}) {
 		got = append(got, w.String())
 	}
-	want := []string{"10.244.0.0/24 via 100.64.0.4 dev tailscale0 mtu 1280", "10.244.2.0/24 via 192.168.0.12 dev eth0 mtu 1500"}
+	want := []string{"10.244.0.0/24 via 100.64.0.4 dev tailscale0 mtu 1280", "10.244.2.0/24 via 192.168.0.12 dev eth0 mtu 1500", "10.244.5.0/26 via 192.168.0.12 dev eth0 mtu 1500"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("routes of a: %q, want %q", got, want)
 	}

@@ -78,6 +78,17 @@ func (r *run) inject(ctx context.Context, i int, f Fault) error {
 		return r.flapPeer(ctx, f.Kill)
 	case TailscaledRest:
 		return r.tailnet.RestartTailscaled(ctx, f.Node)
+	case APIRestart:
+		if err := r.kube.server.StopAPIServer(); err != nil {
+			return fmt.Errorf("stopping the API server: %w", err)
+		}
+		err := sleep(ctx, f.Hold)
+		if serr := r.kube.server.StartAPIServer(); serr != nil {
+			return fmt.Errorf("starting the API server: %w", serr)
+		}
+		return err
+	case AffinityChurn:
+		return r.churnAffinity(ctx, f.Node)
 	}
 	return fmt.Errorf("unknown fault class %q", f.Class)
 }

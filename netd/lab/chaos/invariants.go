@@ -37,13 +37,17 @@ func (w wantRoute) String() string {
 // node's netd table with every node up and every link healthy: each
 // block of every other node, via its LAN address when both sit on the
 // same LAN, via its overlay address otherwise.
-func expectedRoutes(l *lab.Lab, n *lab.Node) []wantRoute {
+func expectedRoutes(l *lab.Lab, n *lab.Node, extra map[string]netip.Prefix) []wantRoute {
 	var out []wantRoute
 	for _, o := range l.Nodes {
 		if o.Name == n.Name {
 			continue
 		}
-		for _, b := range o.PodCIDRs {
+		blocks := o.PodCIDRs
+		if b, ok := extra[o.Name]; ok {
+			blocks = append(slices.Clone(blocks), b)
+		}
+		for _, b := range blocks {
 			w := wantRoute{Dst: b, Gw: o.OverlayAddr, Dev: l.Overlay.Interface, MTU: l.Overlay.MTU}
 			if n.LAN != "" && n.LAN == o.LAN && o.LANAddr.IsValid() {
 				w = wantRoute{Dst: b, Gw: o.LANAddr, Dev: n.LANLink.Interface, MTU: n.LANLink.MTU}
@@ -56,7 +60,7 @@ func expectedRoutes(l *lab.Lab, n *lab.Node) []wantRoute {
 
 // checkRoutes compares node's netd routes with expectedRoutes: nothing
 // missing, nothing stale, nothing extra, right next hop, device and MTU.
-func checkRoutes(l *lab.Lab, n *lab.Node) error {
+func checkRoutes(l *lab.Lab, n *lab.Node, extra map[string]netip.Prefix) error {
 	rs, err := l.Routes(n.Name)
 	if err != nil {
 		return err
@@ -81,7 +85,7 @@ func checkRoutes(l *lab.Lab, n *lab.Node) error {
 		return err
 	}
 	var want []string
-	for _, w := range expectedRoutes(l, n) {
+	for _, w := range expectedRoutes(l, n, extra) {
 		want = append(want, w.String())
 	}
 	slices.Sort(have)
@@ -89,7 +93,7 @@ func checkRoutes(l *lab.Lab, n *lab.Node) error {
 	if slices.Equal(have, want) {
 		return nil
 	}
-	var missing, extra []string
+	var missing, wrong []string
 	for _, w := range want {
 		if !slices.Contains(have, w) {
 			missing = append(missing, w)
@@ -97,10 +101,10 @@ func checkRoutes(l *lab.Lab, n *lab.Node) error {
 	}
 	for _, h := range have {
 		if !slices.Contains(want, h) {
-			extra = append(extra, h)
+			wrong = append(wrong, h)
 		}
 	}
-	return fmt.Errorf("table %d of %s: missing %q, stale or wrong %q", l.Table, n.Name, missing, extra)
+	return fmt.Errorf("table %d of %s: missing %q, stale or wrong %q", l.Table, n.Name, missing, wrong)
 }
 
 // plantForeign adds, on every node, a blackhole route in netd's table
@@ -202,7 +206,11 @@ func (r *run) checkNode(ctx context.Context, n *lab.Node) error {
 	if r.peer != nil && r.peer.running && n.LAN != "" && state[r.peer.name] != "established" {
 		return fmt.Errorf("session %s -> %s (external) is %q", n.Name, r.peer.name, state[r.peer.name])
 	}
-	if err := checkRoutes(r.lab, n); err != nil {
+	var extra map[string]netip.Prefix
+	if r.kube != nil && r.kube.extra.IsValid() {
+		extra = map[string]netip.Prefix{r.kube.extraNode: r.kube.extra}
+	}
+	if err := checkRoutes(r.lab, n, extra); err != nil {
 		return err
 	}
 	s, err := foreignText(ctx, r.lab, n)

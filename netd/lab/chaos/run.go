@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"strings"
 	"time"
@@ -24,6 +25,10 @@ type Config struct {
 	Interval time.Duration
 	// SettleTimeout bounds the wait for the invariants after a fault.
 	SettleTimeout time.Duration
+	// Kube runs every netd with --kubeconfig against a real kube-apiserver
+	// (its pod blocks from Calico BlockAffinities) and adds the
+	// apiserver-restart and affinity-churn faults.
+	Kube bool
 	// Dir holds the run's files (the external peer's config and log).
 	Dir    string
 	Logger *slog.Logger
@@ -48,6 +53,7 @@ type run struct {
 	netem   bool         // the kernel has netem (else lossy-link is an nftables drop, no delay)
 	tailnet *lab.Tailnet // the lab's tailnet (nil: emulated overlay)
 	prober  *Prober
+	kube    *kubeLab
 }
 
 // Result is one executed fault.
@@ -109,6 +115,9 @@ func Run(ctx context.Context, l *lab.Lab, cfg Config) (*Report, error) {
 	if r.netem = hasNetem(ctx, l.Nodes[0].NS); !r.netem && containsClass(classes, Netem) {
 		r.log.Warn("no netem in this kernel: lossy-link drops packets with nftables and adds no delay")
 	}
+	if !cfg.Kube {
+		classes = without(without(classes, APIRestart), AffinityChurn)
+	}
 	if len(classes) == 0 {
 		return nil, errors.New("no fault class left to run")
 	}
@@ -116,8 +125,25 @@ func Run(ctx context.Context, l *lab.Lab, cfg Config) (*Report, error) {
 
 	// Set up: every netd in the stop mode its first SIGTERM fault needs,
 	// the external peer, the foreign routes; then wait for the invariants.
+	if cfg.Kube {
+		saved := maps.Clone(l.NetdArgs)
+		defer r.stopKube()
+		if err := r.startKube(ctx); err != nil {
+			return nil, err
+		}
+		// Back to the lab's own arguments at the end (the API server is
+		// gone then).
+		defer func() {
+			l.NetdArgs = saved
+			for _, n := range nodes {
+				if err := r.lab.StopNetd(context.WithoutCancel(ctx), n, 10*time.Second); err == nil {
+					_ = r.lab.StartNetd(context.WithoutCancel(ctx), n)
+				}
+			}
+		}()
+	}
 	for _, n := range nodes {
-		if runningMode(l, n) == nextMode(r.faults, -1, n) {
+		if !cfg.Kube && runningMode(l, n) == nextMode(r.faults, -1, n) {
 			continue
 		}
 		if err := r.restartNetd(ctx, n, -1, false); err != nil {

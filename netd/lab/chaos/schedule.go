@@ -25,10 +25,12 @@ const (
 	ReloadBroken    Class = "reload-broken"      // a broken policy file, then the good one back
 	PeerFlap        Class = "peer-flap"          // the external BGP peer killed and restarted, announcing what it must not
 	TailscaledRest  Class = "tailscaled-restart" // a node's tailscaled restarted (tailnet overlay only)
+	APIRestart      Class = "apiserver-restart"  // the kube-apiserver stopped 2-6 s, started again (--kube only)
+	AffinityChurn   Class = "affinity-churn"     // a BlockAffinity added for a node, then removed (--kube only)
 )
 
 // AllClasses lists every class.
-var AllClasses = []Class{Kill9, SigtermGraceful, SigtermWithdraw, StopShort, StopLong, LANFlap, OverlayFlap, Netem, ReloadValid, ReloadBroken, PeerFlap, TailscaledRest}
+var AllClasses = []Class{Kill9, SigtermGraceful, SigtermWithdraw, StopShort, StopLong, LANFlap, OverlayFlap, Netem, ReloadValid, ReloadBroken, PeerFlap, TailscaledRest, APIRestart, AffinityChurn}
 
 // ParseClasses parses a comma-separated list of classes ("all" or empty:
 // every class).
@@ -50,7 +52,7 @@ func ParseClasses(s string) ([]Class, error) {
 // perNode reports whether the class acts on one node's netd or links.
 func (c Class) perNode() bool {
 	switch c {
-	case ReloadValid, ReloadBroken, PeerFlap:
+	case ReloadValid, ReloadBroken, PeerFlap, APIRestart:
 		return false
 	}
 	return true
@@ -74,7 +76,7 @@ func (f Fault) String() string {
 		s += " on " + f.Node
 	}
 	switch f.Class {
-	case StopShort, StopLong, LANFlap, OverlayFlap:
+	case StopShort, StopLong, LANFlap, OverlayFlap, APIRestart:
 		s += fmt.Sprintf(" for %v", f.Hold.Round(time.Millisecond))
 	case Netem:
 		s += fmt.Sprintf(" (%d%% loss, %v delay) for %v", f.Loss, f.Delay.Round(time.Millisecond), f.Hold.Round(time.Millisecond))
@@ -133,7 +135,7 @@ func Schedule(seed uint64, n int, classes []Class, nodes, lanNodes []string, t T
 				f.Node = lanNodes[lanDraw]
 			}
 			f.Hold = cut
-		case OverlayFlap, Netem:
+		case OverlayFlap, Netem, APIRestart:
 			f.Hold = cut
 		}
 		if f.Class != Netem {
