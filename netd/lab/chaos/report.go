@@ -172,7 +172,11 @@ func (r *run) report(p *Prober, elapsed time.Duration) *Report {
 		if len(over) > 0 {
 			row.OK = false
 			slices.Sort(over)
-			violate("fault %s: %d pod pairs over the budget (%s), the worst lost %v: %s", f, len(over), row.Budget, worst, strings.Join(over, ", "))
+			list := strings.Join(over, ", ")
+			if len(over) > 4 {
+				list = strings.Join(over[:4], ", ") + fmt.Sprintf(" and %d more", len(over)-4)
+			}
+			violate("fault %s: %d pod pairs over the budget (%s), the worst lost %v: %s", f, len(over), row.Budget, worst, list)
 		}
 	}
 	for _, c := range AllClasses {
