@@ -139,6 +139,7 @@ func TestPairKind(t *testing.T) {
 		{Fault{Class: SigtermWithdraw, Node: "b"}, pair(0, 1), kindBudgeted},
 		{Fault{Class: Kill9, Node: "b"}, pair(1, 2), kindBudgeted},
 		{Fault{Class: StopLong, Node: "a"}, pair(0, 1), kindBudgeted},
+		{Fault{Class: StopLong, Node: "a"}, Pair{Src: ps[1], Dst: lab.Pod{Node: "a"}}, kindReference},
 	} {
 		if got := pairKind(l, c.f, c.p); got != c.want {
 			t.Errorf("%v, %v: %q, want %q", c.f, c.p, got, c.want)
