@@ -117,6 +117,15 @@ type Report struct {
 	Violations    []string           `json:"violations,omitempty"`
 }
 
+// RestLoss is a request lost between faults.
+type RestLoss struct {
+	Pair string    `json:"pair"`
+	At   time.Time `json:"at"` // when it was sent
+}
+
+// maxRestLosses bounds Report.RestLosses.
+const maxRestLosses = 1000
+
 // OK reports whether no invariant or budget was violated.
 func (rep *Report) OK() bool { return len(rep.Violations) == 0 }
 
@@ -133,6 +142,9 @@ func (r *run) report(p *Prober, elapsed time.Duration) *Report {
 	for _, loss := range p.Losses() {
 		i := slices.IndexFunc(r.results, func(res Result) bool { return !loss.At.Before(res.Start) && loss.At.Before(res.Settled) })
 		if i < 0 {
+			if len(rep.RestLosses) < maxRestLosses {
+				rep.RestLosses = append(rep.RestLosses, RestLoss{Pair: p.Pairs[loss.Pair].String(), At: loss.At})
+			}
 			rep.LostAtRest++
 			if pr := p.Pairs[loss.Pair]; pr.Src.Node == pr.Dst.Node {
 				rep.SameNodeAtRest++
