@@ -106,10 +106,12 @@ type Report struct {
 	Sent       int           `json:"sent"`
 	LostAtRest int           `json:"lostAtRest"`
 	// SameNodeAtRest is the part of LostAtRest the same-node pairs lost.
-	SameNodeAtRest int      `json:"sameNodeAtRest"`
-	Rows           []Row    `json:"rows"`
-	Results        []Result `json:"results"`
-	Leaks          []Leak   `json:"leaks,omitempty"`
+	SameNodeAtRest int `json:"sameNodeAtRest"`
+	// RestLosses are the first maxRestLosses of them: which pair, when.
+	RestLosses []RestLoss `json:"restLosses,omitempty"`
+	Rows       []Row      `json:"rows"`
+	Results    []Result   `json:"results"`
+	Leaks      []Leak     `json:"leaks,omitempty"`
 	// GrowthChecked is false when the run was too short to compare
 	// resource samples.
 	GrowthChecked bool               `json:"growthChecked"`
