@@ -40,6 +40,7 @@ at it; down removes every namespace and process it made.`,
 		RunE: groupRun,
 	}
 	cmd.AddCommand(newLabUpCmd(), newLabStatusCmd(), newLabCheckCmd(), newLabDownCmd())
+	cmd.AddCommand(newLabScaleCmd())
 	return cmd
 }
 
