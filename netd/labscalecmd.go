@@ -43,6 +43,7 @@ table says where it stopped. Root; minutes per lab at 100 nodes.`,
 	reflectors := fs.Int("reflectors", 3, "route reflectors with route-reflector")
 	idle := fs.Duration("idle", 30*time.Second, "how long idle CPU is measured")
 	pairs := fs.Int("pairs", 20, "pod pairs pinging (every 20ms) through each restart")
+	netdArgs := fs.StringArray("netd-arg", nil, "an argument added to every node's netd run (after the module's), e.g. --netd-arg=--bfd-interval=300ms; repeat for more")
 	var output string
 	addOutputFlag(cmd, &output, "text", "text", "json", "yaml")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
@@ -63,6 +64,9 @@ table says where it stopped. Root; minutes per lab at 100 nodes.`,
 		}
 		log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 		header := fmt.Sprintf("netd lab scale, %s, %d cores, load %s at the start", time.Now().UTC().Format(time.RFC3339), runtime.NumCPU(), scale.LoadAvg())
+		if len(*netdArgs) > 0 {
+			header += fmt.Sprintf("; every netd with %q", *netdArgs)
+		}
 		fmt.Fprintln(stderr, header)
 		sizes := slices.Sorted(slices.Values(*nodes))
 		var results []*scale.Result
@@ -73,7 +77,7 @@ table says where it stopped. Root; minutes per lab at 100 nodes.`,
 				if err != nil {
 					return err
 				}
-				c.Idle, c.Pairs = *idle, *pairs
+				c.Idle, c.Pairs, c.NetdArgs = *idle, *pairs, *netdArgs
 				fmt.Fprintf(stderr, "measuring %d nodes, %s (lab %s), load %s\n", n, t, c.Lab.Name, scale.LoadAvg())
 				r, err := scale.Measure(ctx, c)
 				if err != nil {

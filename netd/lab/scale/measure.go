@@ -7,6 +7,7 @@
 package scale
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -45,6 +46,9 @@ type Config struct {
 	// Quiet is how long no route may be written for a fault to count as
 	// settled (default 3s).
 	Quiet time.Duration
+	// NetdArgs are added to every node's netd command line (after the
+	// module's: a later flag wins), e.g. slower BFD timers.
+	NetdArgs []string
 }
 
 func (c *Config) defaults() {
@@ -64,10 +68,12 @@ func (c *Config) defaults() {
 
 // Result is what Measure saw on one lab.
 type Result struct {
-	Nodes      int    `json:"nodes"`
-	Topology   string `json:"topology"`
-	Sites      int    `json:"sites"`
-	Namespaces int    `json:"namespaces"`
+	Nodes    int    `json:"nodes"`
+	Topology string `json:"topology"`
+	// NetdArgs are Config.NetdArgs.
+	NetdArgs   []string `json:"netdArgs,omitempty"`
+	Sites      int      `json:"sites"`
+	Namespaces int      `json:"namespaces"`
 	// Build is the topology (namespaces, veths, bridges); Converge is from
 	// starting the first netd to every node holding every block.
 	Build    time.Duration `json:"build"`
@@ -95,6 +101,9 @@ type Result struct {
 	NewBlock       time.Duration `json:"newBlock"`
 	NewBlockWrites int           `json:"newBlockWrites"`
 	Faults         []Blast       `json:"faults"`
+	// BFDDowns counts the BFD sessions that went down over the whole run
+	// (every netd's log): on a starved machine, false detections.
+	BFDDowns int `json:"bfdDowns"`
 	// WatchErrors counts failed route watches (the write counts are then
 	// a lower bound).
 	WatchErrors int    `json:"watchErrors,omitempty"`
@@ -107,7 +116,7 @@ type Result struct {
 // with the error.
 func Measure(ctx context.Context, c Config) (res *Result, err error) {
 	c.defaults()
-	res = &Result{Nodes: len(c.Lab.State.Nodes), Topology: c.Topology, Sites: c.Sites}
+	res = &Result{Nodes: len(c.Lab.State.Nodes), Topology: c.Topology, Sites: c.Sites, NetdArgs: c.NetdArgs}
 	before, err := hostMemAvailable()
 	if err != nil {
 		return res, err
@@ -129,7 +138,15 @@ func Measure(ctx context.Context, c Config) (res *Result, err error) {
 	if err != nil {
 		return res, err
 	}
+	// Runs before the lab goes down (with its logs).
+	defer func() { res.BFDDowns = bfdDowns(l) }()
 	res.Build, res.Namespaces = time.Since(start), len(l.Namespaces)
+	if len(c.NetdArgs) > 0 {
+		l.NetdArgs = map[string][]string{}
+		for _, n := range l.Nodes {
+			l.NetdArgs[n.Name] = c.NetdArgs
+		}
+	}
 	start = time.Now()
 	var all []string
 	for _, n := range l.Nodes {
@@ -297,4 +314,22 @@ func missingBlock(l *lab.Lab, block netip.Prefix, owner string) (int, error) {
 		}
 	}
 	return missing, nil
+}
+
+// bfdDowns counts "bfd session state changed ... to down" lines in the
+// nodes' netd logs (JSON lines, as the module runs netd).
+func bfdDowns(l *lab.Lab) int {
+	total := 0
+	for _, n := range l.Nodes {
+		b, err := os.ReadFile(n.Log)
+		if err != nil {
+			continue
+		}
+		for line := range bytes.Lines(b) {
+			if bytes.Contains(line, []byte(`"msg":"bfd session state changed"`)) && bytes.Contains(line, []byte(`"to":"down"`)) {
+				total++
+			}
+		}
+	}
+	return total
 }

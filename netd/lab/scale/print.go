@@ -11,12 +11,12 @@ import (
 // and the growth with N fitted per topology.
 func Print(w io.Writer, rs []*Result) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "N\ttopology\tsites\tnamespaces\tbuild\tconverge\thost MiB/node\tRSS MiB med\tmax\treflector\tidle CPU % med\tmax\treflector\tsessions\treflector\troutes\tnew block\twrites\tload\t")
+	fmt.Fprintln(tw, "N\ttopology\tsites\tnamespaces\tbuild\tconverge\thost MiB/node\tRSS MiB med\tmax\treflector\tidle CPU % med\tmax\treflector\tsessions\treflector\troutes\tnew block\twrites\tBFD downs\tload\t")
 	for _, r := range rs {
-		fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%s\t%s\t%.1f\t%.1f\t%.1f\t%s\t%.2f\t%.2f\t%s\t%.0f\t%s\t%.0f\t%s\t%d\t%s\t\n",
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%s\t%s\t%.1f\t%.1f\t%.1f\t%s\t%.2f\t%.2f\t%s\t%.0f\t%s\t%.0f\t%s\t%d\t%d\t%s\t\n",
 			r.Nodes, r.Topology, r.Sites, r.Namespaces, secs(r.Build), secs(r.Converge), r.HostMiB/float64(max(r.Nodes, 1)),
 			r.RSSMedian, r.RSSMax, orDash(r.RSSReflector, "%.1f"), r.CPUMedian, r.CPUMax, orDash(r.CPUReflector, "%.2f"),
-			r.Sessions, orDash(r.SessionsReflector, "%.0f"), r.Routes, secs(r.NewBlock), r.NewBlockWrites, r.Load)
+			r.Sessions, orDash(r.SessionsReflector, "%.0f"), r.Routes, secs(r.NewBlock), r.NewBlockWrites, r.BFDDowns, r.Load)
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
@@ -30,6 +30,9 @@ func Print(w io.Writer, rs []*Result) {
 	}
 	tw.Flush()
 	for _, r := range rs {
+		if len(r.NetdArgs) > 0 {
+			fmt.Fprintf(w, "\nN=%d %s: every netd with %q\n", r.Nodes, r.Topology, r.NetdArgs)
+		}
 		if r.Err != "" {
 			fmt.Fprintf(w, "\nN=%d %s stopped: %s\n", r.Nodes, r.Topology, r.Err)
 		}

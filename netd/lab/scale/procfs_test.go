@@ -2,7 +2,9 @@ package scale
 
 import (
 	"math"
+	"strings"
 	"testing"
+	"time"
 )
 
 func TestCPUTicks(t *testing.T) {
@@ -48,5 +50,34 @@ func TestFitLine(t *testing.T) {
 	}
 	if f := fitLine([]float64{5}, []float64{1}); f.Points != 0 {
 		t.Errorf("one point fitted: %+v", f)
+	}
+}
+
+func TestPrintAndFits(t *testing.T) {
+	rs := []*Result{
+		{Nodes: 25, Topology: "route-reflector", Converge: 10 * time.Second, RSSMedian: 40, HostMiB: 25 * 30,
+			Faults: []Blast{{Fault: KindKill, Node: "node-0024", Sent: 100, Lost: 0}}},
+		{Nodes: 50, Topology: "route-reflector", Converge: 20 * time.Second, RSSMedian: 42, HostMiB: 50 * 30},
+		{Nodes: 50, Topology: "full-mesh", Err: "did not converge"},
+	}
+	var b strings.Builder
+	Print(&b, rs)
+	out := b.String()
+	for _, want := range []string{"kill -9", "node-0024", "N=50 full-mesh stopped: did not converge", "converge s"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	var conv Growth
+	for _, g := range Fits(rs) {
+		if g.Figure == "converge s" {
+			conv = g
+		}
+		if g.Topology == "full-mesh" {
+			t.Errorf("a failed lab was fitted: %+v", g)
+		}
+	}
+	if math.Abs(conv.Fit.Slope-0.4) > 1e-9 {
+		t.Errorf("convergence fit %+v, want 0.4 s per node", conv)
 	}
 }
