@@ -84,6 +84,9 @@ table says where it stopped. Root; minutes per lab at 100 nodes.`,
 					r.Err = err.Error()
 				}
 				results = append(results, r)
+				// Each lab's tables as soon as it is down: a long series
+				// cut short keeps what it measured.
+				scale.Print(stderr, []*scale.Result{r})
 				if err != nil {
 					fmt.Fprintf(stderr, "  %d nodes, %s: %v (no larger size of this topology)\n", n, t, err)
 					break
