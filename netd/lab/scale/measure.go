@@ -234,7 +234,7 @@ func idle(ctx context.Context, l *lab.Lab, c Config, res *Result) error {
 			return err
 		}
 		mib := float64(b) / (1 << 20)
-		ps, err := l.PeerStates(ctx, n.Name)
+		ps, err := peerStates(ctx, l, n.Name)
 		if err != nil {
 			return err
 		}
@@ -332,4 +332,21 @@ func bfdDowns(l *lab.Lab) int {
 		}
 	}
 	return total
+}
+
+// peerStates asks a node's netd for its sessions, trying again a few times:
+// a reflector with a hundred peers on a starved host can take longer than
+// the lab's 2-second status timeout.
+func peerStates(ctx context.Context, l *lab.Lab, node string) (map[string]string, error) {
+	var err error
+	for range 5 {
+		var ps map[string]string
+		if ps, err = l.PeerStates(ctx, node); err == nil {
+			return ps, nil
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, fmt.Errorf("sessions of %s (5 tries): %w", node, err)
 }
