@@ -39,8 +39,8 @@ at it; down removes every namespace and process it made.`,
 		Args: cobra.ArbitraryArgs,
 		RunE: groupRun,
 	}
-	cmd.AddCommand(newLabUpCmd(), newLabStatusCmd(), newLabCheckCmd(), newLabDownCmd(), newLabBenchCmd())
-	cmd.AddCommand(newLabChaosCmd())
+	cmd.AddCommand(newLabUpCmd(), newLabStatusCmd(), newLabCheckCmd(), newLabDownCmd())
+	cmd.AddCommand(newLabBenchCmd(), newLabChaosCmd(), newLabScaleCmd())
 	return cmd
 }
 
@@ -58,7 +58,8 @@ func newLabUpCmd() *cobra.Command {
 		Short: "build the lab and start netd on every node; leave it running",
 		Example: `  netd lab up
   netd lab up --overlay tailscale --pods 1
-  netd lab up --systemd --policy my-policy.yaml`,
+  netd lab up --systemd --policy my-policy.yaml
+  netd lab up --name big --nodes 100 --sites 4 --topology route-reflector`,
 		Args: noArgs,
 	}
 	fs, name, stateDir := labFlags(cmd)
@@ -69,13 +70,14 @@ func newLabUpCmd() *cobra.Command {
 	timeout := fs.Duration("timeout", 90*time.Second, "how long to wait for convergence")
 	overlay := fs.String("overlay", "emulated", "emulated (a bridge standing in for tailscale0) or tailscale (headscale + real tailscaled per node)")
 	systemd := fs.Bool("systemd", false, "boot every node as a systemd container running the NixOS module's netd.service (root file system from $NETD_LAB_ROOTFS or scripts/systemd-rootfs.sh)")
+	scale := addScaleFlags(fs)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		ctx, stdout, stderr := cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr()
 		if *overlay != "emulated" && *overlay != "tailscale" {
 			return usageErrorf(cmd, "--overlay must be emulated or tailscale, not %q", *overlay)
 		}
 		log := slog.New(slog.NewTextHandler(stderr, nil))
-		data, st, err := loadLabPolicy(*policyPath, *policyPath == defaultLabPolicy, cmd.InOrStdin(), log)
+		data, st, err := labUpPolicy(cmd, scale, *policyPath, pods, timeout, log)
 		if err != nil {
 			return err
 		}
