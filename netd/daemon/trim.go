@@ -46,14 +46,17 @@ func trimResident(ctx context.Context, log *slog.Logger) {
 // fault-around each touch maps 64 KiB of it. The pages stay in the page
 // cache; those the running daemon uses fault back in (minor faults, no
 // I/O), the others stop counting in netd's resident set and the kernel
-// may reclaim them. Writable mappings are never touched.
+// may reclaim them. Writable mappings are never touched, nor a read-only
+// one that holds copied-on-write pages (a PIE build's relocated
+// .data.rel.ro, made read-only after the loader wrote it): dropping those
+// would bring back the file's unrelocated bytes.
 func trimOnce() (int, error) {
 	debug.FreeOSMemory()
 	exe, err := os.Executable()
 	if err != nil {
 		return 0, fmt.Errorf("finding the executable: %w", err)
 	}
-	ranges, err := readOnlyMappings("/proc/self/maps", exe)
+	ranges, err := readOnlyMappings("/proc/self/smaps", exe)
 	if err != nil {
 		return 0, err
 	}
@@ -69,19 +72,35 @@ func trimOnce() (int, error) {
 
 type mapping struct{ start, end uintptr }
 
-// readOnlyMappings lists the mappings of path in a /proc/PID/maps file that
-// are private and not writable.
-func readOnlyMappings(maps, path string) ([]mapping, error) {
-	f, err := os.Open(maps)
+// readOnlyMappings lists the mappings of path in a /proc/PID/smaps file
+// that are private, not writable and hold no anonymous (copied-on-write)
+// pages.
+func readOnlyMappings(smaps, path string) ([]mapping, error) {
+	f, err := os.Open(smaps)
 	if err != nil {
 		return nil, fmt.Errorf("reading mappings: %w", err)
 	}
 	defer f.Close()
 	var out []mapping
+	var cur *mapping // the candidate whose detail lines follow
+	flush := func() {
+		if cur != nil {
+			out = append(out, *cur)
+			cur = nil
+		}
+	}
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		// start-end perms offset dev inode path
 		fields := strings.Fields(sc.Text())
+		if len(fields) >= 2 && strings.HasSuffix(fields[0], ":") {
+			// A detail line: "Anonymous: N kB".
+			if cur != nil && fields[0] == "Anonymous:" && fields[1] != "0" {
+				cur = nil
+			}
+			continue
+		}
+		flush()
+		// A header: start-end perms offset dev inode path
 		if len(fields) < 6 {
 			continue
 		}
@@ -101,8 +120,9 @@ func readOnlyMappings(maps, path string) ([]mapping, error) {
 		if err1 != nil || err2 != nil || end <= start {
 			continue
 		}
-		out = append(out, mapping{uintptr(start), uintptr(end)})
+		cur = &mapping{uintptr(start), uintptr(end)}
 	}
+	flush()
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("reading mappings: %w", err)
 	}

@@ -15,8 +15,17 @@ func TestReadOnlyMappings(t *testing.T) {
 7f0000000000-7f0000001000 r--p 00000000 fe:00 12                         /opt/netd-other
 7f0000001000-7f0000002000 r--s 00000000 fe:00 9978130                    /opt/netd
 7f0000002000-7f0000003000 r-xp 00000000 fe:00 9978131                    /opt/my netd (deleted)
+Size:                  4 kB
+Rss:                   4 kB
+Anonymous:             0 kB
+7f0000003000-7f0000004000 r--p 00001000 fe:00 9978130                    /opt/netd
+Size:                  4 kB
+Rss:                   4 kB
+Anonymous:             4 kB
 `
-	p := filepath.Join(t.TempDir(), "maps")
+	// The last mapping is a PIE build's relocated read-only data
+	// (copied on write when the loader relocated it): never trimmed.
+	p := filepath.Join(t.TempDir(), "smaps")
 	if err := os.WriteFile(p, []byte(maps), 0o600); err != nil {
 		t.Fatal(err)
 	}
