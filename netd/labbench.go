@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ducksnest/netd/netd/bfd"
 	"github.com/ducksnest/netd/netd/lab"
 	"github.com/ducksnest/netd/netd/lab/bench"
 )
@@ -68,7 +69,7 @@ is removed at the end, also on failure.`,
 			Name: *name, StateDir: *stateDir, Policy: data, Netd: *netdPath,
 			Idle: *idle, Settle: *settle, Runs: *runs, Prefixes: *prefixes,
 			Install: *install, InstallRounds: *rounds,
-			BFD: bench.BFDTimers{Interval: 100 * time.Millisecond, Multiplier: 5},
+			BFD: bench.BFDTimers{Interval: 100 * time.Millisecond, Multiplier: bfd.DefaultMultiplier},
 			Log: log,
 		}, stdout)
 	}

@@ -10,7 +10,7 @@ import (
 )
 
 // BFDTimers are the BFD timers every daemon of the run uses (netd's lab:
-// --bfd-interval=100ms --bfd-multiplier=5).
+// 100 ms × bfd.DefaultMultiplier, what the NixOS module renders).
 type BFDTimers struct {
 	Interval   time.Duration
 	Multiplier int
