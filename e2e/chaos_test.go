@@ -30,7 +30,7 @@ func TestChaosSeed(t *testing.T) {
 	const seed = 17
 	rep, err := chaos.Run(t.Context(), l, chaos.Config{Seed: seed, Duration: 35 * time.Second, Classes: ciChaosClasses,
 		GapMin: time.Second, GapMax: 2 * time.Second, Interval: 20 * time.Millisecond, SettleTimeout: 90 * time.Second,
-		Dir: t.TempDir(), Logger: log})
+		Dir: t.TempDir(), Compile: compilePolicy, Logger: log})
 	if rep != nil {
 		var b strings.Builder
 		rep.Print(&b)

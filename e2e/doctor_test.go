@@ -169,7 +169,7 @@ func TestDoctor(t *testing.T) {
 		}
 		kc := apiThroughLab(t, l, s)("firebat")
 		felix := c.Dynamic.Resource(calico.FelixConfigurations)
-		st := policyState(t, data)
+		st := policyState(t, "policy.yaml", data)
 		fc := &unstructured.Unstructured{Object: map[string]any{
 			"apiVersion": calico.V1.String(), "kind": "FelixConfiguration", "metadata": map[string]any{"name": "default"},
 			"spec": map[string]any{"interfaceExclude": st.Calico.Felix.InterfaceExclude, "mtuIfacePattern": st.Calico.Felix.MTUIfacePattern,

@@ -60,14 +60,20 @@ func withoutExternalPeers(t *testing.T, data []byte) []byte {
 	return re.ReplaceAll(data, []byte("\n"))
 }
 
-// policyState compiles policy text.
-func policyState(t *testing.T, data []byte) *desired.State {
-	t.Helper()
-	f, err := policy.Load("policy.yaml", data)
+// compilePolicy compiles policy text (the CLI's compileSource; the chaos
+// soak takes it as its compiler).
+func compilePolicy(name string, data []byte) (*desired.State, error) {
+	f, err := policy.Load(name, data)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	st, err := policy.Compile(f)
+	return policy.Compile(f)
+}
+
+// policyState compiles policy text; name is the file errors point into.
+func policyState(t *testing.T, name string, data []byte) *desired.State {
+	t.Helper()
+	st, err := compilePolicy(name, data)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -219,7 +219,7 @@ func upTailnetLab(t *testing.T, data []byte, opts ...func(*lab.TailnetConfig)) (
 	for _, o := range opts {
 		o(&tc)
 	}
-	st := policyState(t, data)
+	st := policyState(t, "policy.yaml", data)
 	name, dir := labName(), t.TempDir()
 	log := slog.New(slog.NewTextHandler(logWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	var l *lab.Lab

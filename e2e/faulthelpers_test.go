@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/ducksnest/netd/netd/lab"
-	"github.com/ducksnest/netd/policy"
 )
 
 var (
@@ -33,14 +32,7 @@ var (
 func upLabWith(t *testing.T, data []byte, hold ...string) *lab.Lab {
 	t.Helper()
 	needRoot(t)
-	f, err := policy.Load("policy.yaml", data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := policy.Compile(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := policyState(t, "policy.yaml", data)
 	name, dir := labName(), t.TempDir()
 	log := slog.New(slog.NewTextHandler(logWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	var l *lab.Lab
@@ -59,6 +51,7 @@ func upLabWith(t *testing.T, data []byte, hold ...string) *lab.Lab {
 			t.Errorf("namespaces left after lab down: %v", left)
 		}
 	})
+	var err error
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	l, err = lab.Up(ctx, lab.Config{Name: name, State: st, Policy: data, Netd: netdBin, StateDir: dir,

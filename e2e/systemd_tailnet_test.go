@@ -17,7 +17,6 @@ import (
 	"github.com/ducksnest/netd/internal/testutil"
 
 	"github.com/ducksnest/netd/netd/lab"
-	"github.com/ducksnest/netd/policy"
 )
 
 // TestSystemdTailnet: the tailnet lab with every node a systemd container
@@ -39,14 +38,7 @@ func TestSystemdTailnet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := policy.Load(policyPath, data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := policy.Compile(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := policyState(t, policyPath, data)
 	name, dir := labName(), t.TempDir()
 	log := slog.New(slog.NewTextHandler(logWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	var l *lab.Lab

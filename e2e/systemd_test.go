@@ -16,7 +16,6 @@ import (
 	"github.com/ducksnest/netd/internal/testutil"
 
 	"github.com/ducksnest/netd/netd/lab"
-	"github.com/ducksnest/netd/policy"
 )
 
 // The systemd lab: every node a systemd container (systemd-nspawn) in its
@@ -56,14 +55,7 @@ func upSystemdLab(t *testing.T) *lab.Lab {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := policy.Load("policy.yaml", data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := policy.Compile(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := policyState(t, "policy.yaml", data)
 	var all []string
 	for _, n := range st.Nodes {
 		all = append(all, n.Name)

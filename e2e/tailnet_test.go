@@ -25,7 +25,6 @@ import (
 	"github.com/ducksnest/netd/internal/testutil"
 	"github.com/ducksnest/netd/netd/lab"
 	"github.com/ducksnest/netd/netd/localapi"
-	"github.com/ducksnest/netd/policy"
 	"github.com/ducksnest/netd/policy/acldoc"
 	"github.com/ducksnest/netd/policy/desired"
 )
@@ -72,14 +71,7 @@ func TestTailnet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := policy.Load(policyPath, data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := policy.Compile(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := policyState(t, policyPath, data)
 	name, dir := labName(), t.TempDir()
 	log := slog.New(slog.NewTextHandler(logWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	var l *lab.Lab

@@ -69,8 +69,8 @@ is removed at the end, also on failure.`,
 			Name: *name, StateDir: *stateDir, Policy: data, Netd: *netdPath,
 			Idle: *idle, Settle: *settle, Runs: *runs, Prefixes: *prefixes,
 			Install: *install, InstallRounds: *rounds,
-			BFD: bench.BFDTimers{Interval: 100 * time.Millisecond, Multiplier: bfd.DefaultMultiplier},
-			Log: log,
+			BFD:     bench.BFDTimers{Interval: 100 * time.Millisecond, Multiplier: bfd.DefaultMultiplier},
+			Compile: compileSource, Log: log,
 		}, stdout)
 	}
 	return cmd

@@ -106,7 +106,7 @@ With no lab of that name it brings one up (and down at the end unless
 		}
 		fmt.Fprintf(stderr, "chaos soak on lab %s, seed %d (reproduce: netd lab chaos --seed %d --duration %v --classes %s)\n", l.Name, *seed, *seed, *duration, *classes)
 		rep, err := chaos.Run(ctx, l, chaos.Config{Seed: *seed, Duration: *duration, Classes: cs, GapMin: *gapMin, GapMax: *gapMax,
-			Interval: *interval, SettleTimeout: *settle, Kube: *kubeAPI, Dir: l.StateDir, Logger: log})
+			Interval: *interval, SettleTimeout: *settle, Kube: *kubeAPI, Dir: l.StateDir, Compile: compileSource, Logger: log})
 		if rep != nil {
 			if output != "text" {
 				if werr := writeStructured(stdout, output, rep); werr != nil {

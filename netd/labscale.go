@@ -82,11 +82,7 @@ func compileGenerated(f *policy.File) ([]byte, *desired.State, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	g, err := policy.Load("generated", data)
-	if err != nil {
-		return nil, nil, err
-	}
-	st, err := policy.Compile(g)
+	st, err := compileSource("generated", data)
 	if err != nil {
 		return nil, nil, err
 	}

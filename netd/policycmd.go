@@ -62,6 +62,16 @@ func compileFile(path string, stdin io.Reader) (*policy.File, *desired.State, er
 	return f, s, err
 }
 
+// compileSource loads and compiles a policy from memory; name is what
+// positions in errors are reported against.
+func compileSource(name string, src []byte) (*desired.State, error) {
+	f, err := policy.Load(name, src)
+	if err != nil {
+		return nil, err
+	}
+	return policy.Compile(f)
+}
+
 // problems turns a load or compile error into positioned problems.
 func problems(path string, err error) policy.ErrorList {
 	var l policy.ErrorList

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/ducksnest/netd/netd/lab"
-	"github.com/ducksnest/netd/policy"
 	"github.com/ducksnest/netd/policy/desired"
 )
 
@@ -40,7 +39,10 @@ type Config struct {
 	InstallRounds int
 	// BFD are the BFD timers of the lab's netd, given to BIRD.
 	BFD BFDTimers
-	Log *slog.Logger
+	// Compile compiles the lab's policy (with the external peer added).
+	// The caller wires in the compiler: the lab reads policy/desired.
+	Compile func(name string, src []byte) (*desired.State, error)
+	Log     *slog.Logger
 }
 
 // The external peer that announces the prefixes, on the overlay.
@@ -91,11 +93,10 @@ func Run(ctx context.Context, cfg Config, w io.Writer) (err error) {
 	if err != nil {
 		return err
 	}
-	f, err := policy.Load("policy.yaml", pol)
-	if err != nil {
-		return fmt.Errorf("lab policy: %w", err)
+	if cfg.Compile == nil {
+		return errors.New("bench: Config.Compile is nil")
 	}
-	st, err := policy.Compile(f)
+	st, err := cfg.Compile("policy.yaml", pol)
 	if err != nil {
 		return fmt.Errorf("lab policy: %w", err)
 	}

@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/ducksnest/netd/policy"
 	"github.com/ducksnest/netd/policy/desired"
 )
 
@@ -30,15 +29,7 @@ var (
 	asnRe         = regexp.MustCompile(`(?m)^(\s*asn:\s*)\d+`)
 )
 
-func compile(name string, b []byte) (*desired.State, error) {
-	f, err := policy.Load(name, b)
-	if err != nil {
-		return nil, err
-	}
-	return policy.Compile(f)
-}
-
-func loadPolicyFiles(path string) (*policyFiles, error) {
+func loadPolicyFiles(path string, compile func(string, []byte) (*desired.State, error)) (*policyFiles, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading the lab's policy: %w", err)

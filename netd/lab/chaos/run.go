@@ -12,6 +12,7 @@ import (
 
 	"github.com/ducksnest/netd/internal/testutil"
 	"github.com/ducksnest/netd/netd/lab"
+	"github.com/ducksnest/netd/policy/desired"
 )
 
 // Config says what soak to run.
@@ -30,8 +31,13 @@ type Config struct {
 	// apiserver-restart and affinity-churn faults.
 	Kube bool
 	// Dir holds the run's files (the external peer's config and log).
-	Dir    string
-	Logger *slog.Logger
+	Dir string
+	// Compile compiles a version of the lab's policy file (the reload
+	// faults write a valid change and a broken one). The caller wires in
+	// the compiler: like every part but the CLI and the daemon's loader,
+	// the lab reads policy/desired.
+	Compile func(name string, src []byte) (*desired.State, error)
+	Logger  *slog.Logger
 }
 
 // maxFaults bounds the schedule (far more than any run executes).
@@ -86,7 +92,10 @@ func Run(ctx context.Context, l *lab.Lab, cfg Config) (*Report, error) {
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
 	}
-	pf, err := loadPolicyFiles(l.PolicyPath)
+	if cfg.Compile == nil {
+		return nil, errors.New("chaos: Config.Compile is nil")
+	}
+	pf, err := loadPolicyFiles(l.PolicyPath, cfg.Compile)
 	if err != nil {
 		return nil, err
 	}
