@@ -116,6 +116,34 @@ func (s *Speaker) PeerUnreachable(a netip.Addr) bool {
 	return true
 }
 
+// PathDead cuts off a peer whose path is known dead (its detector is down
+// and nothing answers on the paths its routes use), whether or not its
+// session is still up: unlike PeerUnreachable it also drops the paths
+// graceful restart keeps as stale for a session that went down, which
+// only make sense while the peer's node still forwards. A new session, or
+// PeerReachable, lifts it. It reports whether the peer was cut off.
+func (s *Speaker) PathDead(a netip.Addr) bool {
+	st := &s.st
+	st.mu.Lock()
+	rt := st.peers[a]
+	cut := rt != nil && !st.cutOff[a]
+	if cut {
+		st.cutOff[a] = true
+	}
+	name := ""
+	if rt != nil {
+		name = rt.name
+	}
+	st.mu.Unlock()
+	if !cut {
+		return false
+	}
+	s.log.Warn("bgp peer's path is dead: its routes are withdrawn until it answers again", "peer", name, "address", a)
+	s.metrics.cutOff.WithLabelValues(name).Inc()
+	poke(s.refresh)
+	return true
+}
+
 // sessionUp lifts the cut-off of a peer whose new session came up: it is
 // reachable (watch.go calls it when a session becomes established).
 func (st *state) sessionUp(a netip.Addr) {

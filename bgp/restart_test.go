@@ -14,7 +14,7 @@ import (
 // PeerUnreachable on an established session drops the peer's paths at
 // once and keeps the session; the paths come back after PeerReachable,
 // or when a new session comes up. On a session already down (a restart)
-// it changes nothing.
+// it changes nothing; PathDead does drop such a peer's stale paths.
 func TestPeerUnreachable(t *testing.T) {
 	n := nodes(t, 2)
 	a, b := newSpeaker(t, nil), newSpeaker(t, nil)
@@ -60,6 +60,17 @@ func TestPeerUnreachable(t *testing.T) {
 	if !hasVia(a, n[1].blocks[0], n[1].addr, "b") {
 		t.Error("graceful restart: b's block dropped")
 	}
+	// Unless its path is dead: then the stale paths go too, and come
+	// back with PeerReachable while graceful restart still keeps them.
+	if !a.PathDead(n[1].addr) {
+		t.Fatal("PathDead did not cut off a peer whose session is down")
+	}
+	testutil.Eventually(t, wait, "a drops b's stale block", func() bool { return len(a.Learned()) == 0 })
+	if a.PathDead(n[1].addr) {
+		t.Error("second PathDead cut off again")
+	}
+	a.PeerReachable(n[1].addr)
+	testutil.Eventually(t, wait, "b's stale block back", func() bool { return hasVia(a, n[1].blocks[0], n[1].addr, "b") })
 }
 
 // sessionSince is when the session with peer last changed state.

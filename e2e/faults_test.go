@@ -169,8 +169,10 @@ func bfdUp(t *testing.T, l *lab.Lab, on []string, peer string) bool {
 // (BFD), where the hold timer alone would take 9 s to drop the session and
 // graceful restart would then keep the routes for the restart time. One
 // node (ultra) runs without BFD to measure the hold-timer-only figure in
-// the same run. A frozen netd (SIGSTOP) is detected the same way. After
-// each cut the node comes back and everything re-converges.
+// the same run. A frozen netd (SIGSTOP) is no failure of the path: BFD
+// declares it down, but its node answers, so its routes stay (nothing
+// lost) until its links are cut too. After each cut the node comes back
+// and everything re-converges.
 func TestBFDSilentFailure(t *testing.T) {
 	l := upLab(t)
 	ctx := t.Context()
@@ -218,21 +220,55 @@ func TestBFDSilentFailure(t *testing.T) {
 		t.Errorf("median time to withdraw a silent peer's routes %v, want <= 1s", median(bfdTimes))
 	}
 
-	// A frozen netd: its node still forwards, but its control plane is
-	// gone; the peers drop its routes, and take them back after it thaws.
+	// A frozen netd: its node still forwards, so the BFD nodes keep its
+	// routes once BFD declares it down (the path guard asks the node,
+	// which answers): not one ping to or from it is lost. Then, still
+	// frozen, both its links are cut: its path is dead, and its routes
+	// leave the BFD nodes within the guard's next check.
 	const frozen = "old"
-	testutil.Poll(t, 60*time.Second, "bfd up before the freeze", func() (bool, error) { return bfdUp(t, l, []string{"firebat", victim}, frozen), nil })
-	start := time.Now()
+	watchers := []string{"firebat", victim}
+	fn, _ := l.Node(frozen)
+	kept := func(n string) float64 {
+		return metric(t, l, n, "netd_bfd_down_routes_kept_total", fmt.Sprintf("peer=%q", fn.OverlayAddr))
+	}
+	testutil.Poll(t, 60*time.Second, "bfd up before the freeze", func() (bool, error) { return bfdUp(t, l, watchers, frozen), nil })
+	keptBefore := map[string]float64{}
+	for _, n := range watchers {
+		keptBefore[n] = kept(n)
+	}
+	f := startFlows(t, l, [][2]string{{"firebat", frozen}, {frozen, "firebat"}, {victim, frozen}, {frozen, victim}})
 	if err := l.SignalNetd(frozen, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = l.SignalNetd(frozen, syscall.SIGCONT) })
-	d := testutil.Poll(t, 30*time.Second, "frozen node's blocks gone", func() (bool, error) { return blocksGone(l, frozen, []string{"firebat", victim}) })
-	t.Logf("netd SIGSTOP -> its routes gone from the BFD nodes in %v", d)
-	if d > 2*time.Second {
-		t.Errorf("frozen netd's routes withdrawn after %v, want about 1s", d)
+	d := testutil.Poll(t, 30*time.Second, "bfd down on the watchers, routes kept", func() (bool, error) {
+		for _, n := range watchers {
+			if kept(n) <= keptBefore[n] {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	t.Logf("netd SIGSTOP -> bfd down and routes kept on %v after %v", watchers, d)
+	holdsFor(t, 2*time.Second, "frozen node's blocks kept", func() (bool, error) { return blocksEverywhere(l, watchers, []string{frozen}) })
+	sent, lost := f.stop("frozen netd")
+	t.Logf("while %s's netd was frozen: %d of %d echo requests lost", frozen, lost, sent)
+	if err := l.SetOverlayLink(frozen, false); err != nil {
+		t.Fatal(err)
 	}
-	_ = start
+	if err := l.SetLANLink(frozen, false); err != nil {
+		t.Fatal(err)
+	}
+	d = testutil.Poll(t, 30*time.Second, "frozen and cut node's blocks gone", func() (bool, error) { return blocksGone(l, frozen, watchers) })
+	t.Logf("frozen node's links cut -> its routes gone from the BFD nodes in %v", d)
+	if d > 2*time.Second {
+		t.Errorf("routes of a frozen node whose links are cut withdrawn after %v, want within about a second", d)
+	}
+	for _, up := range []func(string, bool) error{l.SetOverlayLink, l.SetLANLink} {
+		if err := up(frozen, true); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := l.SignalNetd(frozen, syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
@@ -240,27 +276,72 @@ func TestBFDSilentFailure(t *testing.T) {
 	t.Logf("SIGCONT -> re-converged in %v", d)
 }
 
+// holdsFor fails t if cond does not hold at every check for d.
+func holdsFor(t *testing.T, d time.Duration, what string, cond func() (bool, error)) {
+	t.Helper()
+	end := time.Now().Add(d)
+	for time.Now().Before(end) {
+		ok, err := cond()
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if !ok {
+			t.Fatalf("%s: stopped holding after %v", what, d-time.Until(end))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // TestFlapOverlay flaps a node's overlay link down and up many times in a
-// row: each time its routes leave every other kernel and come back, and
-// at the end every kernel holds exactly the routes it should (no stale,
-// no blackhole), the pods reach one another, and the BFD hold-down grew.
+// row: each time its routes leave the kernels that reach it only over the
+// overlay and come back, while the nodes of its LAN keep them (their
+// routes use the LAN, which answers the path guard's check although BFD,
+// which runs over the overlay, is down); at the end every kernel holds
+// exactly the routes it should (no stale, no blackhole) and the pods
+// reach one another.
 func TestFlapOverlay(t *testing.T) {
 	l := upLab(t)
 	const victim = "old"
 	rest := others(l, victim)
+	vn, _ := l.Node(victim)
+	var lanPeers, overlayOnly []string
+	for _, n := range rest {
+		if o, _ := l.Node(n); o.LAN != "" && o.LAN == vn.LAN {
+			lanPeers = append(lanPeers, n)
+		} else {
+			overlayOnly = append(overlayOnly, n)
+		}
+	}
+	if len(lanPeers) == 0 || len(overlayOnly) == 0 {
+		t.Fatalf("lab without LAN peers (%v) or overlay-only peers (%v) of %s", lanPeers, overlayOnly, victim)
+	}
+	kept := func() float64 {
+		var sum float64
+		for _, n := range lanPeers {
+			sum += metric(t, l, n, "netd_bfd_down_routes_kept_total", fmt.Sprintf("peer=%q", vn.OverlayAddr))
+		}
+		return sum
+	}
 	var gone, back []time.Duration
 	for i := range *flapCount {
 		testutil.Poll(t, 60*time.Second, "bfd up", func() (bool, error) { return bfdUp(t, l, rest, victim), nil })
+		keptBefore := kept()
 		if err := l.SetOverlayLink(victim, false); err != nil {
 			t.Fatal(err)
 		}
-		gone = append(gone, testutil.Poll(t, 30*time.Second, fmt.Sprintf("flap %d: withdrawn", i), func() (bool, error) { return blocksGone(l, victim, rest) }))
+		gone = append(gone, testutil.Poll(t, 30*time.Second, fmt.Sprintf("flap %d: withdrawn from %v", i, overlayOnly), func() (bool, error) { return blocksGone(l, victim, overlayOnly) }))
+		testutil.Poll(t, 30*time.Second, fmt.Sprintf("flap %d: %v keep the routes over the LAN", i, lanPeers), func() (bool, error) {
+			return kept() >= keptBefore+float64(len(lanPeers)), nil
+		})
+		if ok, err := blocksEverywhere(l, lanPeers, []string{victim}); err != nil || !ok {
+			t.Fatalf("flap %d: %v lost %s's routes although the LAN works (err %v)", i, lanPeers, victim, err)
+		}
 		if err := l.SetOverlayLink(victim, true); err != nil {
 			t.Fatal(err)
 		}
 		back = append(back, testutil.Poll(t, 120*time.Second, fmt.Sprintf("flap %d: back", i), func() (bool, error) { return blocksEverywhere(l, names(l), names(l)) }))
 	}
-	t.Logf("%d flaps: withdrawn after %v; back after %v", *flapCount, gone, back)
+	t.Logf("%d flaps: withdrawn from %v after %v; back after %v", *flapCount, overlayOnly, gone, back)
 	// Exactly the right routes everywhere: one per block of every other
 	// node, nothing else.
 	for _, n := range l.Nodes {

@@ -129,6 +129,38 @@ func TestSystemdLab(t *testing.T) {
 	if t.Failed() {
 		return // the lab is not in the state the rest expects
 	}
+	// BFD (UDP 3784, the module's --bfd) under the unit's sandbox: every
+	// node's session to every other node up and admitted.
+	var notUp []string
+	t.Cleanup(func() {
+		if len(notUp) > 0 {
+			t.Logf("BFD sessions not up under systemd: %v", notUp)
+		}
+	})
+	testutil.Poll(t, 60*time.Second, "BFD up between every two nodes under systemd", func() (bool, error) {
+		notUp = nil
+		for _, n := range l.Nodes {
+			b, err := bfdStatus(t.Context(), l, n.Name)
+			if err != nil {
+				return false, err
+			}
+			up := 0
+			for _, p := range b.Peers {
+				if !slices.Contains(names(l), p.Name) {
+					continue // the example's home router: no BFD in the lab
+				}
+				if p.State == "up" && p.Admitted {
+					up++
+				} else {
+					notUp = append(notUp, fmt.Sprintf("%s->%s %s", n.Name, p.Name, p.State))
+				}
+			}
+			if up != len(l.Nodes)-1 {
+				notUp = append(notUp, fmt.Sprintf("%s: %d sessions up", n.Name, up))
+			}
+		}
+		return len(notUp) == 0, nil
+	})
 	for _, n := range l.Nodes {
 		m, err := l.Memory(n.Name)
 		if err != nil {

@@ -70,10 +70,11 @@ func bfdOverlay(ctx context.Context, l *lab.Lab, st *desired.State, node string,
 // testBFDOverTailnet shows, on the tailnet lab running the example policy
 // as deployed (BFD on, headscale enforcing the generated policy with its
 // UDP 3784 grant), that every node's BFD session to every other node is up
-// over tailscale0 (status, text and JSON, and metrics), and that a silent
-// peer (its netd stopped with SIGSTOP: no BFD, no BGP, no FIN) has its
-// routes removed from every other node's table within a second. The peer
-// then thaws and everything re-converges.
+// over tailscale0 (status, text and JSON, and metrics), that a silent
+// peer (its underlay cut: no BFD, no BGP, no FIN) has its routes removed
+// from every other node's table within a second, and that a frozen netd
+// (SIGSTOP), whose node still forwards, keeps its routes. After each,
+// everything re-converges.
 func testBFDOverTailnet(ctx context.Context, t *testing.T, l *lab.Lab, st *desired.State) {
 	var notUp []string
 	took := testutil.Poll(t, 60*time.Second, "BFD up to every overlay peer on every node", func() (bool, error) {
@@ -136,23 +137,24 @@ func testBFDOverTailnet(ctx context.Context, t *testing.T, l *lab.Lab, st *desir
 		return
 	}
 
-	// A silent peer: control-plane reaches the others only over tailscale0.
+	// A silent peer: control-plane reaches the others only over
+	// tailscale0; its underlay is cut (no FIN, tailscale0 stays up).
 	const victim = "control-plane"
 	others := others(l, victim)
 	silenced := time.Now()
-	if err := l.SignalNetd(victim, syscall.SIGSTOP); err != nil {
+	if err := l.SetOverlayLink(victim, false); err != nil {
 		t.Fatal(err)
 	}
-	thawed := false
-	thaw := func() {
-		if !thawed {
-			thawed = true
-			if err := l.SignalNetd(victim, syscall.SIGCONT); err != nil {
-				t.Errorf("SIGCONT: %v", err)
+	restored := false
+	restore := func() {
+		if !restored {
+			restored = true
+			if err := l.SetOverlayLink(victim, true); err != nil {
+				t.Errorf("restoring the underlay: %v", err)
 			}
 		}
 	}
-	defer thaw()
+	defer restore()
 	gone := map[string]time.Duration{}
 	testutil.Poll(t, 30*time.Second, "the silent peer's routes gone from table 244 on every other node", func() (bool, error) {
 		for _, o := range others {
@@ -173,7 +175,7 @@ func testBFDOverTailnet(ctx context.Context, t *testing.T, l *lab.Lab, st *desir
 	for _, o := range others {
 		ds = append(ds, gone[o].Round(time.Millisecond))
 	}
-	t.Logf("MEASURE tailnet BFD: %s silenced (SIGSTOP of its netd) -> its routes gone from table %d on %v after %v (median %v, max %v)",
+	t.Logf("MEASURE tailnet BFD: %s's underlay cut -> its routes gone from table %d on %v after %v (median %v, max %v)",
 		victim, l.Table, others, ds, median(ds), slices.Max(ds))
 	if median(ds) > time.Second {
 		t.Errorf("a silent peer's routes left the other nodes after %v (median), want within 1s", median(ds))
@@ -183,8 +185,8 @@ func testBFDOverTailnet(ctx context.Context, t *testing.T, l *lab.Lab, st *desir
 			t.Errorf("%s: netd_bfd_session_up{peer=%q} = %v while it is silent, want 0", o, cp.OverlayAddr, v)
 		}
 	}
-	thaw()
-	back := testutil.Poll(t, 120*time.Second, "re-converged after the thaw", func() (bool, error) {
+	restore()
+	back := testutil.Poll(t, 120*time.Second, "re-converged after the cut", func() (bool, error) {
 		ok, err := blocksEverywhere(l, names(l), names(l))
 		if !ok || err != nil {
 			return ok, err
@@ -192,7 +194,50 @@ func testBFDOverTailnet(ctx context.Context, t *testing.T, l *lab.Lab, st *desir
 		bad, err := bfdOverlayUp(ctx, l, st, victim)
 		return err == nil && len(bad) == 0, nil
 	})
-	t.Logf("SIGCONT -> routes and BFD back everywhere in %v", back.Round(time.Millisecond))
+	t.Logf("underlay back -> routes and BFD back everywhere in %v", back.Round(time.Millisecond))
+
+	// A frozen netd (SIGSTOP) is no failure of the path: BFD declares it
+	// down, but its node answers over tailscale0, so its routes stay.
+	kept := func(n string) float64 {
+		return metric(t, l, n, "netd_bfd_down_routes_kept_total", fmt.Sprintf("peer=%q", cp.OverlayAddr))
+	}
+	before := map[string]float64{}
+	for _, o := range others {
+		before[o] = kept(o)
+	}
+	if err := l.SignalNetd(victim, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	thawed := false
+	thaw := func() {
+		if !thawed {
+			thawed = true
+			if err := l.SignalNetd(victim, syscall.SIGCONT); err != nil {
+				t.Errorf("SIGCONT: %v", err)
+			}
+		}
+	}
+	defer thaw()
+	took = testutil.Poll(t, 30*time.Second, "bfd down on the others, routes kept", func() (bool, error) {
+		for _, o := range others {
+			if kept(o) <= before[o] {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	t.Logf("%s's netd frozen -> BFD down and its routes kept on %v after %v", victim, others, took.Round(time.Millisecond))
+	holdsFor(t, 2*time.Second, "the frozen node's routes kept", func() (bool, error) { return blocksEverywhere(l, others, []string{victim}) })
+	thaw()
+	back = testutil.Poll(t, 120*time.Second, "BFD back after the thaw", func() (bool, error) {
+		ok, err := blocksEverywhere(l, names(l), names(l))
+		if !ok || err != nil {
+			return ok, err
+		}
+		bad, err := bfdOverlayUp(ctx, l, st, victim)
+		return err == nil && len(bad) == 0, nil
+	})
+	t.Logf("SIGCONT -> BFD back everywhere in %v", back.Round(time.Millisecond))
 }
 
 // testBFDGrant shows that headscale enforces the generated grant BFD

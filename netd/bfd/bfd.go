@@ -85,7 +85,12 @@ type Config struct {
 	// declared down (at once) or up (after the hold-down). It must not
 	// block for long.
 	OnChange func(peer netip.Addr, up bool)
-	Log      *slog.Logger
+	// OnQuiet, if set, is called from the session's goroutine when an Up
+	// session has heard nothing from its peer for three quarters of the
+	// detection time: a Down may follow, and a caller that wants to check
+	// the path before acting on it can start now. It must not block.
+	OnQuiet func(peer netip.Addr)
+	Log     *slog.Logger
 }
 
 // PeerState is a session's state for status output.

@@ -121,6 +121,9 @@ func (s *session) run(ctx context.Context) {
 	detect := time.NewTimer(time.Hour)
 	detect.Stop()
 	defer detect.Stop()
+	quiet := time.NewTimer(time.Hour)
+	quiet.Stop()
+	defer quiet.Stop()
 	warn := time.NewTimer(s.srv.cfg.WarnAfter)
 	defer warn.Stop()
 	for {
@@ -136,7 +139,11 @@ func (s *session) run(ctx context.Context) {
 			}
 			return
 		case p := <-s.rx:
-			s.receive(p, detect)
+			s.receive(p, detect, quiet)
+		case <-quiet.C:
+			if s.state == Up && s.srv.cfg.OnQuiet != nil {
+				s.srv.cfg.OnQuiet(s.peer)
+			}
 		case <-detect.C:
 			if s.state == Init || s.state == Up {
 				s.remote = 0
@@ -167,7 +174,7 @@ func (s *session) nextTx() time.Duration {
 	return s.srv.alignTx(d, d-d*time.Duration(hi)/100, d-d/10)
 }
 
-func (s *session) receive(p packet, detect *time.Timer) {
+func (s *session) receive(p packet, detect, quiet *time.Timer) {
 	if p.yourDiscr != 0 && p.yourDiscr != s.local {
 		return
 	}
@@ -204,10 +211,15 @@ func (s *session) receive(p packet, detect *time.Timer) {
 	}
 	// RFC 5880 6.8.4: detection time = the peer's multiplier times the
 	// larger of our RequiredMinRx and its DesiredMinTx.
+	// Three quarters into it, an Up session that heard nothing since is
+	// quiet (Config.OnQuiet).
 	if s.state == Init || s.state == Up {
-		detect.Reset(time.Duration(p.detectMult) * max(s.srv.cfg.RxInterval, s.remoteDesired))
+		d := time.Duration(p.detectMult) * max(s.srv.cfg.RxInterval, s.remoteDesired)
+		detect.Reset(d)
+		quiet.Reset(d * 3 / 4)
 	} else {
 		detect.Stop()
+		quiet.Stop()
 	}
 }
 

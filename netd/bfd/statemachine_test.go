@@ -112,6 +112,7 @@ type node struct {
 	reg    *prometheus.Registry
 	mu     sync.Mutex
 	ch     []change
+	quiet  []time.Time // OnQuiet calls
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -130,6 +131,11 @@ func startNode(t *testing.T, w *wire, local netip.Addr, cfg Config, peers ...net
 		n.mu.Lock()
 		defer n.mu.Unlock()
 		n.ch = append(n.ch, change{up, time.Now()})
+	}
+	cfg.OnQuiet = func(netip.Addr) {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		n.quiet = append(n.quiet, time.Now())
 	}
 	srv, err := New(cfg, n.reg)
 	if err != nil {
@@ -160,6 +166,12 @@ func (n *node) changes() []change {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return append([]change(nil), n.ch...)
+}
+
+func (n *node) quiets() []time.Time {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]time.Time(nil), n.quiet...)
 }
 
 func (n *node) state() PeerState {
@@ -211,6 +223,9 @@ func TestUpThenFastAndDetection(t *testing.T) {
 		if got := a.changes(); len(got) != 1 {
 			t.Fatalf("a reported %v during 10s of a steady session", got)
 		}
+		if q := a.quiets(); len(q) != 0 {
+			t.Fatalf("a called OnQuiet %d times during 10s of a steady session", len(q))
+		}
 
 		// Silent: b's packets stop arriving. a's detection timer was reset
 		// by b's last packet at most one interval before the cut.
@@ -223,6 +238,11 @@ func TestUpThenFastAndDetection(t *testing.T) {
 		}
 		if c := a.changes()[1]; c.up {
 			t.Errorf("second change %v, want down", c)
+		}
+		// Quiet once, three quarters into the detection time: 125 ms
+		// before the Down.
+		if q := a.quiets(); len(q) != 1 || downAt.Sub(q[0]) < 124*time.Millisecond || downAt.Sub(q[0]) > 126*time.Millisecond {
+			t.Errorf("OnQuiet at %v, want once, 125ms before the down at %v", q, downAt)
 		}
 		if s := a.state(); s.State != "down" || s.Admitted || s.Downs != 1 {
 			t.Errorf("a's state after the detection: %+v", s)

@@ -242,11 +242,11 @@ func New(cfg Config) (*Daemon, error) {
 // gives), and wires what each adds to the core.
 func (d *Daemon) addOptionalParts(cfg Config, self *desired.Node, reg *prometheus.Registry, rm *reconcile.Metrics) error {
 	if cfg.BFD.Enabled {
-		b, err := newBFD(cfg, d.policy.current, d.speaker, reg)
+		b, guard, err := newBFD(cfg, d.policy.current, d.speaker, reg)
 		if err != nil {
 			return err
 		}
-		d.parts = append(d.parts, b)
+		d.parts = append(d.parts, b, guard)
 		d.bfd = b
 		d.reports = append(d.reports, func(s *Status) { s.BFD = bfdStatus(cfg.BFD, b, d.policy.current) })
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ducksnest/netd/bgp"
 	"github.com/ducksnest/netd/netd/bfd"
+	"github.com/ducksnest/netd/netd/probe"
 	"github.com/ducksnest/netd/netd/routes"
 	"github.com/ducksnest/netd/policy/desired"
 )
@@ -84,12 +85,19 @@ func speakerOptions(cfg Config) []bgp.Option {
 }
 
 // newBFD builds the BFD server of the node's overlay address, the optional
-// part that is the daemon's peerWatcher when BFD is on. A peer found down
-// while its BGP session is up is cut off (its routes leave the kernel at
-// once); a peer back up past the hold-down is re-admitted.
-func newBFD(cfg Config, current func() (*desired.State, *desired.Node), sp *bgp.Speaker, reg prometheus.Registerer) (*bfd.Server, error) {
+// part that is the daemon's peerWatcher when BFD is on, and the path guard
+// its reports go through (pathguard.go): a node peer found down is cut off
+// (its routes leave the kernel) only if its node does not answer on the
+// paths its routes use; an external peer found down while its BGP session
+// is up is cut off at once; a peer back up past the hold-down is
+// re-admitted. Both are parts of the daemon.
+func newBFD(cfg Config, current func() (*desired.State, *desired.Node), sp *bgp.Speaker, reg prometheus.Registerer) (*bfd.Server, *pathGuard, error) {
 	if cfg.BFD.Multiplier < 0 || cfg.BFD.Multiplier > 255 {
-		return nil, fmt.Errorf("bfd multiplier %d out of range 1-255", cfg.BFD.Multiplier)
+		return nil, nil, fmt.Errorf("bfd multiplier %d out of range 1-255", cfg.BFD.Multiplier)
+	}
+	guard, err := newPathGuard(cfg.Log.With("component", "bfd"), sp, probe.Echo{}.Answered, guardedPaths(current), reg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("bfd path guard: %w", err)
 	}
 	st, self := current()
 	if !self.BGP.BFD {
@@ -99,20 +107,15 @@ func newBFD(cfg Config, current func() (*desired.State, *desired.Node), sp *bgp.
 	s, err := bfd.New(bfd.Config{
 		Local: self.BGP.ListenAddr, TxInterval: cfg.BFD.Interval, Multiplier: uint8(cfg.BFD.Multiplier),
 		HoldDown: cfg.BFD.HoldDown, WarnAfter: cfg.BFD.WarnAfter, Log: cfg.Log.With("component", "bfd"),
-		Hint: func(peer netip.Addr) string { return bfdHint(current, peer) },
-		OnChange: func(peer netip.Addr, up bool) {
-			if up {
-				sp.PeerReachable(peer)
-			} else {
-				sp.PeerUnreachable(peer)
-			}
-		},
+		Hint:     func(peer netip.Addr) string { return bfdHint(current, peer) },
+		OnChange: guard.changed,
+		OnQuiet:  guard.quiet,
 	}, reg)
 	if err != nil {
-		return nil, fmt.Errorf("bfd: %w", err)
+		return nil, nil, fmt.Errorf("bfd: %w", err)
 	}
 	s.SetPeers(bfdPeers(self))
-	return s, nil
+	return s, guard, nil
 }
 
 // bfdPeers are every BGP peer of the node: the other nodes over the

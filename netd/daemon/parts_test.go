@@ -49,7 +49,7 @@ func TestOptionalParts(t *testing.T) {
 	}{
 		{name: "policy only", parts: "",
 			blocks: "daemon.policyBlocks", peers: "daemon.policyPeers", overlay: "daemon.noOverlayCheck", bfdW: "daemon.noPeerWatcher"},
-		{name: "bfd", opts: []func(*Config){bfdOn}, parts: "*bfd.Server", reports: 1,
+		{name: "bfd", opts: []func(*Config){bfdOn}, parts: "*bfd.Server *daemon.pathGuard", reports: 1,
 			blocks: "daemon.policyBlocks", peers: "daemon.policyPeers", overlay: "daemon.noOverlayCheck", bfdW: "*bfd.Server"},
 		{name: "cluster", opts: []func(*Config){withCluster}, parts: "*daemon.cluster", reports: 1,
 			blocks: "*daemon.cluster", peers: "daemon.policyPeers", overlay: "daemon.noOverlayCheck", bfdW: "daemon.noPeerWatcher"},
@@ -58,7 +58,7 @@ func TestOptionalParts(t *testing.T) {
 		{name: "tailscale with discovery", opts: []func(*Config){withTailscale, discover}, parts: "*daemon.tailscalePart", reports: 1,
 			blocks: "daemon.policyBlocks", peers: "*daemon.tailscalePart", overlay: "*daemon.tailscalePart", bfdW: "daemon.noPeerWatcher"},
 		{name: "all", opts: []func(*Config){bfdOn, withCluster, withTailscale, discover},
-			parts: "*bfd.Server *daemon.cluster *daemon.tailscalePart", reports: 3,
+			parts: "*bfd.Server *daemon.pathGuard *daemon.cluster *daemon.tailscalePart", reports: 3,
 			blocks: "*daemon.cluster", peers: "*daemon.tailscalePart", overlay: "*daemon.tailscalePart", bfdW: "*bfd.Server"},
 	}
 	for _, tt := range tests {

@@ -60,13 +60,18 @@ func (l *Lab) SignalNetd(node string, sig syscall.Signal) error {
 }
 
 // SetOverlayLink sets a node's port on the overlay (WAN) bridge up or
-// down: a cut without any packet telling the peers (no TCP FIN).
+// down: a cut without any packet telling the peers (no TCP FIN). In the
+// tailnet lab that is the port of the node's underlay (wan0, which
+// tailscaled's WireGuard packets take): tailscale0 stays up and silent.
 func (l *Lab) SetOverlayLink(node string, up bool) error {
 	for i, n := range l.Nodes {
 		if n.Name != node {
 			continue
 		}
 		port := ifname("w", i, n.Name)
+		if _, ok := l.TailscaleSockets[n.Name]; ok {
+			port = ifname("t", i, n.Name)
+		}
 		return withHandle(l.WAN, func(h *netlink.Handle) error {
 			lk, err := h.LinkByName(port)
 			if err != nil {

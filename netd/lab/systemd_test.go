@@ -121,7 +121,7 @@ func TestMountsUnder(t *testing.T) {
 func TestContainerCgroupsAreTheLabs(t *testing.T) {
 	cgs, err := containerCgroups("lab1", "firebat")
 	if err != nil {
-		t.Skipf("no systemd cgroup hierarchy here: %v", err)
+		testutil.Skip(t, "no systemd cgroup hierarchy here: %v", err)
 	}
 	for _, cg := range cgs {
 		if !strings.HasSuffix(cg, "/netd-lab/lab1/firebat") || !strings.HasPrefix(cg, "/sys/fs/cgroup") {

@@ -194,7 +194,7 @@ func (tn *Tailnet) join(ctx context.Context, n *Node, tags []string, userRoutes 
 	args = []string{"--socket=" + tn.Socket[n.Name], "up",
 		"--login-server=" + tn.URL, "--authkey=" + strings.TrimSpace(key), "--hostname=" + n.Name,
 		"--accept-routes", "--accept-dns=false", "--netfilter-mode=off", "--snat-subnet-routes=false",
-		"--advertise-routes=" + strings.Join(rs, ","), "--timeout=60s"}
+		"--advertise-routes=" + strings.Join(rs, ","), "--timeout=120s"}
 	if n.Container != nil {
 		// netd.service runs as the dynamic user "netd": the operator, as
 		// the hosts set it, may edit the advertised routes.

@@ -107,12 +107,13 @@ var (
 	peer = netip.MustParseAddr("192.168.0.12")
 )
 
-// startProber runs a prober with the defaults (200ms, down after 3
+// startProber runs a prober every 200ms (the tests' times follow it),
+// with the default counts (down after 3
 // misses, up after 3 answers) on l, probing peer; stop ends it.
 func startProber(t *testing.T, l *lan) (*Prober, *prometheus.Registry, func()) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	p, err := New(slog.New(slog.DiscardHandler), reg, Options{Listen: l.listen})
+	p, err := New(slog.New(slog.DiscardHandler), reg, Options{Interval: 200 * time.Millisecond, Listen: l.listen})
 	if err != nil {
 		t.Fatal(err)
 	}

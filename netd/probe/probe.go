@@ -21,9 +21,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
+// DefaultInterval is the time between probes of one target: with the
+// defaults a LAN path that stops answering is down 0.6-0.75 s after its
+// last answer (three probes missed, each judged two intervals after it
+// went out), so its pod traffic is back on the overlay within a second.
+const DefaultInterval = 150 * time.Millisecond
+
 // Options tune the prober. Zero values take the defaults.
 type Options struct {
-	Interval  time.Duration // between probes of one target (default 200ms)
+	Interval  time.Duration // between probes of one target (default 150ms)
 	DownAfter int           // missed replies that take a path down (default 3)
 	UpAfter   int           // answered probes that bring it back (default 3)
 	// Listen opens the ICMP socket (default icmp.ListenPacket on the
@@ -42,7 +48,7 @@ type PacketConn interface {
 
 func (o *Options) defaults() {
 	if o.Interval <= 0 {
-		o.Interval = 200 * time.Millisecond
+		o.Interval = DefaultInterval
 	}
 	if o.DownAfter <= 0 {
 		o.DownAfter = 3

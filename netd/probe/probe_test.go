@@ -86,7 +86,7 @@ func TestProberLANPath(t *testing.T) {
 	}
 	ip(t, "-n", b, "link", "set", "eth0", "down")
 	took := testutil.Eventually(t, 5*time.Second, "path down", func() bool { return !p.Up(peer) })
-	t.Logf("path down %v after the peer's link went down (interval 200ms, DownAfter 3)", took)
+	t.Logf("path down %v after the peer's link went down (default interval, DownAfter 3)", took)
 	select {
 	case <-p.Changes():
 	default:
