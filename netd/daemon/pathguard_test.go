@@ -163,7 +163,8 @@ func TestGuardCutsDeadPath(t *testing.T) {
 		for len(c.got()) == 0 {
 			time.Sleep(time.Millisecond)
 		}
-		if d := time.Since(start); d != pathWait {
+		// Seen at most one step (1ms) late.
+		if d := time.Since(start); d < pathWait || d > pathWait+time.Millisecond {
 			t.Errorf("cut off after %v, want %v (one check)", d, pathWait)
 		}
 		wantCalls(t, c, "dead "+nodePeer.String())
