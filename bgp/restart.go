@@ -95,25 +95,7 @@ func needsReassert(p *api.Peer, upSinceRestart bool) bool {
 // connection closed first): graceful restart keeps its routes and nothing
 // changes. It reports whether the peer was cut off.
 func (s *Speaker) PeerUnreachable(a netip.Addr) bool {
-	st := &s.st
-	st.mu.Lock()
-	rt := st.peers[a]
-	cut := rt != nil && rt.established && !st.cutOff[a]
-	if cut {
-		st.cutOff[a] = true
-	}
-	name := ""
-	if rt != nil {
-		name = rt.name
-	}
-	st.mu.Unlock()
-	if !cut {
-		return false
-	}
-	s.log.Warn("bgp peer unreachable while its session is up: its routes are withdrawn until it answers again (the session is kept)", "peer", name, "address", a)
-	s.metrics.cutOff.WithLabelValues(name).Inc()
-	poke(s.refresh)
-	return true
+	return s.cut(a, true, "bgp peer unreachable while its session is up: its routes are withdrawn until it answers again (the session is kept)")
 }
 
 // PathDead cuts off a peer whose path is known dead (its detector is down
@@ -123,10 +105,17 @@ func (s *Speaker) PeerUnreachable(a netip.Addr) bool {
 // only make sense while the peer's node still forwards. A new session, or
 // PeerReachable, lifts it. It reports whether the peer was cut off.
 func (s *Speaker) PathDead(a netip.Addr) bool {
+	return s.cut(a, false, "bgp peer's path is dead: its routes are withdrawn until it answers again")
+}
+
+// cut cuts off a known peer not yet cut off (with onlyUp, only while its
+// session is established), logs why and re-reads the learned paths. It
+// reports whether the peer was cut off.
+func (s *Speaker) cut(a netip.Addr, onlyUp bool, why string) bool {
 	st := &s.st
 	st.mu.Lock()
 	rt := st.peers[a]
-	cut := rt != nil && !st.cutOff[a]
+	cut := rt != nil && (rt.established || !onlyUp) && !st.cutOff[a]
 	if cut {
 		st.cutOff[a] = true
 	}
@@ -138,7 +127,7 @@ func (s *Speaker) PathDead(a netip.Addr) bool {
 	if !cut {
 		return false
 	}
-	s.log.Warn("bgp peer's path is dead: its routes are withdrawn until it answers again", "peer", name, "address", a)
+	s.log.Warn(why, "peer", name, "address", a)
 	s.metrics.cutOff.WithLabelValues(name).Inc()
 	poke(s.refresh)
 	return true

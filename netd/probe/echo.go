@@ -2,11 +2,11 @@ package probe
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"slices"
 	"time"
 )
 
@@ -51,7 +51,7 @@ func (e Echo) Answered(ctx context.Context, addrs []netip.Addr, wait, gap time.D
 
 	id := uint16(rand.IntN(0xffff) + 1)
 	answered := make(chan netip.Addr, 1)
-	go readEchoReplies(conn, id, addrs, answered)
+	go firstAnswer(conn, id, addrs, answered)
 	tick := time.NewTicker(gap)
 	defer tick.Stop()
 	for seq := uint16(1); ; seq++ {
@@ -88,38 +88,17 @@ func answeredBy(answered <-chan netip.Addr) netip.Addr {
 	}
 }
 
-// readEchoReplies reads conn until it is closed and sends the first
-// address of addrs that answers an echo request with id.
-func readEchoReplies(conn PacketConn, id uint16, addrs []netip.Addr, answered chan<- netip.Addr) {
-	buf := make([]byte, 1500)
-	for {
-		n, from, err := conn.ReadFrom(buf)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			continue
+// firstAnswer reads conn until it is closed and sends the first address
+// of addrs that answers an echo request with id.
+func firstAnswer(conn PacketConn, id uint16, addrs []netip.Addr, answered chan<- netip.Addr) {
+	readEchoReplies(conn, id, func(from netip.Addr, _ uint16) bool {
+		if !slices.Contains(addrs, from) {
+			return false
 		}
-		got, _, ok := EchoReply(buf[:n])
-		if !ok || got != id {
-			continue
+		select {
+		case answered <- from:
+		default:
 		}
-		ipa, ok := from.(*net.IPAddr)
-		if !ok {
-			continue
-		}
-		a, ok := netip.AddrFromSlice(ipa.IP)
-		if !ok {
-			continue
-		}
-		for _, want := range addrs {
-			if want == a.Unmap() {
-				select {
-				case answered <- want:
-				default:
-				}
-				return
-			}
-		}
-	}
+		return true
+	})
 }

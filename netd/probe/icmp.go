@@ -1,7 +1,9 @@
 package probe
 
 import (
+	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 
 	"golang.org/x/net/icmp"
@@ -52,4 +54,32 @@ func listenEchoReplies(src netip.Addr) (PacketConn, error) {
 		return nil, fmt.Errorf("filtering icmp on %s: %w", src, err)
 	}
 	return c, nil
+}
+
+// readEchoReplies reads conn until it is closed, or until fn returns true,
+// and calls fn with the sender and sequence number of every echo reply
+// with id.
+func readEchoReplies(conn PacketConn, id uint16, fn func(from netip.Addr, seq uint16) bool) {
+	buf := make([]byte, 1500)
+	for {
+		n, from, err := conn.ReadFrom(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		got, seq, ok := EchoReply(buf[:n])
+		if !ok || got != id {
+			continue
+		}
+		ipa, ok := from.(*net.IPAddr)
+		if !ok {
+			continue
+		}
+		a, ok := netip.AddrFromSlice(ipa.IP)
+		if ok && fn(a.Unmap(), seq) {
+			return
+		}
+	}
 }

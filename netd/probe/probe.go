@@ -8,7 +8,6 @@ package probe
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -332,29 +331,10 @@ func (p *Prober) sendAll(conn PacketConn) {
 }
 
 func (p *Prober) receive(conn PacketConn) {
-	buf := make([]byte, 1500)
-	for {
-		n, from, err := conn.ReadFrom(buf)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			continue
-		}
-		id, seq, ok := EchoReply(buf[:n])
-		if !ok || id != p.id {
-			continue
-		}
-		ipa, ok := from.(*net.IPAddr)
-		if !ok {
-			continue
-		}
-		addr, ok := netip.AddrFromSlice(ipa.IP)
-		if !ok {
-			continue
-		}
-		p.reply(addr.Unmap(), seq)
-	}
+	readEchoReplies(conn, p.id, func(from netip.Addr, seq uint16) bool {
+		p.reply(from, seq)
+		return false
+	})
 }
 
 func (p *Prober) reply(addr netip.Addr, seq uint16) {
