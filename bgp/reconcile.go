@@ -79,7 +79,7 @@ func (s *Speaker) peerSpecFor(cfg desired.Speaker, p desired.Peer) (peerSpec, er
 	}
 	if ps.gr {
 		ps.restartTime = uint32(min(seconds(cfg.GracefulRestart.RestartTime), 4095))
-		ps.deferralTime = max(ps.restartTime, 1)
+		ps.deferralTime = s.selectionDeferral(cfg, ps.restartTime)
 	}
 	if cfg.RouteReflector && p.RouteReflectorClient {
 		ps.rrClient = true
@@ -186,6 +186,26 @@ func (s *Speaker) Reconcile(ctx context.Context, cfg desired.Speaker, own []neti
 	poke(s.refresh)
 	s.checkSync()
 	return errors.Join(errs...)
+}
+
+// selectionDeferral is the longest a restarting speaker holds its updates
+// for a peer that comes up while another peer's End-of-RIB is still
+// outstanding (GoBGP's selection deferral timer, whole seconds). GoBGP
+// releases them early only on a peer event that happens to find every
+// End-of-RIB in (see TestRestartDeferralReleased): when the last
+// End-of-RIB comes from a peer without the Restart State bit, it checks
+// nothing, and the peer waits for the timer. A node advertises only its
+// own blocks, known before any session is up: nothing is worth holding
+// for, so the least GoBGP takes. A route reflector also passes on its
+// clients' routes, and an early End-of-RIB would make a client drop the
+// ones it keeps as stale that the reflector has not learned again yet:
+// it holds for as long as netd waits for its peers to settle before it
+// prunes (syncBound), within the restart time.
+func (s *Speaker) selectionDeferral(cfg desired.Speaker, restartTime uint32) uint32 {
+	if !cfg.RouteReflector {
+		return 1
+	}
+	return uint32(max(min(seconds(s.syncBound(cfg)), uint64(restartTime)), 1))
 }
 
 func (s *Speaker) syncBound(cfg desired.Speaker) time.Duration {

@@ -8,6 +8,7 @@ import (
 
 	api "github.com/osrg/gobgp/v3/api"
 
+	"github.com/ducksnest/netd/bgp/bgptest"
 	"github.com/ducksnest/netd/internal/testutil"
 )
 
@@ -196,5 +197,67 @@ func TestNeedsReassert(t *testing.T) {
 			t.Errorf("%v, local restarting %v, up since restart %v: needsReassert %v, want %v",
 				tc.state, tc.localRestarting, tc.upSinceRestart, got, tc.want)
 		}
+	}
+}
+
+// Two speakers that restart at once (a site's power cut, a rolling
+// restart that overlaps) meet each with the Restart State bit set toward
+// the other. GoBGP's restarting speaker holds its updates to such a peer
+// until every peer has sent End-of-RIB or the selection deferral timer
+// fires, and counts the new peer as not done until its End-of-RIB: each
+// side waits for the other's End-of-RIB before sending its own, so
+// neither sends anything until the deferral timer (RFC 4724 4.1 excludes
+// peers that set the Restart State bit; GoBGP does not). Both must learn
+// each other's blocks well before the restart time (30 s here) runs out.
+func TestSimultaneousRestart(t *testing.T) {
+	n := nodes(t, 2)
+	a, b := newSpeaker(t, nil), newSpeaker(t, nil)
+	a.MarkRestarting()
+	b.MarkRestarting()
+	start := time.Now()
+	reconcile(t, a, fullMesh(n[0], n...), n[0].blocks...)
+	reconcile(t, b, fullMesh(n[1], n...), n[1].blocks...)
+	testutil.Eventually(t, 20*time.Second, "both restarted speakers learn each other's block", func() bool {
+		return hasVia(a, n[1].blocks[0], n[1].addr, "b") && hasVia(b, n[0].blocks[0], n[0].addr, "a")
+	})
+	t.Logf("MEASURE two speakers restarting at once: routes exchanged %v after both started", time.Since(start).Round(time.Millisecond))
+}
+
+// GoBGP releases the updates a restarting speaker holds for a peer with
+// the Restart State bit only when that peer comes up or sends End-of-RIB
+// while every peer is done; an End-of-RIB from a peer without the bit
+// (one whose session dropped and came back after the restart ended for
+// it) checks nothing. Here: a restarts; b's End-of-RIB ends the restart
+// for every peer and netd re-asserts the bit for c, not up yet; b's
+// session drops and comes back, its End-of-RIB outstanding; c comes up
+// (held back: b is not done) and sends its End-of-RIB (still held); b's
+// End-of-RIB then releases nothing. c must still get a's block long
+// before the restart time (30 s): netd's selection deferral is short.
+func TestRestartDeferralReleased(t *testing.T) {
+	n := nodes(t, 3)
+	a := newSpeaker(t, nil)
+	a.MarkRestarting()
+	reconcile(t, a, fullMesh(n[0], n...), n[0].blocks...) // n[0] is the lowest address: a waits for b and c to dial
+	b := bgptest.DialRaw(t, n[1].addr, n[0].addr, testASN)
+	if err := b.SendEOR(); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, wait, "a re-adds c with the R-bit", a.reasserted)
+	b.Drop()
+	testutil.Eventually(t, wait, "a sees b's session down", func() bool { return !a.st.established(n[1].addr) })
+	b = bgptest.DialRaw(t, n[1].addr, n[0].addr, testASN)
+
+	c := bgptest.NewPeer(t, n[2].addr, testASN)
+	c.AddNeighbor(n[0].addr, testASN, bgptest.NeighborOptions{GracefulRestart: true, RestartTime: 30})
+	c.Announce(n[2].blocks...)
+	testutil.Eventually(t, wait, "a learns c's block", func() bool { return hasVia(a, n[2].blocks[0], n[2].addr, "c") })
+	up := time.Now()
+	if err := b.SendEOR(); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 15*time.Second, "c gets a's block", func() bool { return c.Has(n[0].blocks[0]) })
+	t.Logf("MEASURE c got a's block %v after a learned c's", time.Since(up).Round(time.Millisecond))
+	if !b.Has(n[0].blocks[0]) {
+		t.Errorf("b lacks a's block")
 	}
 }

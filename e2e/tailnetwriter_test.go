@@ -334,8 +334,12 @@ func TestTailnetWriter(t *testing.T) {
 		defer cancel()
 		if err := l.WaitConverged(cctx, names(l)); err != nil {
 			for _, n := range l.Nodes {
-				_, serr := l.Status(ctx, n.Name)
-				t.Logf("status of %s: %v", n.Name, serr)
+				st, serr := l.Status(ctx, n.Name)
+				if serr != nil {
+					t.Logf("status of %s: %v", n.Name, serr)
+					continue
+				}
+				t.Logf("status of %s: %s", n.Name, st.Raw)
 			}
 			t.Fatal(err)
 		}

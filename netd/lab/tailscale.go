@@ -77,12 +77,14 @@ type Tailnet struct {
 	Tailscaled    map[string]*Process `json:"tailscaled"`
 	// Socket is the LocalAPI socket of each node's tailscaled.
 	Socket map[string]string `json:"socket"`
-	// ReApproved counts nodes whose routes had to be approved by hand
-	// (headscale 0.26.1: approved routes not served after a fast map
-	// reconnect).
+	// ReApproved counts the times a node's routes had to be approved
+	// again by hand (headscale 0.26.1: approved routes not served after a
+	// fast map reconnect or a policy write; see WaitRoutes).
 	ReApproved int `json:"reApproved"`
 
 	lab *Lab
+	// approvedAt is when each node's routes were last approved by hand.
+	approvedAt map[string]time.Time
 }
 
 // UpTailscale builds the lab with a real tailnet as the overlay, joins
@@ -105,6 +107,7 @@ func UpTailscale(ctx context.Context, cfg Config, tc TailnetConfig) (*Lab, *Tail
 	}
 	tn := &Tailnet{TailnetConfig: tc, Dir: filepath.Join(l.StateDir, tailnetDir), WAN: l.WAN,
 		URL: fmt.Sprintf("http://%s:%d", tsControlIP, tsHSPort), Tailscaled: map[string]*Process{}, Socket: map[string]string{}, lab: l}
+	l.repair = tn.repairRoutes
 	if cfg.Rootfs != "" {
 		// Containers first: tailscaled runs inside them (tailscale_systemd.go).
 		if err := tn.bootSystemd(ctx, cfg.Rootfs); err != nil {
@@ -291,29 +294,27 @@ func (tn *Tailnet) Client(node string) *local.Client {
 }
 
 // WaitRoutes polls until every node sees every other node's pod blocks as
-// that peer's routes. headscale 0.26.1 sometimes stops serving approved
-// routes after a fast map reconnect: a node whose blocks are still missing
-// after a few seconds gets them approved again by hand
-// (`headscale nodes approve-routes`), counted in ReApproved.
+// that peer's routes. headscale 0.26.1 sometimes stops serving a node's
+// approved routes (after a fast map reconnect, and after a policy write,
+// which the tailnet writer makes when netd starts: the node's tailscaled
+// and netd then report its blocks unapproved, and headscale reports them
+// approved and not primary): a node whose blocks are still missing after
+// a few seconds gets them approved again by hand (`headscale nodes
+// approve-routes`), counted in ReApproved, at most every reapproveEvery.
+// WaitConverged does the same on the tailnet lab (repairRoutes).
 func (tn *Tailnet) WaitRoutes(ctx context.Context, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	start, reapproved := time.Now(), map[string]bool{}
+	start := time.Now()
 	for {
 		missing, err := tn.missingRoutes(ctx)
 		if err == nil && len(missing) == 0 {
 			tn.lab.log.Info("tailnet routes served", "took", time.Since(start).Round(time.Millisecond), "reApproved", tn.ReApproved)
 			return tn.save()
 		}
-		if time.Since(start) > 5*time.Second {
-			for owner := range missing {
-				if reapproved[owner] {
-					continue
-				}
-				reapproved[owner] = true
-				if err := tn.reapprove(ctx, owner); err != nil {
-					return err
-				}
+		if time.Since(start) > repairAfter {
+			if err := tn.reapproveMissing(ctx, missing); err != nil {
+				return err
 			}
 		}
 		select {
@@ -346,6 +347,41 @@ func (tn *Tailnet) missingRoutes(ctx context.Context) (map[string][]string, erro
 		}
 	}
 	return missing, nil
+}
+
+// reapproveEvery is how often a node's routes may be approved again by
+// hand.
+const reapproveEvery = 10 * time.Second
+
+// reapproveMissing approves again the routes of each owner in missing
+// whose routes were not approved by hand in the last reapproveEvery.
+func (tn *Tailnet) reapproveMissing(ctx context.Context, missing map[string][]string) error {
+	if tn.approvedAt == nil {
+		tn.approvedAt = map[string]time.Time{}
+	}
+	for owner := range missing {
+		if time.Since(tn.approvedAt[owner]) < reapproveEvery {
+			continue
+		}
+		tn.approvedAt[owner] = time.Now()
+		if err := tn.reapprove(ctx, owner); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// repairRoutes is the lab's repair hook: WaitConverged calls it while it
+// waits, and it approves again the routes of a node whose blocks some
+// peer's tailscaled does not see (see WaitRoutes).
+func (tn *Tailnet) repairRoutes(ctx context.Context) {
+	missing, err := tn.missingRoutes(ctx)
+	if err == nil {
+		err = tn.reapproveMissing(ctx, missing)
+	}
+	if err != nil && ctx.Err() == nil {
+		tn.lab.log.Warn("checking the tailnet's served routes", "err", err)
+	}
 }
 
 type hsNode struct {
@@ -404,6 +440,7 @@ func LoadTailnet(l *Lab) (*Tailnet, error) {
 	if err := json.Unmarshal(b, tn); err != nil {
 		return nil, fmt.Errorf("decoding tailnet state: %w", err)
 	}
+	l.repair = tn.repairRoutes
 	return tn, nil
 }
 

@@ -359,13 +359,17 @@ func prefixOf(n *net.IPNet) (netip.Prefix, bool) {
 	return netip.PrefixFrom(a.Unmap(), bits), true
 }
 
+// repairAfter is how long WaitConverged waits before it calls repair.
+const repairAfter = 5 * time.Second
+
 // WaitConverged polls until every node in nodes says ready and has routes
 // to the blocks of all the others, or ctx ends. It fails early if a netd
 // exits.
 func (l *Lab) WaitConverged(ctx context.Context, nodes []string) error {
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
-	start, last := time.Now(), ""
+	start, last, repaired := time.Now(), "", time.Time{}
+	var seen []string // what was pending, and since when: the error tells the story
 	for {
 		var pending []string
 		for _, name := range nodes {
@@ -393,20 +397,32 @@ func (l *Lab) WaitConverged(ctx context.Context, nodes []string) error {
 				return err
 			}
 			if !ok {
-				pending = append(pending, fmt.Sprintf("%s(missing %d routes)", name, len(missing)))
+				pending = append(pending, fmt.Sprintf("%s(missing %d routes: %v)", name, len(missing), missing))
 			}
 		}
 		if len(pending) == 0 {
 			l.log.Info("lab converged", "lab", l.Name, "nodes", len(nodes), "took", time.Since(start).Round(time.Millisecond))
 			return nil
 		}
-		if s := strings.Join(pending, " "); s != last {
-			l.log.Info("waiting for convergence", "pending", s, "elapsed", time.Since(start).Round(time.Millisecond))
+		// A pass cut short by the deadline says only that the deadline
+		// came; the error keeps what the last whole pass found missing.
+		if s := strings.Join(pending, " "); s != last && ctx.Err() == nil {
+			el := time.Since(start).Round(time.Millisecond)
+			l.log.Info("waiting for convergence", "pending", s, "elapsed", el)
 			last = s
+			seen = append(seen, fmt.Sprintf("from %v: %s", el, s))
+		}
+		if l.repair != nil && time.Since(start) > repairAfter && time.Since(repaired) > time.Second {
+			l.repair(ctx)
+			repaired = time.Now()
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("lab %s did not converge: %s: %w", l.Name, last, ctx.Err())
+			if len(seen) > 6 {
+				seen = append(seen[:2], append([]string{"…"}, seen[len(seen)-3:]...)...)
+			}
+			return fmt.Errorf("lab %s did not converge in %v (%s): %w", l.Name,
+				time.Since(start).Round(time.Millisecond), strings.Join(seen, "; "), ctx.Err())
 		case <-tick.C:
 		}
 	}
