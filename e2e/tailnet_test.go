@@ -141,7 +141,7 @@ func TestTailnet(t *testing.T) {
 		t.Fatal("no pod pair crossed tailscale0")
 	}
 	t.Logf("MEASURE tailscale lab: up+converged in %v, all %d pod pairs (%d over tailscale0) connected %v after `lab up` (headscale re-approvals: %d)",
-		converged.Round(time.Millisecond), len(rep.Pairs), overlayPairs, connected.Round(time.Millisecond), tn.ReApproved)
+		converged.Round(time.Millisecond), len(rep.Pairs), overlayPairs, connected.Round(time.Millisecond), tn.Reapprovals())
 	if t.Failed() {
 		t.FailNow()
 	}

@@ -89,10 +89,9 @@ type Lab struct {
 	Systemd *SystemdLab `json:"systemd,omitempty"`
 
 	log *slog.Logger
-	// repair, when set, is called about once a second while WaitConverged
-	// has waited more than a few seconds: the tailnet lab's work-around of
-	// headscale's unserved routes (Tailnet.repairRoutes).
-	repair func(ctx context.Context)
+	// stopTailnet ends the tailnet lab's background work (keepServed);
+	// DownTailnet calls it.
+	stopTailnet context.CancelFunc
 	// procs are the netd processes this Lab value started (to reap them).
 	procs map[string]*proc
 }

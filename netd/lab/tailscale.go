@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -78,11 +79,12 @@ type Tailnet struct {
 	// Socket is the LocalAPI socket of each node's tailscaled.
 	Socket map[string]string `json:"socket"`
 	// ReApproved counts the times a node's routes had to be approved
-	// again by hand (headscale 0.26.1: approved routes not served after a
-	// fast map reconnect or a policy write; see WaitRoutes).
+	// again by hand (headscale 0.26.1 stops serving approved routes: see
+	// tailscale_routes.go). Read it with Reapprovals while the lab runs.
 	ReApproved int `json:"reApproved"`
 
 	lab *Lab
+	mu  sync.Mutex // ReApproved and approvedAt, written by keepServed
 	// approvedAt is when each node's routes were last approved by hand.
 	approvedAt map[string]time.Time
 }
@@ -107,7 +109,6 @@ func UpTailscale(ctx context.Context, cfg Config, tc TailnetConfig) (*Lab, *Tail
 	}
 	tn := &Tailnet{TailnetConfig: tc, Dir: filepath.Join(l.StateDir, tailnetDir), WAN: l.WAN,
 		URL: fmt.Sprintf("http://%s:%d", tsControlIP, tsHSPort), Tailscaled: map[string]*Process{}, Socket: map[string]string{}, lab: l}
-	l.repair = tn.repairRoutes
 	if cfg.Rootfs != "" {
 		// Containers first: tailscaled runs inside them (tailscale_systemd.go).
 		if err := tn.bootSystemd(ctx, cfg.Rootfs); err != nil {
@@ -117,6 +118,9 @@ func UpTailscale(ctx context.Context, cfg Config, tc TailnetConfig) (*Lab, *Tail
 	if err := tn.up(ctx, cfg); err != nil {
 		return l, tn, err
 	}
+	kctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	l.stopTailnet = stop
+	go tn.keepServed(kctx)
 	// netd itself advertises each node's pod blocks as subnet routes and
 	// checks learned routes against what Tailscale forwards: the module's
 	// unit for a node with tailscaled, at this node's socket.
@@ -293,137 +297,10 @@ func (tn *Tailnet) Client(node string) *local.Client {
 	return localapi.NewLocalClient(tn.Socket[node])
 }
 
-// WaitRoutes polls until every node sees every other node's pod blocks as
-// that peer's routes. headscale 0.26.1 sometimes stops serving a node's
-// approved routes (after a fast map reconnect, and after a policy write,
-// which the tailnet writer makes when netd starts: the node's tailscaled
-// and netd then report its blocks unapproved, and headscale reports them
-// approved and not primary): a node whose blocks are still missing after
-// a few seconds gets them approved again by hand (`headscale nodes
-// approve-routes`), counted in ReApproved, at most every reapproveEvery.
-// WaitConverged does the same on the tailnet lab (repairRoutes).
-func (tn *Tailnet) WaitRoutes(ctx context.Context, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	start := time.Now()
-	for {
-		missing, err := tn.missingRoutes(ctx)
-		if err == nil && len(missing) == 0 {
-			tn.lab.log.Info("tailnet routes served", "took", time.Since(start).Round(time.Millisecond), "reApproved", tn.ReApproved)
-			return tn.save()
-		}
-		if time.Since(start) > repairAfter {
-			if err := tn.reapproveMissing(ctx, missing); err != nil {
-				return err
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("tailnet routes not served: %v (last error: %w): %w", missing, err, ctx.Err())
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-}
-
-// missingRoutes maps an owner node to the viewers that lack its blocks.
-func (tn *Tailnet) missingRoutes(ctx context.Context) (map[string][]string, error) {
-	missing := map[string][]string{}
-	for _, viewer := range tn.lab.Nodes {
-		routes, err := localapi.PeerRoutes(ctx, tn.Client(viewer.Name))
-		if err != nil {
-			return nil, err
-		}
-		c := localapi.Checker{Overlay: netip.MustParsePrefix("100.64.0.0/10"), Routes: routes}
-		for _, owner := range tn.lab.Nodes {
-			if owner == viewer {
-				continue
-			}
-			for _, b := range owner.PodCIDRs {
-				if c.Check(b, owner.OverlayAddr) != nil {
-					missing[owner.Name] = append(missing[owner.Name], viewer.Name)
-					break
-				}
-			}
-		}
-	}
-	return missing, nil
-}
-
-// reapproveEvery is how often a node's routes may be approved again by
-// hand.
-const reapproveEvery = 10 * time.Second
-
-// reapproveMissing approves again the routes of each owner in missing
-// whose routes were not approved by hand in the last reapproveEvery.
-func (tn *Tailnet) reapproveMissing(ctx context.Context, missing map[string][]string) error {
-	if tn.approvedAt == nil {
-		tn.approvedAt = map[string]time.Time{}
-	}
-	for owner := range missing {
-		if time.Since(tn.approvedAt[owner]) < reapproveEvery {
-			continue
-		}
-		tn.approvedAt[owner] = time.Now()
-		if err := tn.reapprove(ctx, owner); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// repairRoutes is the lab's repair hook: WaitConverged calls it while it
-// waits, and it approves again the routes of a node whose blocks some
-// peer's tailscaled does not see (see WaitRoutes).
-func (tn *Tailnet) repairRoutes(ctx context.Context) {
-	missing, err := tn.missingRoutes(ctx)
-	if err == nil {
-		err = tn.reapproveMissing(ctx, missing)
-	}
-	if err != nil && ctx.Err() == nil {
-		tn.lab.log.Warn("checking the tailnet's served routes", "err", err)
-	}
-}
-
-type hsNode struct {
-	ID          uint64   `json:"id"`
-	Name        string   `json:"name"`
-	GivenName   string   `json:"given_name"`
-	IPAddresses []string `json:"ip_addresses"`
-}
-
-func (tn *Tailnet) reapprove(ctx context.Context, node string) error {
-	out, err := tn.hs(ctx, "nodes", "list", "-o", "json")
-	if err != nil {
-		return err
-	}
-	var ns []hsNode
-	if err := json.Unmarshal([]byte(out), &ns); err != nil {
-		return fmt.Errorf("decoding headscale nodes: %w", err)
-	}
-	n, err := tn.lab.Node(node)
-	if err != nil {
-		return err
-	}
-	for _, h := range ns {
-		if !slices.Contains(h.IPAddresses, n.OverlayAddr.String()) {
-			continue
-		}
-		var rs []string
-		for _, b := range n.PodCIDRs {
-			rs = append(rs, b.String())
-		}
-		tn.lab.log.Warn("headscale does not serve the approved routes of a node; approving them again (headscale 0.26.1)", "node", node, "routes", rs)
-		if _, err := tn.hs(ctx, "nodes", "approve-routes", "-i", fmt.Sprint(h.ID), "-r", strings.Join(rs, ",")); err != nil {
-			return err
-		}
-		tn.ReApproved++
-		return nil
-	}
-	return fmt.Errorf("node %s (%s) is not in headscale", node, n.OverlayAddr)
-}
-
 func (tn *Tailnet) save() error {
+	tn.mu.Lock()
 	b, err := json.MarshalIndent(tn, "", "  ")
+	tn.mu.Unlock()
 	if err != nil {
 		return err
 	}
@@ -440,7 +317,6 @@ func LoadTailnet(l *Lab) (*Tailnet, error) {
 	if err := json.Unmarshal(b, tn); err != nil {
 		return nil, fmt.Errorf("decoding tailnet state: %w", err)
 	}
-	l.repair = tn.repairRoutes
 	return tn, nil
 }
 
@@ -449,6 +325,9 @@ func LoadTailnet(l *Lab) (*Tailnet, error) {
 // tailnet state. Call it before Down (which ends whatever else runs in the
 // lab namespaces and deletes them). Safe to repeat.
 func DownTailnet(ctx context.Context, l *Lab) error {
+	if l.stopTailnet != nil {
+		l.stopTailnet()
+	}
 	var errs []error
 	if tn, err := LoadTailnet(l); err == nil {
 		for _, p := range tn.Tailscaled {

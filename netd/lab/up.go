@@ -359,16 +359,13 @@ func prefixOf(n *net.IPNet) (netip.Prefix, bool) {
 	return netip.PrefixFrom(a.Unmap(), bits), true
 }
 
-// repairAfter is how long WaitConverged waits before it calls repair.
-const repairAfter = 5 * time.Second
-
 // WaitConverged polls until every node in nodes says ready and has routes
 // to the blocks of all the others, or ctx ends. It fails early if a netd
 // exits.
 func (l *Lab) WaitConverged(ctx context.Context, nodes []string) error {
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
-	start, last, repaired := time.Now(), "", time.Time{}
+	start, last := time.Now(), ""
 	var seen []string // what was pending, and since when: the error tells the story
 	for {
 		var pending []string
@@ -411,10 +408,6 @@ func (l *Lab) WaitConverged(ctx context.Context, nodes []string) error {
 			l.log.Info("waiting for convergence", "pending", s, "elapsed", el)
 			last = s
 			seen = append(seen, fmt.Sprintf("from %v: %s", el, s))
-		}
-		if l.repair != nil && time.Since(start) > repairAfter && time.Since(repaired) > time.Second {
-			l.repair(ctx)
-			repaired = time.Now()
 		}
 		select {
 		case <-ctx.Done():
