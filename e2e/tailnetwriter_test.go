@@ -111,16 +111,12 @@ func TestTailnetWriter(t *testing.T) {
 			t.Fatalf("%s is reachable before the policy allows it", ap)
 		}
 		at := write(text)
-		deadline := time.NewTimer(30 * time.Second)
-		defer deadline.Stop()
-		tick := time.NewTicker(20 * time.Millisecond) // a refused connect returns at once
-		defer tick.Stop()
-		for !reachable(ap) {
-			select {
-			case <-deadline.C:
-				t.Fatalf("the policy change allowing %s was not enforced within 30s\n%s", ap, l.LogTail("control-plane", 20))
-			case <-tick.C:
-			}
+		// Every 20 ms: a refused connect returns at once.
+		_, err := testutil.Every(20*time.Millisecond).Wait(ctx, 30*time.Second, "the policy change allowing "+ap.String()+" enforced", func() (bool, error) {
+			return reachable(ap), nil
+		})
+		if err != nil {
+			t.Fatalf("%v\n%s", err, l.LogTail("control-plane", 20))
 		}
 		return time.Since(at), at
 	}
@@ -142,7 +138,7 @@ func TestTailnetWriter(t *testing.T) {
 				t.Errorf("%s: %+v", n.Name, s)
 			}
 		}
-		eventually(t, 20*time.Second, "the writer in sync with every pod block approved", func() bool {
+		statusPoll.Eventually(t, 20*time.Second, "the writer in sync with every pod block approved", func() bool {
 			s := tailnetStatus(ctx, t, l, "control-plane")
 			return s.InSync && s.RoutesChecked && len(s.RouteProblems) == 0
 		})
@@ -205,7 +201,7 @@ func TestTailnetWriter(t *testing.T) {
 		if out, err := exec.CommandContext(ctx, headscale, "-c", filepath.Join(tn.Dir, "headscale.yaml"), "policy", "set", "-f", file).CombinedOutput(); err != nil {
 			t.Fatalf("headscale policy set: %v\n%s", err, out)
 		}
-		eventually(t, 20*time.Second, "drift reported by the writer", func() bool {
+		statusPoll.Eventually(t, 20*time.Second, "drift reported by the writer", func() bool {
 			return tailnetStatus(ctx, t, l, "control-plane").Drift != ""
 		})
 		t.Logf("MEASURE headscale policy set -> drift reported by the writer: %v (re-check every 2s)", time.Since(at).Round(time.Millisecond))
@@ -236,11 +232,11 @@ func TestTailnetWriter(t *testing.T) {
 		// ownership: exclusive: netd owns the policy, the edit goes.
 		text = strings.Replace(grant(text, ap.Port()), "ownership: shared", "ownership: exclusive", 1)
 		write(text)
-		eventually(t, 20*time.Second, "the edit overwritten (ownership: exclusive)", func() bool {
+		statusPoll.Eventually(t, 20*time.Second, "the edit overwritten (ownership: exclusive)", func() bool {
 			c := live(text)
 			return c.Unchanged && c.Drift == ""
 		})
-		eventually(t, 20*time.Second, "drift resolved and the port allowed", func() bool {
+		statusPoll.Eventually(t, 20*time.Second, "drift resolved and the port allowed", func() bool {
 			return tailnetStatus(ctx, t, l, "control-plane").Drift == "" && reachable(ap)
 		})
 	})
@@ -253,7 +249,7 @@ func TestTailnetWriter(t *testing.T) {
 		} {
 			write(broken)
 			for _, n := range l.Nodes {
-				eventually(t, 10*time.Second, n.Name+" rejects the file", func() bool {
+				statusPoll.Eventually(t, 10*time.Second, n.Name+" rejects the file", func() bool {
 					return policyStatus(ctx, t, l, n.Name).LastError != ""
 				})
 			}
@@ -264,7 +260,7 @@ func TestTailnetWriter(t *testing.T) {
 		}
 		write(text)
 		for _, n := range l.Nodes {
-			eventually(t, 10*time.Second, n.Name+" takes the good file again", func() bool {
+			statusPoll.Eventually(t, 10*time.Second, n.Name+" takes the good file again", func() bool {
 				return policyStatus(ctx, t, l, n.Name).LastError == ""
 			})
 		}
@@ -276,7 +272,7 @@ func TestTailnetWriter(t *testing.T) {
 		if err := syscall.Kill(cp.Netd.PID, syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 10*time.Second, "the writer's netd gone", func() bool { return !l.NetdRunning("control-plane") })
+		statusPoll.Eventually(t, 10*time.Second, "the writer's netd gone", func() bool { return !l.NetdRunning("control-plane") })
 		ap := listen(7120)
 		next := strings.Replace(grant(text, ap.Port()), "writer: control-plane", "writer: firebat", 1)
 		took, _ := enforced(next, ap)
@@ -290,7 +286,7 @@ func TestTailnetWriter(t *testing.T) {
 		if err := l.StartNetd(ctx, "control-plane"); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 20*time.Second, "control-plane back as a standby", func() bool {
+		statusPoll.Eventually(t, 20*time.Second, "control-plane back as a standby", func() bool {
 			s, err := l.Status(ctx, "control-plane")
 			if err != nil || !s.Ready {
 				return false
@@ -347,7 +343,7 @@ func TestTailnetWriter(t *testing.T) {
 		// names it, and it is in sync; not is a former holder.
 		leader := func(not string) string {
 			var holder string
-			eventually(t, 60*time.Second, "one netd-tailnet Lease holder, in sync", func() bool {
+			statusPoll.Eventually(t, 60*time.Second, "one netd-tailnet Lease holder, in sync", func() bool {
 				var leading []string
 				writers := map[string]bool{}
 				for _, n := range l.Nodes {
@@ -416,7 +412,7 @@ func TestTailnetWriter(t *testing.T) {
 			}
 			return false, nil
 		})
-		eventually(t, 20*time.Second, "the edit overwritten (exclusive)", func() bool {
+		statusPoll.Eventually(t, 20*time.Second, "the edit overwritten (exclusive)", func() bool {
 			c := live(text)
 			return c.Unchanged && c.Drift == ""
 		})
@@ -428,7 +424,7 @@ func TestTailnetWriter(t *testing.T) {
 		if err := l.StartNetd(ctx, first); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 30*time.Second, first+" back as a standby", func() bool {
+		statusPoll.Eventually(t, 30*time.Second, first+" back as a standby", func() bool {
 			s, err := l.Status(ctx, first)
 			if err != nil || !s.Ready {
 				return false
@@ -498,7 +494,7 @@ func policyStatus(ctx context.Context, t *testing.T, l *lab.Lab, node string) da
 func waitChecks(ctx context.Context, t *testing.T, l *lab.Lab, node string, n int) {
 	t.Helper()
 	last, seen := tailnetStatus(ctx, t, l, node).LastCheck, 0
-	eventually(t, time.Duration(n)*10*time.Second, fmt.Sprintf("%d re-checks on %s", n, node), func() bool {
+	statusPoll.Eventually(t, time.Duration(n)*10*time.Second, fmt.Sprintf("%d re-checks on %s", n, node), func() bool {
 		if lc := tailnetStatus(ctx, t, l, node).LastCheck; lc.After(last) {
 			last, seen = lc, seen+1
 		}
@@ -522,19 +518,9 @@ func podTraffic(ctx context.Context, l *lab.Lab) error {
 	return err
 }
 
-// eventually is testutil.Eventually with cond called at most every 100 ms:
-// a netd status or a headscale read is not free on a shared machine.
-func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	var last time.Time
-	testutil.Eventually(t, d, what, func() bool {
-		if time.Since(last) < 100*time.Millisecond {
-			return false
-		}
-		last = time.Now()
-		return cond()
-	})
-}
+// statusPoll checks a condition every 100 ms: a netd status or a
+// headscale read is not free on a shared machine.
+var statusPoll = testutil.Every(100 * time.Millisecond)
 
 type logEntry struct {
 	Time time.Time `json:"time"`

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ducksnest/netd/internal/testutil"
 )
 
 // wire joins in-memory conns by address: what one writes to a peer
@@ -187,12 +189,6 @@ func (n *node) state() PeerState {
 // and returns when it did.
 func until(t *testing.T, d time.Duration, what string, cond func() bool) time.Time {
 	t.Helper()
-	end := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(end) {
-			t.Fatalf("%s: not within %v", what, d)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testutil.Every(time.Millisecond).Eventually(t, d, what, cond)
 	return time.Now()
 }
