@@ -99,22 +99,7 @@ func idleMem(t *testing.T, l *lab.Lab, what string) {
 	case <-time.After(32 * time.Second):
 	}
 	for _, n := range l.Nodes {
-		var last []float64
-		deadline := time.Now().Add(60 * time.Second)
-		tick := time.NewTicker(time.Second)
-		var m memSample
-		for time.Now().Before(deadline) {
-			var err error
-			if m, err = readMem(l, n.Name); err != nil {
-				t.Fatal(err)
-			}
-			last = append(last, m.rss)
-			if k := len(last); k >= 5 && spread(last[k-5:]) < 1.0/16 {
-				break
-			}
-			<-tick.C
-		}
-		tick.Stop()
+		m := stableMem(t, l, n.Name, 60*time.Second)
 		t.Logf("MEASURE idle netd on %s %s: %s", n.Name, what, m)
 	}
 }

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/netip"
@@ -21,12 +20,8 @@ import (
 	"github.com/ducksnest/netd/acl"
 	"github.com/ducksnest/netd/internal/kubetest"
 	"github.com/ducksnest/netd/internal/testutil"
-	"github.com/ducksnest/netd/netd/daemon"
 	"github.com/ducksnest/netd/netd/kube"
 	"github.com/ducksnest/netd/netd/lab"
-	"github.com/ducksnest/netd/netd/tailnetsync"
-	"github.com/ducksnest/netd/policy"
-	"github.com/ducksnest/netd/policy/desired"
 )
 
 // TestTailnetWriter runs the tailnet lab with tailnet credentials in every
@@ -111,16 +106,12 @@ func TestTailnetWriter(t *testing.T) {
 			t.Fatalf("%s is reachable before the policy allows it", ap)
 		}
 		at := write(text)
-		deadline := time.NewTimer(30 * time.Second)
-		defer deadline.Stop()
-		tick := time.NewTicker(20 * time.Millisecond) // a refused connect returns at once
-		defer tick.Stop()
-		for !reachable(ap) {
-			select {
-			case <-deadline.C:
-				t.Fatalf("the policy change allowing %s was not enforced within 30s\n%s", ap, l.LogTail("control-plane", 20))
-			case <-tick.C:
-			}
+		// Every 20 ms: a refused connect returns at once.
+		_, err := testutil.Every(20*time.Millisecond).Wait(ctx, 30*time.Second, "the policy change allowing "+ap.String()+" enforced", func() (bool, error) {
+			return reachable(ap), nil
+		})
+		if err != nil {
+			t.Fatalf("%v\n%s", err, l.LogTail("control-plane", 20))
 		}
 		return time.Since(at), at
 	}
@@ -142,7 +133,7 @@ func TestTailnetWriter(t *testing.T) {
 				t.Errorf("%s: %+v", n.Name, s)
 			}
 		}
-		eventually(t, 20*time.Second, "the writer in sync with every pod block approved", func() bool {
+		statusPoll.Eventually(t, 20*time.Second, "the writer in sync with every pod block approved", func() bool {
 			s := tailnetStatus(ctx, t, l, "control-plane")
 			return s.InSync && s.RoutesChecked && len(s.RouteProblems) == 0
 		})
@@ -205,7 +196,7 @@ func TestTailnetWriter(t *testing.T) {
 		if out, err := exec.CommandContext(ctx, headscale, "-c", filepath.Join(tn.Dir, "headscale.yaml"), "policy", "set", "-f", file).CombinedOutput(); err != nil {
 			t.Fatalf("headscale policy set: %v\n%s", err, out)
 		}
-		eventually(t, 20*time.Second, "drift reported by the writer", func() bool {
+		statusPoll.Eventually(t, 20*time.Second, "drift reported by the writer", func() bool {
 			return tailnetStatus(ctx, t, l, "control-plane").Drift != ""
 		})
 		t.Logf("MEASURE headscale policy set -> drift reported by the writer: %v (re-check every 2s)", time.Since(at).Round(time.Millisecond))
@@ -236,11 +227,11 @@ func TestTailnetWriter(t *testing.T) {
 		// ownership: exclusive: netd owns the policy, the edit goes.
 		text = strings.Replace(grant(text, ap.Port()), "ownership: shared", "ownership: exclusive", 1)
 		write(text)
-		eventually(t, 20*time.Second, "the edit overwritten (ownership: exclusive)", func() bool {
+		statusPoll.Eventually(t, 20*time.Second, "the edit overwritten (ownership: exclusive)", func() bool {
 			c := live(text)
 			return c.Unchanged && c.Drift == ""
 		})
-		eventually(t, 20*time.Second, "drift resolved and the port allowed", func() bool {
+		statusPoll.Eventually(t, 20*time.Second, "drift resolved and the port allowed", func() bool {
 			return tailnetStatus(ctx, t, l, "control-plane").Drift == "" && reachable(ap)
 		})
 	})
@@ -253,7 +244,7 @@ func TestTailnetWriter(t *testing.T) {
 		} {
 			write(broken)
 			for _, n := range l.Nodes {
-				eventually(t, 10*time.Second, n.Name+" rejects the file", func() bool {
+				statusPoll.Eventually(t, 10*time.Second, n.Name+" rejects the file", func() bool {
 					return policyStatus(ctx, t, l, n.Name).LastError != ""
 				})
 			}
@@ -264,7 +255,7 @@ func TestTailnetWriter(t *testing.T) {
 		}
 		write(text)
 		for _, n := range l.Nodes {
-			eventually(t, 10*time.Second, n.Name+" takes the good file again", func() bool {
+			statusPoll.Eventually(t, 10*time.Second, n.Name+" takes the good file again", func() bool {
 				return policyStatus(ctx, t, l, n.Name).LastError == ""
 			})
 		}
@@ -276,7 +267,7 @@ func TestTailnetWriter(t *testing.T) {
 		if err := syscall.Kill(cp.Netd.PID, syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 10*time.Second, "the writer's netd gone", func() bool { return !l.NetdRunning("control-plane") })
+		statusPoll.Eventually(t, 10*time.Second, "the writer's netd gone", func() bool { return !l.NetdRunning("control-plane") })
 		ap := listen(7120)
 		next := strings.Replace(grant(text, ap.Port()), "writer: control-plane", "writer: firebat", 1)
 		took, _ := enforced(next, ap)
@@ -290,7 +281,7 @@ func TestTailnetWriter(t *testing.T) {
 		if err := l.StartNetd(ctx, "control-plane"); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 20*time.Second, "control-plane back as a standby", func() bool {
+		statusPoll.Eventually(t, 20*time.Second, "control-plane back as a standby", func() bool {
 			s, err := l.Status(ctx, "control-plane")
 			if err != nil || !s.Ready {
 				return false
@@ -347,7 +338,7 @@ func TestTailnetWriter(t *testing.T) {
 		// names it, and it is in sync; not is a former holder.
 		leader := func(not string) string {
 			var holder string
-			eventually(t, 60*time.Second, "one netd-tailnet Lease holder, in sync", func() bool {
+			statusPoll.Eventually(t, 60*time.Second, "one netd-tailnet Lease holder, in sync", func() bool {
 				var leading []string
 				writers := map[string]bool{}
 				for _, n := range l.Nodes {
@@ -416,7 +407,7 @@ func TestTailnetWriter(t *testing.T) {
 			}
 			return false, nil
 		})
-		eventually(t, 20*time.Second, "the edit overwritten (exclusive)", func() bool {
+		statusPoll.Eventually(t, 20*time.Second, "the edit overwritten (exclusive)", func() bool {
 			c := live(text)
 			return c.Unchanged && c.Drift == ""
 		})
@@ -428,7 +419,7 @@ func TestTailnetWriter(t *testing.T) {
 		if err := l.StartNetd(ctx, first); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 30*time.Second, first+" back as a standby", func() bool {
+		statusPoll.Eventually(t, 30*time.Second, first+" back as a standby", func() bool {
 			s, err := l.Status(ctx, first)
 			if err != nil || !s.Ready {
 				return false
@@ -440,149 +431,4 @@ func TestTailnetWriter(t *testing.T) {
 			t.Fatalf("pod traffic: %v", err)
 		}
 	})
-}
-
-type compiledPolicy struct {
-	st      *desired.State
-	tailnet *desired.Tailnet
-}
-
-func mustState(t *testing.T, text string) compiledPolicy {
-	t.Helper()
-	f, err := policy.Load(policyPath, []byte(text))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := policy.Compile(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return compiledPolicy{st: st, tailnet: &st.Tailnet}
-}
-
-// nodeStatus is the part of a node's netd status these tests read.
-type nodeStatus struct {
-	Policy        daemon.PolicyStatus `json:"policy"`
-	TailnetPolicy *tailnetsync.Status `json:"tailnetPolicy"`
-}
-
-func readStatus(ctx context.Context, t *testing.T, l *lab.Lab, node string) nodeStatus {
-	t.Helper()
-	s, err := l.Status(ctx, node)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ns nodeStatus
-	if err := json.Unmarshal(s.Raw, &ns); err != nil {
-		t.Fatal(err)
-	}
-	return ns
-}
-
-func tailnetStatus(ctx context.Context, t *testing.T, l *lab.Lab, node string) tailnetsync.Status {
-	t.Helper()
-	ns := readStatus(ctx, t, l, node)
-	if ns.TailnetPolicy == nil {
-		t.Fatalf("%s: no tailnetPolicy in the status (no tailnet credentials?)", node)
-	}
-	return *ns.TailnetPolicy
-}
-
-func policyStatus(ctx context.Context, t *testing.T, l *lab.Lab, node string) daemon.PolicyStatus {
-	t.Helper()
-	return readStatus(ctx, t, l, node).Policy
-}
-
-// waitChecks waits until the writer on node has re-checked the live policy
-// n more times.
-func waitChecks(ctx context.Context, t *testing.T, l *lab.Lab, node string, n int) {
-	t.Helper()
-	last, seen := tailnetStatus(ctx, t, l, node).LastCheck, 0
-	eventually(t, time.Duration(n)*10*time.Second, fmt.Sprintf("%d re-checks on %s", n, node), func() bool {
-		if lc := tailnetStatus(ctx, t, l, node).LastCheck; lc.After(last) {
-			last, seen = lc, seen+1
-		}
-		return seen >= n
-	})
-}
-
-// podTraffic checks TCP between a control-plane pod and a firebat pod
-// (over the tailnet).
-func podTraffic(ctx context.Context, l *lab.Lab) error {
-	cp, _ := l.Node("control-plane")
-	fb, _ := l.Node("firebat")
-	src, dst := cp.Pods[0], fb.Pods[0]
-	echo, err := lab.StartEcho([]lab.Pod{dst})
-	if err != nil {
-		return err
-	}
-	defer echo.Close()
-	ap, _ := echo.Addr(dst.Addr)
-	_, err = lab.TCPEcho(ctx, src, ap, []byte("ping"), 3*time.Second)
-	return err
-}
-
-// eventually is testutil.Eventually with cond called at most every 100 ms:
-// a netd status or a headscale read is not free on a shared machine.
-func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	var last time.Time
-	testutil.Eventually(t, d, what, func() bool {
-		if time.Since(last) < 100*time.Millisecond {
-			return false
-		}
-		last = time.Now()
-		return cond()
-	})
-}
-
-type logEntry struct {
-	Time time.Time `json:"time"`
-	Msg  string    `json:"msg"`
-}
-
-// logEntries reads a node's netd log (JSON lines, as the module runs it).
-func logEntries(t *testing.T, l *lab.Lab, node string) []logEntry {
-	t.Helper()
-	n, _ := l.Node(node)
-	b, err := os.ReadFile(n.Log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []logEntry
-	for _, line := range strings.Split(string(b), "\n") {
-		var e logEntry
-		if json.Unmarshal([]byte(line), &e) == nil && !e.Time.IsZero() {
-			out = append(out, e)
-		}
-	}
-	return out
-}
-
-// dumpStatusGoroutines makes every running netd of the lab dump its
-// goroutines (SIGQUIT; netd exits) and logs the ones serving a status
-// request, with what they wait on: the diagnosis of a status call that
-// times out.
-func dumpStatusGoroutines(t *testing.T, l *lab.Lab) {
-	t.Helper()
-	for _, n := range l.Nodes {
-		if n.Netd == nil || !l.NetdRunning(n.Name) {
-			continue
-		}
-		if err := syscall.Kill(n.Netd.PID, syscall.SIGQUIT); err != nil {
-			continue
-		}
-		_, _ = testutil.Wait(5*time.Second, "netd to dump", func() (bool, error) { return !l.NetdRunning(n.Name), nil })
-		b, err := os.ReadFile(n.Log)
-		if err != nil {
-			continue
-		}
-		var keep []string
-		for _, g := range strings.Split(string(b), "\n\n") {
-			if strings.Contains(g, "(*Daemon).Status") || strings.Contains(g, "sync.(*Mutex).Lock") {
-				keep = append(keep, g)
-			}
-		}
-		t.Logf("--- goroutines of netd on %s serving status or waiting on a mutex (%d):\n%s", n.Name, len(keep), strings.Join(keep, "\n\n"))
-	}
 }

@@ -1,6 +1,7 @@
 package bgptest
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
+
+	"github.com/ducksnest/netd/internal/testutil"
 )
 
 // Raw is a BGP session driven by hand, for the orderings a GoBGP speaker
@@ -40,19 +43,18 @@ const rawHold = 3
 // t.Cleanup.
 func DialRaw(t T, from, to netip.Addr, asn uint32) *Raw {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	var r *Raw
 	var last error
-	for time.Now().Before(deadline) {
-		r, err := dialRaw(from, to, asn)
-		if err == nil {
-			t.Cleanup(r.Drop)
-			return r
-		}
-		last = err
-		time.Sleep(100 * time.Millisecond)
+	_, err := testutil.Every(100*time.Millisecond).Wait(context.Background(), 20*time.Second, "the speaker to take the session", func() (bool, error) {
+		r, last = dialRaw(from, to, asn)
+		return last == nil, nil
+	})
+	if err != nil {
+		t.Fatalf("raw bgp session %v -> %v: %v", from, to, last)
+		return nil
 	}
-	t.Fatalf("raw bgp session %v -> %v: %v", from, to, last)
-	return nil
+	t.Cleanup(r.Drop)
+	return r
 }
 
 func dialRaw(from, to netip.Addr, asn uint32) (*Raw, error) {

@@ -1,6 +1,7 @@
 package testutil
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -53,6 +54,29 @@ func TestPollError(t *testing.T) {
 		})
 		if !ft.failedWith("waiting for the thing: boom") || n != 3 {
 			t.Errorf("error on the third call: %d calls, %v", n, ft.String())
+		}
+	})
+}
+
+// TestEvery: the condition is checked at once, then every period, until
+// it holds; Wait gives up when its context is done.
+func TestEvery(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		var ft fakeT
+		n := 0
+		took := Every(100*time.Millisecond).Eventually(&ft, time.Second, "the clock", func() bool {
+			n++
+			return time.Since(start) >= 350*time.Millisecond
+		})
+		if !ft.clean() || took != 400*time.Millisecond || n != 5 {
+			t.Errorf("condition true after 350ms, checked every 100ms: took %v, %d checks, %v", took, n, ft.String())
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		time.AfterFunc(250*time.Millisecond, cancel)
+		took, err := Every(100*time.Millisecond).Wait(ctx, time.Minute, "never", func() (bool, error) { return false, nil })
+		if !errors.Is(err, context.Canceled) || took != 250*time.Millisecond {
+			t.Errorf("cancelled after 250ms: took %v, %v", took, err)
 		}
 	})
 }

@@ -8,12 +8,13 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
-	"syscall"
 	"time"
 
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
+
+	"github.com/ducksnest/netd/netd/probe"
 )
 
 // ICMPProber is the real Prober: raw ICMP sockets in the current network
@@ -22,30 +23,12 @@ type ICMPProber struct{}
 
 var _ Prober = ICMPProber{}
 
-func listenICMP(ctx context.Context, src netip.Addr) (*net.IPConn, error) {
-	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-		var serr error
-		err := c.Control(func(fd uintptr) {
-			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_DO)
-		})
-		if err != nil {
-			return err
-		}
-		return serr
-	}}
-	pc, err := lc.ListenPacket(ctx, "ip4:icmp", src.String())
-	if err != nil {
-		return nil, fmt.Errorf("opening a raw ICMP socket on %s: %w", src, err)
-	}
-	return pc.(*net.IPConn), nil
-}
-
 // exchange sends msg to dst and hands every ICMP message that arrives to
 // match until it returns true or the timeout passes.
 func exchange(ctx context.Context, src, dst netip.Addr, msg []byte, timeout time.Duration, match func(raw []byte, from netip.Addr, at time.Time) bool) (sent time.Time, err error) {
-	c, err := listenICMP(ctx, src)
+	c, err := probe.ListenICMP(ctx, src, probe.Socket{DF: probe.DFSet})
 	if err != nil {
-		return sent, err
+		return sent, fmt.Errorf("opening a raw ICMP socket on %s: %w", src, err)
 	}
 	defer c.Close()
 	deadline := time.Now().Add(timeout)
@@ -87,7 +70,7 @@ func (ICMPProber) Ping(ctx context.Context, src, dst netip.Addr, size int, timeo
 		return PingResult{}, fmt.Errorf("ping size %d below 28", size)
 	}
 	id, seq := uint16(rand.IntN(1<<16)), uint16(rand.IntN(1<<16))
-	msg, err := (&icmp.Message{Type: ipv4.ICMPTypeEcho, Body: &icmp.Echo{ID: int(id), Seq: int(seq), Data: make([]byte, size-28)}}).Marshal(nil)
+	msg, err := probe.EchoRequest(id, seq, make([]byte, size-28))
 	if err != nil {
 		return PingResult{}, err
 	}
@@ -117,43 +100,18 @@ func (ICMPProber) Ping(ctx context.Context, src, dst netip.Addr, size int, timeo
 // classifyEcho says what an ICMP message received after our echo request
 // (id, seq) to dst means for it; ok is false if it is about something else.
 func classifyEcho(raw []byte, from, dst netip.Addr, id, seq uint16) (r PingResult, ok bool) {
-	m, err := icmp.ParseMessage(1, raw)
-	if err != nil {
+	a, ok := probe.AnswerTo(raw, from, dst, id)
+	switch {
+	case !ok || a.Reply && a.Seq != seq:
 		return r, false
+	case a.Reply:
+		return PingResult{Reply: true}, true
+	case a.FragNeeded():
+		return PingResult{FragNeeded: true, MTU: a.MTU, From: from}, true
+	case a.Type == int(ipv4.ICMPTypeDestinationUnreachable):
+		return PingResult{From: from, Other: fmt.Sprintf("destination unreachable (code %d) from %s", a.Code, from)}, true
 	}
-	switch b := m.Body.(type) {
-	case *icmp.Echo:
-		if m.Type == ipv4.ICMPTypeEchoReply && from == dst && b.ID == int(id) && b.Seq == int(seq) {
-			return PingResult{Reply: true}, true
-		}
-	case *icmp.DstUnreach:
-		if !quotes(b.Data, dst, id) {
-			return r, false
-		}
-		r.From = from
-		if m.Code == 4 {
-			r.FragNeeded, r.MTU = true, int(binary.BigEndian.Uint16(raw[6:8]))
-		} else {
-			r.Other = fmt.Sprintf("destination unreachable (code %d) from %s", m.Code, from)
-		}
-		return r, true
-	case *icmp.TimeExceeded:
-		if quotes(b.Data, dst, id) {
-			return PingResult{Other: "time exceeded from " + from.String()}, true
-		}
-	}
-	return r, false
-}
-
-// quotes reports whether an ICMP error's payload (the original IP header
-// and 8 bytes) is our echo request to dst with id.
-func quotes(data []byte, dst netip.Addr, id uint16) bool {
-	h, err := ipv4.ParseHeader(data)
-	if err != nil || len(data) < h.Len+8 {
-		return false
-	}
-	d, _ := netip.AddrFromSlice(h.Dst.To4())
-	return d == dst && h.Protocol == 1 && binary.BigEndian.Uint16(data[h.Len+4:]) == id
+	return PingResult{Other: "time exceeded from " + from.String()}, true
 }
 
 const dayMillis = 24 * 60 * 60 * 1000

@@ -2,25 +2,18 @@ package lab
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
-	"syscall"
 	"time"
 
-	"golang.org/x/net/icmp"
-	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
 
 	"github.com/ducksnest/netd/netd/probe"
 )
-
-// protocolICMP is IANA's protocol number of ICMPv4.
-const protocolICMP = 1
 
 // PingResult is what came back for an ICMP echo.
 type PingResult struct {
@@ -62,11 +55,11 @@ func Ping(ctx context.Context, ns string, src, dst netip.Addr, size int, df bool
 	if size < 28 {
 		return PingResult{}, fmt.Errorf("ping size %d below 28", size)
 	}
-	pmtu := unix.IP_PMTUDISC_DONT
+	o := probe.Socket{DF: probe.DFClear}
 	if df {
-		pmtu = unix.IP_PMTUDISC_DO
+		o.DF = probe.DFSet
 	}
-	c, err := listenICMP(ctx, ns, src, pmtu)
+	c, err := ListenICMP(ctx, ns, src, o)
 	if err != nil {
 		return PingResult{}, err
 	}
@@ -126,36 +119,6 @@ func Ping(ctx context.Context, ns string, src, dst netip.Addr, size int, df bool
 	}
 }
 
-// listenICMP opens a raw ICMP socket bound to src inside namespace ns,
-// with the given IP_MTU_DISCOVER mode (-1: the kernel's default).
-func listenICMP(ctx context.Context, ns string, src netip.Addr, pmtu int) (*net.IPConn, error) {
-	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
-		if pmtu < 0 {
-			return nil
-		}
-		var serr error
-		err := rc.Control(func(fd uintptr) {
-			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, pmtu)
-		})
-		if serr != nil {
-			return fmt.Errorf("setting IP_MTU_DISCOVER: %w", serr)
-		}
-		return err
-	}}
-	var pc net.PacketConn
-	err := InNS(ns, func() error {
-		var err error
-		if pc, err = lc.ListenPacket(ctx, "ip4:icmp", src.String()); err != nil {
-			return fmt.Errorf("opening raw icmp socket on %s: %w", src, err)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return pc.(*net.IPConn), nil
-}
-
 func addrOf(a net.Addr) netip.Addr {
 	ia, ok := a.(*net.IPAddr)
 	if !ok {
@@ -169,38 +132,16 @@ func addrOf(a net.Addr) netip.Addr {
 // header stripped) that came from from, and says whether it answers our
 // echo (id) to dst: the reply, or an error quoting our request.
 func parseICMP(b []byte, from netip.Addr, id uint16, dst netip.Addr) (PingResult, bool) {
-	m, err := icmp.ParseMessage(protocolICMP, b)
-	if err != nil {
+	a, ok := probe.AnswerTo(b, from, dst, id)
+	switch {
+	case !ok:
 		return PingResult{}, false
+	case a.Reply:
+		return PingResult{Reply: true}, true
+	case a.FragNeeded():
+		return PingResult{FragNeeded: true, MTU: a.MTU, From: from}, true
 	}
-	var quoted []byte
-	switch body := m.Body.(type) {
-	case *icmp.Echo:
-		rid, _, ok := probe.EchoReply(b)
-		return PingResult{Reply: true}, ok && rid == id && from == dst
-	case *icmp.DstUnreach:
-		quoted = body.Data
-	case *icmp.TimeExceeded:
-		quoted = body.Data
-	default:
-		return PingResult{}, false
-	}
-	h, err := icmp.ParseIPv4Header(quoted)
-	if err != nil || h.Protocol != protocolICMP || !h.Dst.Equal(dst.AsSlice()) {
-		return PingResult{}, false
-	}
-	req, err := icmp.ParseMessage(protocolICMP, quoted[h.Len:])
-	if err != nil || req.Type != ipv4.ICMPTypeEcho {
-		return PingResult{}, false
-	}
-	if e, ok := req.Body.(*icmp.Echo); !ok || uint16(e.ID) != id {
-		return PingResult{}, false
-	}
-	if m.Type == ipv4.ICMPTypeDestinationUnreachable && m.Code == 4 {
-		// RFC 1191: the next-hop MTU is in the header's last two bytes.
-		return PingResult{FragNeeded: true, MTU: int(binary.BigEndian.Uint16(b[6:8])), From: from}, true
-	}
-	return PingResult{Unreachable: fmt.Sprintf("icmp type %d code %d from %s", m.Type, m.Code, from), From: from}, true
+	return PingResult{Unreachable: fmt.Sprintf("icmp type %d code %d from %s", a.Type, a.Code, from), From: from}, true
 }
 
 // FlushRouteCache drops cached path MTUs in ns (ip route flush cache).

@@ -29,7 +29,7 @@ type PingStream struct {
 // StartPingStream starts sending one echo request every interval from
 // src (inside ns) to dst.
 func StartPingStream(ns string, src, dst netip.Addr, interval time.Duration) (*PingStream, error) {
-	c, err := listenICMP(context.Background(), ns, src, -1)
+	c, err := ListenICMP(context.Background(), ns, src, probe.Socket{})
 	if err != nil {
 		return nil, err
 	}
@@ -70,20 +70,14 @@ func (s *PingStream) receive() {
 		<-s.stop
 		_ = s.conn.SetReadDeadline(time.Now().Add(time.Second))
 	}()
-	buf := make([]byte, 1500)
-	for {
-		n, from, err := s.conn.ReadFrom(buf)
-		if err != nil {
-			return // the deadline after Stop, or a broken socket
+	probe.ReadEchoReplies(s.conn, s.id, func(from netip.Addr, seq uint16, _ []byte) bool {
+		if from == s.Dst {
+			s.mu.Lock()
+			s.replied[seq] = true
+			s.mu.Unlock()
 		}
-		id, seq, ok := probe.EchoReply(buf[:n])
-		if !ok || id != s.id || addrOf(from) != s.Dst {
-			continue
-		}
-		s.mu.Lock()
-		s.replied[seq] = true
-		s.mu.Unlock()
-	}
+		return false
+	})
 }
 
 // Stop stops sending, waits a second for late replies, and returns how

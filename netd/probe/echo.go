@@ -91,7 +91,7 @@ func answeredBy(answered <-chan netip.Addr) netip.Addr {
 // firstAnswer reads conn until it is closed and sends the first address
 // of addrs that answers an echo request with id.
 func firstAnswer(conn PacketConn, id uint16, addrs []netip.Addr, answered chan<- netip.Addr) {
-	readEchoReplies(conn, id, func(from netip.Addr, _ uint16) bool {
+	ReadEchoReplies(conn, id, func(from netip.Addr, _ uint16, _ []byte) bool {
 		if !slices.Contains(addrs, from) {
 			return false
 		}

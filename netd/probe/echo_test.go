@@ -3,15 +3,11 @@ package probe
 import (
 	"context"
 	"errors"
-	"net"
 	"net/netip"
 	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
-
-	"golang.org/x/net/icmp"
-	"golang.org/x/net/ipv4"
 )
 
 // echoNet answers echo requests to the addresses in alive after rtt (in
@@ -24,54 +20,12 @@ type echoNet struct {
 }
 
 func (n *echoNet) listen() (PacketConn, error) {
-	return &echoConn{n: n, in: make(chan reply, 64), done: make(chan struct{})}, nil
-}
-
-type echoConn struct {
-	n    *echoNet
-	in   chan reply
-	done chan struct{}
-	once sync.Once
-}
-
-func (c *echoConn) WriteTo(b []byte, dst net.Addr) (int, error) {
-	a, _ := netip.AddrFromSlice(dst.(*net.IPAddr).IP)
-	c.n.mu.Lock()
-	c.n.sent[a]++
-	alive, rtt := c.n.alive[a], c.n.rtt
-	c.n.mu.Unlock()
-	m, err := icmp.ParseMessage(protocolICMP, b)
-	if err != nil || m.Type != ipv4.ICMPTypeEcho {
-		return 0, errors.New("not an echo request")
-	}
-	if !alive {
-		return len(b), nil
-	}
-	rb, err := (&icmp.Message{Type: ipv4.ICMPTypeEchoReply, Body: m.Body}).Marshal(nil)
-	if err != nil {
-		return 0, err
-	}
-	time.AfterFunc(rtt, func() {
-		select {
-		case c.in <- reply{rb, dst}:
-		case <-c.done:
-		}
-	})
-	return len(b), nil
-}
-
-func (c *echoConn) ReadFrom(b []byte) (int, net.Addr, error) {
-	select {
-	case r := <-c.in:
-		return copy(b, r.b), r.from, nil
-	case <-c.done:
-		return 0, nil, net.ErrClosed
-	}
-}
-
-func (c *echoConn) Close() error {
-	c.once.Do(func() { close(c.done) })
-	return nil
+	return newMemConn(func(dst netip.Addr, _ uint16) (time.Duration, bool, error) {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		n.sent[dst]++
+		return n.rtt, n.alive[dst], nil
+	}), nil
 }
 
 // TestAnswered: the first address that answers is returned as soon as its

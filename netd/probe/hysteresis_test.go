@@ -13,8 +13,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	promtest "github.com/prometheus/client_golang/prometheus/testutil"
-	"golang.org/x/net/icmp"
-	"golang.org/x/net/ipv4"
 )
 
 // lan is an in-memory ICMP network for the prober: a probe to a target
@@ -45,61 +43,18 @@ func (l *lan) listen(netip.Addr) (PacketConn, error) {
 	if l.listenErr != nil {
 		return nil, l.listenErr
 	}
-	return &lanConn{lan: l, in: make(chan reply, 64), done: make(chan struct{})}, nil
+	return newMemConn(l.answerFor), nil
 }
 
-type reply struct {
-	b    []byte
-	from net.Addr
-}
-
-type lanConn struct {
-	lan  *lan
-	in   chan reply
-	done chan struct{}
-	once sync.Once
-}
-
-func (c *lanConn) WriteTo(b []byte, dst net.Addr) (int, error) {
-	c.lan.mu.Lock()
-	answer, unreach, rtt := c.lan.answer, c.lan.unreach, c.lan.rtt
-	c.lan.mu.Unlock()
-	if unreach {
-		return 0, errors.New("network is unreachable")
+// answerFor is the lan's answer to a probe with seq: after rtt if answer
+// says so; with unreach the write fails.
+func (l *lan) answerFor(_ netip.Addr, seq uint16) (time.Duration, bool, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.unreach {
+		return 0, false, errors.New("network is unreachable")
 	}
-	m, err := icmp.ParseMessage(protocolICMP, b)
-	if err != nil || m.Type != ipv4.ICMPTypeEcho {
-		return 0, errors.New("not an echo request")
-	}
-	e := m.Body.(*icmp.Echo)
-	if answer == nil || !answer(uint16(e.Seq)) {
-		return len(b), nil
-	}
-	rb, err := (&icmp.Message{Type: ipv4.ICMPTypeEchoReply, Body: e}).Marshal(nil)
-	if err != nil {
-		return 0, err
-	}
-	time.AfterFunc(rtt, func() {
-		select {
-		case c.in <- reply{rb, dst}:
-		case <-c.done:
-		}
-	})
-	return len(b), nil
-}
-
-func (c *lanConn) ReadFrom(b []byte) (int, net.Addr, error) {
-	select {
-	case r := <-c.in:
-		return copy(b, r.b), r.from, nil
-	case <-c.done:
-		return 0, nil, net.ErrClosed
-	}
-}
-
-func (c *lanConn) Close() error {
-	c.once.Do(func() { close(c.done) })
-	return nil
+	return l.rtt, l.answer != nil && l.answer(seq), nil
 }
 
 var (

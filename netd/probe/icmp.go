@@ -1,10 +1,15 @@
 package probe
 
+// ICMPv4 echo messages: the requests netd's ICMP users send, and reading
+// what comes back (echo replies, and the ICMP errors that quote a
+// request). The socket they use is socket.go's.
+
 import (
+	"encoding/binary"
 	"errors"
-	"fmt"
 	"net"
 	"net/netip"
+	"os"
 
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
@@ -22,55 +27,32 @@ func EchoRequest(id, seq uint16, data []byte) ([]byte, error) {
 	return m.Marshal(nil)
 }
 
-// EchoReply reports whether b, an ICMPv4 message as read from an ip4:icmp
-// socket (no IP header), is an echo reply, and its id and sequence number.
-func EchoReply(b []byte) (id, seq uint16, ok bool) {
+// echoReply returns the echo of b, an ICMPv4 message as read from an
+// ip4:icmp socket (no IP header), if it is an echo reply.
+func echoReply(b []byte) (*icmp.Echo, bool) {
 	m, err := icmp.ParseMessage(protocolICMP, b)
 	if err != nil || m.Type != ipv4.ICMPTypeEchoReply {
-		return 0, 0, false
+		return nil, false
 	}
 	e, ok := m.Body.(*icmp.Echo)
-	if !ok {
-		return 0, 0, false
-	}
-	return uint16(e.ID), uint16(e.Seq), true
+	return e, ok
 }
 
-// listenEchoReplies opens the prober's ICMP socket on src. A raw ICMP
-// socket gets a copy of every ICMP message the node receives, the peers'
-// probes of this node among them; the kernel's ICMP filter (ICMP_FILTER)
-// keeps all but echo replies out, so that only the answers to this
-// node's probes wake netd.
-func listenEchoReplies(src netip.Addr) (PacketConn, error) {
-	c, err := icmp.ListenPacket("ip4:icmp", src.String())
-	if err != nil {
-		return nil, err
-	}
-	var f ipv4.ICMPFilter
-	f.SetAll(true)
-	f.Accept(ipv4.ICMPTypeEchoReply)
-	if err := c.IPv4PacketConn().SetICMPFilter(&f); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("filtering icmp on %s: %w", src, err)
-	}
-	return c, nil
-}
-
-// readEchoReplies reads conn until it is closed, or until fn returns true,
-// and calls fn with the sender and sequence number of every echo reply
-// with id.
-func readEchoReplies(conn PacketConn, id uint16, fn func(from netip.Addr, seq uint16) bool) {
+// ReadEchoReplies reads conn until it is closed or its read deadline
+// passes, or until fn returns true, and calls fn with the sender,
+// sequence number and data of every echo reply with id.
+func ReadEchoReplies(conn PacketConn, id uint16, fn func(from netip.Addr, seq uint16, data []byte) bool) {
 	buf := make([]byte, 1500)
 	for {
 		n, from, err := conn.ReadFrom(buf)
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
+			if errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrDeadlineExceeded) {
 				return
 			}
 			continue
 		}
-		got, seq, ok := EchoReply(buf[:n])
-		if !ok || got != id {
+		e, ok := echoReply(buf[:n])
+		if !ok || uint16(e.ID) != id {
 			continue
 		}
 		ipa, ok := from.(*net.IPAddr)
@@ -78,8 +60,71 @@ func readEchoReplies(conn PacketConn, id uint16, fn func(from netip.Addr, seq ui
 			continue
 		}
 		a, ok := netip.AddrFromSlice(ipa.IP)
-		if ok && fn(a.Unmap(), seq) {
+		if ok && fn(a.Unmap(), uint16(e.Seq), e.Data) {
 			return
 		}
 	}
+}
+
+// Answer is what an ICMPv4 message says about an echo request this host
+// sent: the destination's echo reply, or an ICMP error about the request.
+type Answer struct {
+	// From sent the message.
+	From netip.Addr
+	// Reply: an echo reply from the destination, with sequence number Seq.
+	Reply bool
+	Seq   uint16
+	// Otherwise the message is an ICMP error that quotes the request:
+	// destination unreachable (Type 3) or time exceeded (Type 11), and
+	// its Code. MTU is the next-hop MTU of a frag-needed (FragNeeded).
+	Type, Code int
+	MTU        int
+}
+
+// FragNeeded reports whether a is ICMP "fragmentation needed" (type 3
+// code 4): a hop could not forward the request, DF set, at its size; MTU
+// is what that hop's link carries (RFC 1191).
+func (a Answer) FragNeeded() bool {
+	return a.Type == int(ipv4.ICMPTypeDestinationUnreachable) && a.Code == 4
+}
+
+// AnswerTo reports whether b, an ICMPv4 message from from as read from an
+// ip4:icmp socket (no IP header), answers an echo request with id that
+// this host sent to dst: dst's echo reply, or a destination unreachable
+// or time exceeded that quotes the request (its IP header and the first
+// 8 bytes of its ICMP message).
+func AnswerTo(b []byte, from, dst netip.Addr, id uint16) (Answer, bool) {
+	m, err := icmp.ParseMessage(protocolICMP, b)
+	if err != nil {
+		return Answer{}, false
+	}
+	var quoted []byte
+	switch body := m.Body.(type) {
+	case *icmp.Echo:
+		ok := m.Type == ipv4.ICMPTypeEchoReply && uint16(body.ID) == id && from == dst
+		return Answer{From: from, Reply: true, Seq: uint16(body.Seq)}, ok
+	case *icmp.DstUnreach:
+		quoted = body.Data
+	case *icmp.TimeExceeded:
+		quoted = body.Data
+	default:
+		return Answer{}, false
+	}
+	h, err := icmp.ParseIPv4Header(quoted)
+	if err != nil || h.Protocol != protocolICMP || !h.Dst.Equal(dst.AsSlice()) {
+		return Answer{}, false
+	}
+	req, err := icmp.ParseMessage(protocolICMP, quoted[h.Len:])
+	if err != nil || req.Type != ipv4.ICMPTypeEcho {
+		return Answer{}, false
+	}
+	if e, ok := req.Body.(*icmp.Echo); !ok || uint16(e.ID) != id {
+		return Answer{}, false
+	}
+	a := Answer{From: from, Type: int(b[0]), Code: m.Code}
+	if a.FragNeeded() {
+		// RFC 1191: the next-hop MTU is in the header's last two bytes.
+		a.MTU = int(binary.BigEndian.Uint16(b[6:8]))
+	}
+	return a, true
 }

@@ -4,6 +4,11 @@
 // it breaks. A path goes down after DownAfter missed replies in a row and
 // comes back only after UpAfter answered probes in a row (hysteresis), so a
 // flapping link does not make routes flap with it.
+//
+// It is also netd's one ICMP implementation: the raw socket (ListenICMP),
+// the echo request (EchoRequest) and reading what answers it
+// (ReadEchoReplies, AnswerTo) serve the path check (Echo), `netd doctor`
+// and the lab's pings and chaos prober as well.
 package probe
 
 import (
@@ -331,7 +336,7 @@ func (p *Prober) sendAll(conn PacketConn) {
 }
 
 func (p *Prober) receive(conn PacketConn) {
-	readEchoReplies(conn, p.id, func(from netip.Addr, seq uint16) bool {
+	ReadEchoReplies(conn, p.id, func(from netip.Addr, seq uint16, _ []byte) bool {
 		p.reply(from, seq)
 		return false
 	})

@@ -12,7 +12,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vishvananda/netns"
-	"golang.org/x/net/icmp"
 
 	"github.com/ducksnest/netd/internal/testutil"
 )
@@ -25,26 +24,36 @@ func ip(t *testing.T, args ...string) {
 	}
 }
 
-// inNS opens the ICMP socket inside the named namespace.
+// inNamedNS runs fn on a thread in the named namespace: the sockets it
+// opens stay in that namespace.
+func inNamedNS(name string, fn func() error) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		return err
+	}
+	defer orig.Close()
+	h, err := netns.GetFromName(name)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	if err := netns.Set(h); err != nil {
+		return err
+	}
+	defer func() { _ = netns.Set(orig) }()
+	return fn()
+}
+
+// inNS opens the prober's ICMP socket inside the named namespace.
 func inNS(name string) func(netip.Addr) (PacketConn, error) {
-	return func(src netip.Addr) (PacketConn, error) {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			return nil, err
-		}
-		defer orig.Close()
-		h, err := netns.GetFromName(name)
-		if err != nil {
-			return nil, err
-		}
-		defer h.Close()
-		if err := netns.Set(h); err != nil {
-			return nil, err
-		}
-		defer func() { _ = netns.Set(orig) }()
-		return icmp.ListenPacket("ip4:icmp", src.String())
+	return func(src netip.Addr) (c PacketConn, err error) {
+		err = inNamedNS(name, func() error {
+			c, err = listenEchoReplies(src)
+			return err
+		})
+		return c, err
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
+	"github.com/ducksnest/netd/internal/testutil"
 	"github.com/ducksnest/netd/netd/lab"
 )
 
@@ -101,7 +102,7 @@ func (r *run) startGoBGPd(ctx context.Context, ns, name, conf string, nexthop ne
 	}
 	d.pid = p.PID
 	for _, b := range blocks {
-		err := poll(ctx, 20*time.Second, 100*time.Millisecond, func() (bool, error) {
+		_, err := testutil.Every(100*time.Millisecond).Wait(ctx, 20*time.Second, "gobgpd to take the route", func() (bool, error) {
 			_, err := d.gobgp(ctx, "global", "rib", "add", "-a", "ipv4", b.String(), "nexthop", nexthop.String())
 			return err == nil, nil
 		})
@@ -253,28 +254,6 @@ func parseMetric(sc *bufio.Scanner, name string) (float64, error) {
 		return 0, fmt.Errorf("reading metrics: %w", err)
 	}
 	return 0, fmt.Errorf("no metric %s", name)
-}
-
-// poll calls cond every interval until it is true, it fails, or d passed.
-func poll(ctx context.Context, d, interval time.Duration, cond func() (bool, error)) error {
-	deadline := time.Now().Add(d)
-	for {
-		ok, err := cond()
-		if err != nil {
-			return err
-		}
-		if ok {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not within %s", d)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(interval):
-		}
-	}
 }
 
 // pause waits d (a measurement window, not a synchronisation).

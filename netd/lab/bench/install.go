@@ -17,6 +17,7 @@ import (
 
 	"github.com/vishvananda/netns"
 
+	"github.com/ducksnest/netd/internal/testutil"
 	"github.com/ducksnest/netd/netd/lab"
 	"github.com/ducksnest/netd/netd/routes"
 	"github.com/ducksnest/netd/netd/routes/nl"
@@ -161,7 +162,7 @@ func (r *run) birdInstall(ctx context.Context, ns string, n int) (time.Duration,
 		_ = r.lab.StopProc(context.WithoutCancel(ctx), d.key, 5*time.Second)
 	}()
 	loaded := fmt.Sprintf("%d of %d routes", n, n)
-	err = poll(ctx, 2*time.Minute, 50*time.Millisecond, func() (bool, error) {
+	_, err = testutil.Every(50*time.Millisecond).Wait(ctx, 2*time.Minute, loaded, func() (bool, error) {
 		out, err := d.birdc(ctx, "show", "route", "count")
 		return err == nil && strings.Contains(out, loaded), nil
 	})
@@ -172,7 +173,7 @@ func (r *run) birdInstall(ctx context.Context, ns string, n int) (time.Duration,
 	if _, err := d.birdc(ctx, "enable", "k"); err != nil {
 		return 0, err
 	}
-	err = poll(ctx, 5*time.Minute, 10*time.Millisecond, func() (bool, error) {
+	_, err = testutil.Every(10*time.Millisecond).Wait(ctx, 5*time.Minute, "the kernel protocol's exports", func() (bool, error) {
 		out, err := d.birdc(ctx, "show", "protocols", "all", "k")
 		m := exportedRE.FindStringSubmatch(out)
 		return err == nil && m != nil && m[1] == strconv.Itoa(n), nil

@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"syscall"
 	"time"
+
+	"github.com/ducksnest/netd/internal/testutil"
 )
 
 // Idle is one daemon's idle figures over the lab's nodes.
@@ -119,7 +121,7 @@ func (r *run) growth(ctx context.Context, pid func() int, count func() (int, err
 	}
 	start := time.Now()
 	learned := counted(func(c int) bool { return c >= r.cfg.Prefixes })
-	err = poll(ctx, 3*time.Minute, 50*time.Millisecond, func() (bool, error) {
+	_, err = testutil.Every(50*time.Millisecond).Wait(ctx, 3*time.Minute, "the prefixes learned", func() (bool, error) {
 		if err := sample(); err != nil {
 			return false, err
 		}
@@ -152,7 +154,7 @@ func (r *run) growth(ctx context.Context, pid func() int, count func() (int, err
 	if err := r.lab.StopProc(ctx, sender.key, 5*time.Second); err != nil {
 		return g, err
 	}
-	err = poll(ctx, 2*time.Minute, 50*time.Millisecond, counted(func(c int) bool { return c == 0 }))
+	_, err = testutil.Every(50*time.Millisecond).Wait(ctx, 2*time.Minute, "the prefixes withdrawn", counted(func(c int) bool { return c == 0 }))
 	if err != nil {
 		return g, fmt.Errorf("withdrawing %d prefixes: %w", r.cfg.Prefixes, errors.Join(err, lastErr))
 	}
@@ -204,7 +206,7 @@ func (r *run) rejoin(ctx context.Context, rs restarter) (map[string][]time.Durat
 			sig = syscall.SIGTERM
 		}
 		for range r.cfg.Runs {
-			if err := poll(ctx, time.Minute, 50*time.Millisecond, func() (bool, error) { return rs.back(ctx) }); err != nil {
+			if _, err := testutil.Every(50*time.Millisecond).Wait(ctx, time.Minute, "convergence", func() (bool, error) { return rs.back(ctx) }); err != nil {
 				return out, fmt.Errorf("not converged before a restart: %w", err)
 			}
 			if err := rs.stop(ctx, sig); err != nil {
@@ -216,7 +218,7 @@ func (r *run) rejoin(ctx context.Context, rs restarter) (map[string][]time.Durat
 			}
 			// Three minutes: BIRD may wait 60 s (its error wait time)
 			// before it reconnects a session that BFD took down.
-			if err := poll(ctx, 3*time.Minute, 10*time.Millisecond, func() (bool, error) { return rs.back(ctx) }); err != nil {
+			if _, err := testutil.Every(10*time.Millisecond).Wait(ctx, 3*time.Minute, "sessions and routes back", func() (bool, error) { return rs.back(ctx) }); err != nil {
 				return out, fmt.Errorf("back after %s: %w", kind, err)
 			}
 			out[kind] = append(out[kind], time.Since(start))

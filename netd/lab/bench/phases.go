@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ducksnest/netd/internal/testutil"
 	"github.com/ducksnest/netd/policy/desired"
 )
 
@@ -92,7 +93,7 @@ func (r *run) birdPhase(ctx context.Context) error {
 		}
 		return r.kernelBack(0)
 	}
-	if err := poll(ctx, time.Minute, 100*time.Millisecond, func() (bool, error) { return back(ctx) }); err != nil {
+	if _, err := testutil.Every(100*time.Millisecond).Wait(ctx, time.Minute, "sessions and routes", func() (bool, error) { return back(ctx) }); err != nil {
 		return fmt.Errorf("BIRD lab did not converge: %w", err)
 	}
 	if err := pause(ctx, r.cfg.Settle); err != nil {
@@ -153,7 +154,7 @@ func (r *run) gobgpdPhase(ctx context.Context) error {
 		ds[n.Name] = d
 	}
 	total := len(r.blocksOf(""))
-	err := poll(ctx, time.Minute, 100*time.Millisecond, func() (bool, error) {
+	_, err := testutil.Every(100*time.Millisecond).Wait(ctx, time.Minute, "every gobgpd's routes", func() (bool, error) {
 		for _, d := range ds {
 			c, err := d.gobgpDestinations(ctx)
 			if up := err == nil && c >= total; !up {

@@ -3,18 +3,14 @@ package chaos
 import (
 	"context"
 	"encoding/binary"
-	"fmt"
 	"math/rand/v2"
 	"net"
 	"net/netip"
 	"sync"
 	"time"
 
-	"golang.org/x/net/icmp"
-	"golang.org/x/net/ipv4"
-	"golang.org/x/sys/unix"
-
 	"github.com/ducksnest/netd/netd/lab"
+	"github.com/ducksnest/netd/netd/probe"
 )
 
 // Pair is a source and destination pod.
@@ -76,7 +72,10 @@ func StartProber(ctx context.Context, pods []lab.Pod, interval, timeout time.Dur
 			src.pending[len(p.Pairs)] = map[uint64]time.Time{}
 			p.Pairs = append(p.Pairs, Pair{Src: s, Dst: d})
 		}
-		c, err := lab.ListenICMP(ctx, s.NS, s.Addr)
+		// Only echo replies (not the other pods' requests), and a receive
+		// buffer that rides out a stall of the receiving goroutine on a
+		// loaded machine: without both, the prober drops replies itself.
+		c, err := lab.ListenICMP(ctx, s.NS, s.Addr, probe.Socket{EchoRepliesOnly: true, ReadBuffer: 8 << 20})
 		if err != nil {
 			cancel()
 			for _, o := range srcs {
@@ -86,13 +85,6 @@ func StartProber(ctx context.Context, pods []lab.Pod, interval, timeout time.Dur
 		}
 		src.conn = c
 		srcs = append(srcs, src)
-		if err := tuneSocket(c); err != nil {
-			cancel()
-			for _, o := range srcs {
-				_ = o.conn.Close()
-			}
-			return nil, err
-		}
 	}
 	p.srcs = srcs
 	for _, s := range srcs {
@@ -104,33 +96,6 @@ func StartProber(ctx context.Context, pods []lab.Pod, interval, timeout time.Dur
 	return p, nil
 }
 
-// tuneSocket makes a pod's raw socket take only echo replies (not the
-// other pods' requests) and gives it a receive buffer that rides out a
-// stall of the receiving goroutine on a loaded machine: without both, the
-// prober drops replies itself.
-func tuneSocket(c *net.IPConn) error {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return fmt.Errorf("raw socket: %w", err)
-	}
-	var serr error
-	err = rc.Control(func(fd uintptr) {
-		// ICMP_FILTER is a mask of the types to drop: all but echo reply.
-		filter := ^uint32(1 << 0)
-		serr = unix.SetsockoptInt(int(fd), unix.SOL_RAW, unix.ICMP_FILTER, int(int32(filter)))
-		if serr == nil {
-			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 8<<20)
-		}
-	})
-	if err == nil {
-		err = serr
-	}
-	if err != nil {
-		return fmt.Errorf("setting up the prober's raw socket: %w", err)
-	}
-	return nil
-}
-
 func (p *Prober) send(ctx context.Context, s *source) {
 	defer p.wg.Done()
 	t := time.NewTicker(p.Interval)
@@ -140,13 +105,12 @@ func (p *Prober) send(ctx context.Context, s *source) {
 		now := time.Now()
 		binary.BigEndian.PutUint64(data, round)
 		for dst, pi := range s.pairs {
-			m := icmp.Message{Type: ipv4.ICMPTypeEcho, Body: &icmp.Echo{ID: int(s.id), Seq: int(uint16(round)), Data: data}}
 			// In flight before it is sent: the reply may come back before
 			// WriteTo returns.
 			s.mu.Lock()
 			s.pending[pi][round] = now
 			s.mu.Unlock()
-			b, err := m.Marshal(nil)
+			b, err := probe.EchoRequest(s.id, uint16(round), data)
 			if err == nil {
 				_, err = s.conn.WriteTo(b, &net.IPAddr{IP: dst.AsSlice()})
 			}
@@ -196,30 +160,12 @@ func (p *Prober) lost(pair int, at time.Time) {
 
 func (p *Prober) receive(s *source) {
 	defer p.wg.Done()
-	buf := make([]byte, 1500)
-	for {
-		n, from, err := s.conn.ReadFrom(buf)
-		if err != nil {
-			return
+	probe.ReadEchoReplies(s.conn, s.id, func(from netip.Addr, _ uint16, data []byte) bool {
+		pi, ok := s.pairs[from]
+		if !ok || len(data) < 8 {
+			return false
 		}
-		m, err := icmp.ParseMessage(1, buf[:n])
-		if err != nil || m.Type != ipv4.ICMPTypeEchoReply {
-			continue
-		}
-		e, ok := m.Body.(*icmp.Echo)
-		if !ok || uint16(e.ID) != s.id || len(e.Data) < 8 {
-			continue
-		}
-		ia, ok := from.(*net.IPAddr)
-		if !ok {
-			continue
-		}
-		a, _ := netip.AddrFromSlice(ia.IP)
-		pi, ok := s.pairs[a.Unmap()]
-		if !ok {
-			continue
-		}
-		round := binary.BigEndian.Uint64(e.Data)
+		round := binary.BigEndian.Uint64(data)
 		s.mu.Lock()
 		if at, ok := s.pending[pi][round]; ok {
 			delete(s.pending[pi], round)
@@ -228,7 +174,8 @@ func (p *Prober) receive(s *source) {
 			}
 		}
 		s.mu.Unlock()
-	}
+		return false
+	})
 }
 
 // Losses returns the losses recorded so far (requests still in flight
