@@ -45,7 +45,7 @@ func (tn *Tailnet) WaitRoutes(ctx context.Context, timeout time.Duration) error 
 		}
 		if time.Since(start) > reapproveEvery {
 			for owner := range missing {
-				if err := tn.reapprove(ctx, owner); err != nil {
+				if err := tn.reapprove(ctx, owner, nil); err != nil {
 					return err
 				}
 			}
@@ -89,7 +89,7 @@ func (tn *Tailnet) keepServed(ctx context.Context) {
 			delete(seen, n.ID)
 			for _, ln := range tn.lab.Nodes {
 				if slices.Contains(n.IPAddresses, ln.OverlayAddr.String()) {
-					if err := tn.reapprove(ctx, ln.Name); err != nil && ctx.Err() == nil {
+					if err := tn.reapprove(ctx, ln.Name, ns); err != nil && ctx.Err() == nil {
 						tn.lab.log.Warn("approving a node's routes again", "node", ln.Name, "err", err)
 					}
 				}
@@ -159,8 +159,9 @@ func (tn *Tailnet) hsNodes(ctx context.Context) ([]hsNode, error) {
 }
 
 // reapprove approves a lab node's pod blocks again, unless that was done
-// in the last reapproveEvery.
-func (tn *Tailnet) reapprove(ctx context.Context, node string) error {
+// in the last reapproveEvery. ns is headscale's node list when the caller
+// has just read it (nil: read it here).
+func (tn *Tailnet) reapprove(ctx context.Context, node string, ns []hsNode) error {
 	tn.mu.Lock()
 	if tn.approvedAt == nil {
 		tn.approvedAt = map[string]time.Time{}
@@ -172,9 +173,11 @@ func (tn *Tailnet) reapprove(ctx context.Context, node string) error {
 	tn.approvedAt[node] = time.Now()
 	tn.mu.Unlock()
 
-	ns, err := tn.hsNodes(ctx)
-	if err != nil {
-		return err
+	if ns == nil {
+		var err error
+		if ns, err = tn.hsNodes(ctx); err != nil {
+			return err
+		}
 	}
 	n, err := tn.lab.Node(node)
 	if err != nil {
