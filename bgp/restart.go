@@ -45,6 +45,7 @@ func (s *Speaker) reassertRestart(ctx context.Context) ([]netip.Addr, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listing peers: %w", err)
 	}
+	redo = s.notOpening(redo)
 	for _, a := range redo {
 		spec := s.peers[a]
 		if err := s.deletePeer(ctx, a); err != nil {
@@ -59,6 +60,38 @@ func (s *Speaker) reassertRestart(ctx context.Context) ([]netip.Addr, error) {
 		s.log.Info("gobgp cleared the restart state of a peer that is not up yet; re-added it with the R-bit", "address", a)
 	}
 	return redo, nil
+}
+
+// notOpening drops from redo the peers with a connection being opened
+// (openingConns): the next peer event checks them again. If the
+// kernel's sockets cannot be listed, redo is returned whole, as before.
+func (s *Speaker) notOpening(redo []netip.Addr) []netip.Addr {
+	if len(redo) == 0 {
+		return redo
+	}
+	listen := uint16(s.global.listenPort)
+	if listen == 0 {
+		listen = 179
+	}
+	ports := map[netip.Addr]uint16{}
+	for _, a := range redo {
+		ports[a] = uint16(s.peers[a].remotePort)
+	}
+	busy, err := openingConns(listen, ports)
+	if err != nil {
+		s.log.Warn("cannot see the connections being opened; re-adding the peers regardless", "err", err)
+		return redo
+	}
+	kept := redo[:0]
+	for _, a := range redo {
+		if busy[a] {
+			s.metrics.restartReassertWaits.Inc()
+			s.log.Info("gobgp cleared the restart state of a peer whose connection is being opened: left alone", "address", a)
+			continue
+		}
+		kept = append(kept, a)
+	}
+	return kept
 }
 
 // needsReassert reports whether peer p, configured with the Restart State

@@ -126,7 +126,7 @@ type metrics struct {
 	s                                                   *Speaker
 	rejected                                            *prometheus.CounterVec
 	cutOff                                              *prometheus.CounterVec
-	restartReasserted                                   prometheus.Counter
+	restartReasserted, restartReassertWaits             prometheus.Counter
 	idleHoldCut                                         prometheus.Counter
 	up, received, accepted, advertised, learned, synced *prometheus.Desc
 }
@@ -146,6 +146,10 @@ func newMetrics(s *Speaker) *metrics {
 			Name: "netd_bgp_restart_bit_reasserted_total",
 			Help: "Peers re-added with the graceful restart R-bit after GoBGP cleared it before they came up.",
 		}),
+		restartReassertWaits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "netd_bgp_restart_bit_reassert_waits_total",
+			Help: "Times a peer that needed the graceful restart R-bit again was left alone because a connection with it was being opened.",
+		}),
 		idleHoldCut: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "netd_bgp_idle_hold_cut_total",
 			Help: "Dropped sessions whose GoBGP idle hold (5 s) netd cut to 1 s, so a restarted peer is accepted sooner.",
@@ -163,6 +167,7 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.rejected.Describe(ch)
 	m.cutOff.Describe(ch)
 	m.restartReasserted.Describe(ch)
+	m.restartReassertWaits.Describe(ch)
 	m.idleHoldCut.Describe(ch)
 	for _, d := range []*prometheus.Desc{m.up, m.received, m.accepted, m.advertised, m.learned, m.synced} {
 		ch <- d
@@ -173,6 +178,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	m.rejected.Collect(ch)
 	m.cutOff.Collect(ch)
 	m.restartReasserted.Collect(ch)
+	m.restartReassertWaits.Collect(ch)
 	m.idleHoldCut.Collect(ch)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()

@@ -155,7 +155,7 @@ func TestTailnet(t *testing.T) {
 	})
 
 	t.Run("bfd over tailscale0, silent peer", func(t *testing.T) {
-		testBFDOverTailnet(ctx, t, l, st)
+		testBFDOverTailnet(ctx, t, l, tn, st)
 	})
 
 	t.Run("advertised routes", func(t *testing.T) {
