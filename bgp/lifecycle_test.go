@@ -110,8 +110,16 @@ func TestGracefulRestart(t *testing.T) {
 	if err := a2.Stop(ctx, false); err != nil {
 		t.Fatalf("stop: %v", err)
 	}
-	// At once, not after the 30 s restart time a graceful stop gives.
-	d := testutil.Eventually(t, wait, "b withdraws a's block", func() bool { _, ok := route(b, block); return !ok })
+	// Withdrawn outright: never held as stale (as after the graceful stop
+	// above, where the block stays for the 30 s restart time), so it goes
+	// as soon as b handles the session's end.
+	d := testutil.Eventually(t, wait, "b withdraws a's block", func() bool {
+		if slices.Contains(b.stale(), block) {
+			t.Fatalf("after a hard stop b holds a's block as stale: %v", b.stale())
+		}
+		_, ok := route(b, block)
+		return !ok
+	})
 	t.Logf("withdrawn %v after a hard stop", d)
 }
 
