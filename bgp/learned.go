@@ -73,8 +73,11 @@ func (a pathInfo) equalCost(b pathInfo) bool {
 // MaxPrefixes, and stale paths (kept for a restarting peer) past
 // StalePathTime, which GoBGP keeps until End-of-RIB even if it never comes.
 //
-// only names the destinations to read (nil: all of them).
-func readLearned(ctx context.Context, srv *server.BgpServer, names map[netip.Addr]string, skip func(from netip.Addr, p netip.Prefix, stale bool) bool, only []netip.Prefix) ([]Learned, error) {
+// only names the destinations to read (nil: all of them). report, if set,
+// is given every stale path left in, and every other path left in from a
+// peer in watch (held.go).
+func readLearned(ctx context.Context, srv *server.BgpServer, names map[netip.Addr]string, skip func(from netip.Addr, p netip.Prefix, stale bool) bool,
+	only []netip.Prefix, watch map[netip.Addr]bool, report func(seenPath)) ([]Learned, error) {
 	var out []Learned
 	if only != nil && len(only) == 0 {
 		return nil, nil
@@ -91,8 +94,14 @@ func readLearned(ctx context.Context, srv *server.BgpServer, names map[netip.Add
 			if isLocal(p) {
 				return // our own
 			}
-			if from, err := netip.ParseAddr(p.NeighborIp); p.Filtered || p.IsWithdraw || err != nil || skip(from, pfx, p.Stale) {
+			from, err := netip.ParseAddr(p.NeighborIp)
+			if p.Filtered || p.IsWithdraw || err != nil || skip(from, pfx, p.Stale) {
 				continue
+			}
+			if report != nil && p.Stale {
+				report(seenPath{from: from, prefix: pfx, nextHop: readPathInfo(p).nextHop, stale: true})
+			} else if report != nil && watch[from] {
+				report(seenPath{from: from, prefix: pfx})
 			}
 			paths = append(paths, p)
 			if p.Best {

@@ -80,7 +80,14 @@ func (s *Speaker) refreshNow(ctx context.Context, srv *server.BgpServer, only []
 	if overChanged {
 		only = nil
 	}
-	learned, err := readLearned(ctx, srv, names, skip, only)
+	st.mu.Lock()
+	watch := make(map[netip.Addr]bool, len(st.held))
+	for a := range st.held {
+		watch[a] = true
+	}
+	st.mu.Unlock()
+	var seen []seenPath
+	learned, err := readLearned(ctx, srv, names, skip, only, watch, func(sp seenPath) { seen = append(seen, sp) })
 	if err != nil {
 		if ctx.Err() == nil {
 			s.log.Warn("reading learned bgp paths", "err", err)
@@ -88,6 +95,17 @@ func (s *Speaker) refreshNow(ctx context.Context, srv *server.BgpServer, only []
 		return
 	}
 	st.mu.Lock()
+	learned, newly, next := st.updateHeld(learned, seen, only, cut, expired, now)
+	for _, a := range newly {
+		s.metrics.held.WithLabelValues(names[a]).Inc()
+		until := "its End-of-RIB"
+		if t := st.holdWindow(st.peers[a]); !t.IsZero() {
+			until = t.Format(time.RFC3339)
+		}
+		s.log.Warn("gobgp dropped a restarting peer's stale paths after a failed session attempt: netd keeps them until the peer is back, its restart time has passed or its path is dead",
+			"peer", names[a], "address", a, "paths", len(st.held[a].paths), "until", until)
+	}
+	st.armHeldTimer(next, func() { poke(s.refresh) })
 	if st.applyLearned(learned, only) {
 		poke(s.changes)
 	}

@@ -70,6 +70,11 @@ type state struct {
 	// a full re-read instead).
 	dirty map[netip.Prefix]struct{}
 	delta chan struct{}
+	// held are the stale paths of peers that GoBGP may drop too early
+	// (held.go); heldTimer fires at heldAt, when the first of them ends.
+	held      map[netip.Addr]*heldPeer
+	heldTimer *time.Timer
+	heldAt    time.Time
 }
 
 func (st *state) init() {
@@ -79,6 +84,7 @@ func (st *state) init() {
 	st.cutOff = map[netip.Addr]bool{}
 	st.expect = map[netip.Addr]bool{}
 	st.dirty = map[netip.Prefix]struct{}{}
+	st.held = map[netip.Addr]*heldPeer{}
 	if st.delta == nil {
 		st.delta = make(chan struct{}, 1)
 	}
@@ -89,6 +95,10 @@ func (st *state) reset() {
 	defer st.mu.Unlock()
 	if st.syncTimer != nil {
 		st.syncTimer.Stop()
+	}
+	if st.heldTimer != nil {
+		st.heldTimer.Stop()
+		st.heldTimer, st.heldAt = nil, time.Time{}
 	}
 	expect := st.expect
 	st.init()

@@ -125,7 +125,7 @@ func countAdjOut(ctx context.Context, srv *server.BgpServer, a netip.Addr) int {
 type metrics struct {
 	s                                                   *Speaker
 	rejected                                            *prometheus.CounterVec
-	cutOff                                              *prometheus.CounterVec
+	cutOff, held                                        *prometheus.CounterVec
 	restartReasserted, restartReassertWaits             prometheus.Counter
 	idleHoldCut                                         prometheus.Counter
 	up, received, accepted, advertised, learned, synced *prometheus.Desc
@@ -146,6 +146,10 @@ func newMetrics(s *Speaker) *metrics {
 			Name: "netd_bgp_restart_bit_reasserted_total",
 			Help: "Peers re-added with the graceful restart R-bit after GoBGP cleared it before they came up.",
 		}),
+		held: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "netd_bgp_stale_paths_held_total",
+			Help: "Times GoBGP dropped a restarting peer's stale paths after a failed session attempt and netd kept them for the rest of its restart time.",
+		}, []string{"peer"}),
 		restartReassertWaits: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "netd_bgp_restart_bit_reassert_waits_total",
 			Help: "Times a peer that needed the graceful restart R-bit again was left alone because a connection with it was being opened.",
@@ -166,6 +170,7 @@ func newMetrics(s *Speaker) *metrics {
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.rejected.Describe(ch)
 	m.cutOff.Describe(ch)
+	m.held.Describe(ch)
 	m.restartReasserted.Describe(ch)
 	m.restartReassertWaits.Describe(ch)
 	m.idleHoldCut.Describe(ch)
@@ -177,6 +182,7 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	m.rejected.Collect(ch)
 	m.cutOff.Collect(ch)
+	m.held.Collect(ch)
 	m.restartReasserted.Collect(ch)
 	m.restartReassertWaits.Collect(ch)
 	m.idleHoldCut.Collect(ch)

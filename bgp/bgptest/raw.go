@@ -43,10 +43,17 @@ const rawHold = 3
 // t.Cleanup.
 func DialRaw(t T, from, to netip.Addr, asn uint32) *Raw {
 	t.Helper()
+	return DialRawRestart(t, from, to, asn, 120)
+}
+
+// DialRawRestart is DialRaw with the graceful restart time the session
+// advertises, in seconds.
+func DialRawRestart(t T, from, to netip.Addr, asn uint32, restart uint16) *Raw {
+	t.Helper()
 	var r *Raw
 	var last error
 	_, err := testutil.Every(100*time.Millisecond).Wait(context.Background(), 20*time.Second, "the speaker to take the session", func() (bool, error) {
-		r, last = dialRaw(from, to, asn)
+		r, last = dialRaw(from, to, asn, restart)
 		return last == nil, nil
 	})
 	if err != nil {
@@ -57,14 +64,14 @@ func DialRaw(t T, from, to netip.Addr, asn uint32) *Raw {
 	return r
 }
 
-func dialRaw(from, to netip.Addr, asn uint32) (*Raw, error) {
+func dialRaw(from, to netip.Addr, asn uint32, restart uint16) (*Raw, error) {
 	d := net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(from, 0)), Timeout: 2 * time.Second}
 	conn, err := d.Dial("tcp", netip.AddrPortFrom(to, Port).String())
 	if err != nil {
 		return nil, err
 	}
 	r := &Raw{conn: conn, prefixes: map[netip.Prefix]bool{}, done: make(chan struct{})}
-	if err := r.handshake(from, asn); err != nil {
+	if err := r.handshake(from, asn, restart); err != nil {
 		conn.Close()
 		return nil, err
 	}
@@ -73,11 +80,11 @@ func dialRaw(from, to netip.Addr, asn uint32) (*Raw, error) {
 	return r, nil
 }
 
-func (r *Raw) handshake(id netip.Addr, asn uint32) error {
+func (r *Raw) handshake(id netip.Addr, asn uint32, restart uint16) error {
 	caps := []bgp.ParameterCapabilityInterface{
 		bgp.NewCapMultiProtocol(bgp.RF_IPv4_UC),
 		bgp.NewCapRouteRefresh(),
-		bgp.NewCapGracefulRestart(false, true, 120, []*bgp.CapGracefulRestartTuple{bgp.NewCapGracefulRestartTuple(bgp.RF_IPv4_UC, true)}),
+		bgp.NewCapGracefulRestart(false, true, restart, []*bgp.CapGracefulRestartTuple{bgp.NewCapGracefulRestartTuple(bgp.RF_IPv4_UC, true)}),
 		bgp.NewCapFourOctetASNumber(asn),
 	}
 	as16 := uint16(bgp.AS_TRANS)
@@ -212,4 +219,39 @@ func (r *Raw) Err() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.err
+}
+
+// Announce sends an iBGP UPDATE for p with next hop nh.
+func (r *Raw) Announce(p netip.Prefix, nh netip.Addr) error {
+	attrs := []bgp.PathAttributeInterface{
+		bgp.NewPathAttributeOrigin(bgp.BGP_ORIGIN_ATTR_TYPE_IGP),
+		bgp.NewPathAttributeAsPath(nil),
+		bgp.NewPathAttributeNextHop(nh.String()),
+		bgp.NewPathAttributeLocalPref(100),
+	}
+	nlri := []*bgp.IPAddrPrefix{bgp.NewIPAddrPrefix(uint8(p.Bits()), p.Addr().String())}
+	return r.send(bgp.NewBGPUpdateMessage(nil, attrs, nlri))
+}
+
+// Attempt opens a connection from from to the speaker at to:Port, waits
+// for the speaker's OPEN (so its session with from is in OpenSent) and
+// closes the connection without answering: a session attempt that fails
+// before it is established. It reports whether the speaker sent its OPEN
+// (false: it refused or closed the connection, as GoBGP does while it
+// holds the peer Idle).
+func Attempt(from, to netip.Addr) (bool, error) {
+	d := net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(from, 0)), Timeout: 2 * time.Second}
+	conn, err := d.Dial("tcp", netip.AddrPortFrom(to, Port).String())
+	if err != nil {
+		return false, nil //nolint:nilerr // refused: the speaker is not listening for from yet
+	}
+	defer conn.Close()
+	if err := conn.SetDeadline(time.Now().Add(3 * time.Second)); err != nil {
+		return false, err
+	}
+	m, err := readMessage(conn)
+	if err != nil {
+		return false, nil //nolint:nilerr // closed: the speaker holds from Idle
+	}
+	return m.Header.Type == bgp.BGP_MSG_OPEN, nil
 }
