@@ -25,16 +25,16 @@ const (
 // keeps our routes as stale while we restart, drops them all when a
 // session with a restarting speaker fails before it is established.
 func openingConns(listenPort uint16, peerPort map[netip.Addr]uint16) (map[netip.Addr]bool, error) {
-	socks, err := netlink.SocketDiagTCP(unix.AF_INET)
-	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
-		return nil, fmt.Errorf("listing tcp sockets: %w", err)
-	}
-	socks6, err := netlink.SocketDiagTCP(unix.AF_INET6)
-	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
-		return nil, fmt.Errorf("listing tcp6 sockets: %w", err)
+	var socks []*netlink.Socket
+	for _, family := range []uint8{unix.AF_INET, unix.AF_INET6} {
+		ss, err := netlink.SocketDiagTCP(family)
+		if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+			return nil, fmt.Errorf("listing tcp sockets (family %d): %w", family, err)
+		}
+		socks = append(socks, ss...)
 	}
 	out := map[netip.Addr]bool{}
-	for _, s := range append(socks, socks6...) {
+	for _, s := range socks {
 		if s.State != tcpEstablished && s.State != tcpSynSent {
 			continue
 		}

@@ -27,11 +27,10 @@ import (
 	"time"
 )
 
-// seenPath is a path readLearned reported: its peer, whether GoBGP marks
-// it stale, and (for a stale one) its next hop.
+// seenPath is a path readLearned reported: its peer and prefix, whether
+// GoBGP marks it stale, and (for a stale one) its next hop.
 type seenPath struct {
-	from    netip.Addr
-	prefix  netip.Prefix
+	pathKey
 	nextHop netip.Addr
 	stale   bool
 }
@@ -67,16 +66,13 @@ func (st *state) holdWindow(rt *peerRT) time.Time {
 // paths of destinations it lacks, and returns learned, the peers whose
 // held paths newly stand in for dropped ones, and the earliest time a
 // held path must go (zero: none held). Called under st.mu.
-func (st *state) updateHeld(learned []Learned, seen []seenPath, only []netip.Prefix, cut, expired map[netip.Addr]bool, now time.Time) ([]Learned, []netip.Addr, time.Time) {
+func (st *state) updateHeld(learned []Learned, seen map[pathKey]seenPath, only []netip.Prefix, cut, expired map[netip.Addr]bool, now time.Time) ([]Learned, []netip.Addr, time.Time) {
 	inScope := func(p netip.Prefix) bool {
 		if only == nil {
 			return true
 		}
 		_, ok := slices.BinarySearchFunc(only, p, comparePrefix)
 		return ok
-	}
-	if st.held == nil {
-		st.held = map[netip.Addr]*heldPeer{}
 	}
 	// Forget the peers whose promise ended.
 	for a := range st.held {
@@ -86,37 +82,21 @@ func (st *state) updateHeld(learned []Learned, seen []seenPath, only []netip.Pre
 			delete(st.held, a)
 		}
 	}
-	// What GoBGP has now, per peer.
-	fresh := map[netip.Addr]map[netip.Prefix]bool{}
-	stale := map[netip.Addr]map[netip.Prefix]netip.Addr{}
-	for _, sp := range seen {
-		if sp.stale {
-			if stale[sp.from] == nil {
-				stale[sp.from] = map[netip.Prefix]netip.Addr{}
-			}
-			stale[sp.from][sp.prefix] = sp.nextHop
-		} else {
-			if fresh[sp.from] == nil {
-				fresh[sp.from] = map[netip.Prefix]bool{}
-			}
-			fresh[sp.from][sp.prefix] = true
-		}
-	}
-	for a, ps := range stale {
-		rt := st.peers[a]
-		if rt == nil || cut[a] || expired[a] {
+	// Remember the stale paths GoBGP has now.
+	for k, sp := range seen {
+		if !sp.stale || !sp.nextHop.IsValid() || st.peers[k.from] == nil || cut[k.from] || expired[k.from] {
 			continue
 		}
-		h := st.held[a]
+		h := st.held[k.from]
 		if h == nil {
 			h = &heldPeer{paths: map[netip.Prefix]netip.Addr{}}
-			st.held[a] = h
+			st.held[k.from] = h
 		}
-		for p, nh := range ps {
-			if nh.IsValid() {
-				h.paths[p] = nh
-			}
-		}
+		h.paths[k.prefix] = sp.nextHop
+	}
+	gobgpStale := func(a netip.Addr, p netip.Prefix) bool {
+		sp, ok := seen[pathKey{a, p}]
+		return ok && sp.stale
 	}
 	var newly []netip.Addr
 	var next time.Time
@@ -131,7 +111,7 @@ func (st *state) updateHeld(learned []Learned, seen []seenPath, only []netip.Pre
 			if !inScope(p) {
 				continue
 			}
-			if fresh[a][p] {
+			if sp, ok := seen[pathKey{a, p}]; ok && !sp.stale {
 				delete(h.paths, p) // announced again: GoBGP's path now
 			}
 		}
@@ -141,7 +121,7 @@ func (st *state) updateHeld(learned []Learned, seen []seenPath, only []netip.Pre
 		}
 		used := false
 		for p, nh := range h.paths {
-			if !inScope(p) || have[p] || stale[a] != nil && stale[a][p].IsValid() {
+			if !inScope(p) || have[p] || gobgpStale(a, p) {
 				continue
 			}
 			l := add[p]

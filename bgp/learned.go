@@ -99,9 +99,9 @@ func readLearned(ctx context.Context, srv *server.BgpServer, names map[netip.Add
 				continue
 			}
 			if report != nil && p.Stale {
-				report(seenPath{from: from, prefix: pfx, nextHop: readPathInfo(p).nextHop, stale: true})
+				report(seenPath{pathKey: pathKey{from, pfx}, nextHop: readPathInfo(p).nextHop, stale: true})
 			} else if report != nil && watch[from] {
-				report(seenPath{from: from, prefix: pfx})
+				report(seenPath{pathKey: pathKey{from, pfx}})
 			}
 			paths = append(paths, p)
 			if p.Best {

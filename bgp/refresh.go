@@ -86,8 +86,8 @@ func (s *Speaker) refreshNow(ctx context.Context, srv *server.BgpServer, only []
 		watch[a] = true
 	}
 	st.mu.Unlock()
-	var seen []seenPath
-	learned, err := readLearned(ctx, srv, names, skip, only, watch, func(sp seenPath) { seen = append(seen, sp) })
+	seen := map[pathKey]seenPath{}
+	learned, err := readLearned(ctx, srv, names, skip, only, watch, func(sp seenPath) { seen[sp.pathKey] = sp })
 	if err != nil {
 		if ctx.Err() == nil {
 			s.log.Warn("reading learned bgp paths", "err", err)
